@@ -1,0 +1,143 @@
+#include "addon.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+
+#include "connection.h"
+#include "handler.h"
+#include "server.h"
+
+#ifndef LIBPQ_HAS_PIPELINING
+#error "session-pgsql needs libpq >= 14 (pipeline mode); install a newer libpq-dev"
+#endif
+
+namespace spg {
+
+Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
+  napi_get_uv_event_loop(env, &loop_);
+  resource_ = Napi::Persistent(Napi::Object::New(env));
+  napi_async_init(env, resource_.Value(), Napi::String::New(env, "session-pgsql"),
+                  &async_context_);
+
+  flusher_ = new uv_prepare_t;
+  uv_prepare_init(loop_, flusher_);
+  flusher_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(flusher_));
+  HandleOpened();
+
+  napi_add_async_cleanup_hook(env, OnTeardown, this, &teardown_hook_);
+
+  handler_constructor = Napi::Persistent(Handler::Define(env));
+  DefineAddon(exports, {
+                           InstanceMethod("inspectConninfo", &Addon::JsInspectConninfo),
+                           InstanceValue("libpqVersion", Napi::Number::New(env, PQlibVersion())),
+                           InstanceValue("Handler", handler_constructor.Value()),
+                       });
+}
+
+Addon::JsScope::JsScope(Addon* addon) {
+  if (addon->tearing_down_) return;
+  env_ = addon->env_;
+  handles_.emplace(addon->env_);
+  if (napi_open_callback_scope(env_, addon->resource_.Value(), addon->async_context_, &scope_) !=
+      napi_ok) {
+    scope_ = nullptr;
+  }
+}
+
+Addon::JsScope::~JsScope() {
+  if (scope_ != nullptr) napi_close_callback_scope(env_, scope_);
+}
+
+void Addon::Register(Connection* conn) { connections_.insert(conn); }
+
+void Addon::Unregister(Connection* conn) {
+  connections_.erase(conn);
+  UnscheduleFlush(conn);
+}
+
+void Addon::Register(Handler* handler) { handlers_.insert(handler); }
+void Addon::Unregister(Handler* handler) { handlers_.erase(handler); }
+
+void Addon::ScheduleFlush(Connection* conn) {
+  if (tearing_down_) return;
+  if (dirty_.empty()) uv_prepare_start(flusher_, OnPrepare);
+  dirty_.push_back(conn);
+}
+
+void Addon::UnscheduleFlush(Connection* conn) {
+  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), conn), dirty_.end());
+}
+
+// Runs before the loop waits for I/O: everything JS queued since the last turn
+// goes out in one write per connection.
+void Addon::OnPrepare(uv_prepare_t* handle) {
+  auto* self = static_cast<Addon*>(handle->data);
+  JsScope scope(self);
+  std::vector<Connection*> due;
+  due.swap(self->dirty_);
+  uv_prepare_stop(handle);
+  for (Connection* conn : due) {
+    // why: a flush can fail a connection, whose delegate may close others in
+    // `due`; Unregister removes closed ones from dirty_, so re-check membership.
+    if (self->connections_.count(conn) != 0 && !conn->closed()) conn->Flush();
+  }
+}
+
+void Addon::HandleClosed() {
+  --open_handles_;
+  MaybeFinishTeardown();
+}
+
+void Addon::OnTeardown(napi_async_cleanup_hook_handle hook, void* arg) {
+  auto* self = static_cast<Addon*>(arg);
+  self->tearing_down_ = true;
+  self->dirty_.clear();
+  // Handlers close their servers (timers included); pending promises are dropped,
+  // as no JS can run any more.
+  std::vector<Handler*> handlers(self->handlers_.begin(), self->handlers_.end());
+  for (Handler* handler : handlers) handler->Abandon();
+  std::vector<Connection*> conns(self->connections_.begin(), self->connections_.end());
+  for (Connection* conn : conns) conn->Close();
+  uv_close(reinterpret_cast<uv_handle_t*>(self->flusher_), [](uv_handle_t* h) {
+    auto* addon = static_cast<Addon*>(h->data);
+    delete reinterpret_cast<uv_prepare_t*>(h);
+    addon->HandleClosed();
+  });
+  self->flusher_ = nullptr;
+  self->MaybeFinishTeardown();
+}
+
+void Addon::MaybeFinishTeardown() {
+  if (!tearing_down_ || open_handles_ > 0 || teardown_hook_ == nullptr) return;
+  napi_async_cleanup_hook_handle hook = teardown_hook_;
+  teardown_hook_ = nullptr;
+  napi_async_destroy(env_, async_context_);
+  napi_remove_async_cleanup_hook(hook);
+}
+
+Napi::Value Addon::JsInspectConninfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "inspectConninfo(entry: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ServerSpec spec;
+  std::string error;
+  if (!ParseServerSpec(info[0].As<Napi::String>().Utf8Value(), &spec, &error)) {
+    Napi::Error e = Napi::Error::New(env, error);
+    e.Set("code", Napi::String::New(env, code::kInvalidOption));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("redacted", spec.redacted);
+  out.Set("identity", spec.identity);
+  return out;
+}
+
+}  // namespace spg
+
+using SessionPgsqlAddon = spg::Addon;
+NODE_API_ADDON(SessionPgsqlAddon)

@@ -1,0 +1,421 @@
+#include "connection.h"
+
+#include <utility>
+
+#include "addon.h"
+
+namespace spg {
+
+Statement Statement::Prepare(std::string name, std::string sql, int param_count) {
+  Statement s;
+  s.kind = Kind::kPrepare;
+  s.name = std::move(name);
+  s.sql = std::move(sql);
+  s.param_count = param_count;
+  return s;
+}
+
+Statement Statement::Prepared(std::string name) {
+  Statement s;
+  s.kind = Kind::kPrepared;
+  s.name = std::move(name);
+  return s;
+}
+
+Statement Statement::Text(std::string sql) {
+  Statement s;
+  s.kind = Kind::kParams;
+  s.sql = std::move(sql);
+  return s;
+}
+
+Statement& Statement::Bind(std::string value) {
+  params.push_back(std::move(value));
+  is_null.push_back(0);
+  return *this;
+}
+
+Statement& Statement::BindNull() {
+  params.emplace_back();
+  is_null.push_back(1);
+  return *this;
+}
+
+Connection::Connection(Addon* addon, ConnectionDelegate* delegate, ConnectionConfig config)
+    : addon_(addon), delegate_(delegate), config_(std::move(config)) {
+  addon_->Register(this);
+}
+
+Connection::~Connection() { addon_->Unregister(this); }
+
+ErrorInfo Connection::Start() {
+  // why: expand_dbname lets the whole entry (key=value or URI) ride in "dbname";
+  // later keywords only fill in what the entry leaves unset.
+  const char* keys[] = {"dbname", "fallback_application_name", nullptr};
+  const char* values[] = {config_.conninfo.c_str(), "session-pgsql", nullptr};
+  conn_ = PQconnectStartParams(keys, values, 1);
+  if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
+    ErrorInfo error =
+        ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secret);
+    Close();
+    return error;
+  }
+  phase_ = Phase::kConnecting;
+  timer_ = new uv_timer_t;
+  uv_timer_init(addon_->loop(), timer_);
+  addon_->HandleOpened();
+  timer_->data = this;
+  uv_timer_start(timer_, OnTimer, static_cast<uint64_t>(config_.connect_timeout_ms), 0);
+  // The first PQconnectPoll step waits for the socket to become writable.
+  if (!WatchSocket(UV_WRITABLE)) {
+    ErrorInfo error = LostError(code::kConnectFailed);
+    Close();
+    return error;
+  }
+  UpdateRef();
+  return {};
+}
+
+void Connection::Enqueue(OpPtr op) {
+  op->results.resize(op->statements.size());
+  unsent_.push_back(std::move(op));
+  UpdateRef();
+  MarkDirty();
+}
+
+void Connection::MarkReady() {
+  ready_ = true;
+  MarkDirty();
+}
+
+void Connection::Retire() {
+  retiring_ = true;
+  if (pending() == 0) {
+    delegate_->OnRetired(this);
+    Close();
+  }
+}
+
+void Connection::MarkDirty() {
+  if (dirty_ || closed_) return;
+  dirty_ = true;
+  addon_->ScheduleFlush(this);
+}
+
+ErrorInfo Connection::LostError(const char* code) {
+  return ConnectionError(code, conn_, config_.server, config_.secret);
+}
+
+bool Connection::WatchSocket(int events) {
+  int fd = PQsocket(conn_);
+  if (fd < 0) return false;
+  // why: during connect libpq may close the socket and open another that reuses
+  // the same descriptor number (next host or address), so a fresh handle is made
+  // for every connect step; a stale epoll registration would never fire.
+  if (poll_ != nullptr && phase_ == Phase::kConnecting) {
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnHandleClosed);
+    ++pending_closes_;
+    poll_ = nullptr;
+  }
+  if (poll_ == nullptr) {
+    poll_ = new uv_poll_t;
+    if (uv_poll_init_socket(addon_->loop(), poll_, fd) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      return false;
+    }
+    addon_->HandleOpened();
+    poll_->data = this;
+    watched_events_ = 0;
+  }
+  if (events != watched_events_) {
+    if (uv_poll_start(poll_, events, OnPoll) != 0) return false;
+    watched_events_ = events;
+  }
+  return true;
+}
+
+void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<Connection*>(handle->data);
+  Addon::JsScope scope(self->addon_);
+  if (self->closed_) return;
+  if (status < 0) {
+    // why: libuv reports socket errors as status < 0 with no events and has
+    // already stopped the handle; ignoring it would leave ops waiting forever.
+    self->Fail(self->LostError(self->phase_ == Phase::kConnecting ? code::kConnectFailed
+                                                                  : code::kConnectionLost));
+    return;
+  }
+  if (self->phase_ == Phase::kConnecting) {
+    self->ContinueConnect();
+    return;
+  }
+  if (events & UV_READABLE) {
+    self->HandleReadable();
+    if (self->closed_) return;
+  }
+  if ((events & UV_WRITABLE) && self->want_write_) self->FlushOutput();
+}
+
+void Connection::OnTimer(uv_timer_t* handle) {
+  auto* self = static_cast<Connection*>(handle->data);
+  Addon::JsScope scope(self->addon_);
+  if (self->closed_) return;
+  if (self->phase_ == Phase::kConnecting) {
+    self->Fail(MakeError(code::kConnectTimeout,
+                         "server " + std::to_string(self->config_.server) +
+                             ": no connection within the connect timeout",
+                         self->config_.server, true));
+  } else {
+    self->Fail(MakeError(code::kTimeout,
+                         "server " + std::to_string(self->config_.server) +
+                             ": no answer within the statement timeout",
+                         self->config_.server, true));
+  }
+}
+
+void Connection::ContinueConnect() {
+  switch (PQconnectPoll(conn_)) {
+    case PGRES_POLLING_READING:
+      if (!WatchSocket(UV_READABLE)) Fail(LostError(code::kConnectFailed));
+      return;
+    case PGRES_POLLING_WRITING:
+      if (!WatchSocket(UV_WRITABLE)) Fail(LostError(code::kConnectFailed));
+      return;
+    case PGRES_POLLING_OK:
+      break;
+    default:
+      Fail(LostError(code::kConnectFailed));
+      return;
+  }
+  if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
+    Fail(LostError(code::kConnectFailed));
+    return;
+  }
+  phase_ = Phase::kOpen;
+  uv_timer_stop(timer_);
+  if (!WatchSocket(UV_READABLE)) {
+    Fail(LostError(code::kConnectionLost));
+    return;
+  }
+  delegate_->OnConnected(this);
+  if (!closed_) MarkDirty();
+}
+
+void Connection::Flush() {
+  dirty_ = false;
+  if (closed_ || phase_ != Phase::kOpen) return;
+  SendQueued();
+  if (closed_) return;
+  FlushOutput();
+}
+
+void Connection::SendQueued() {
+  bool sent_any = false;
+  for (auto it = unsent_.begin(); it != unsent_.end() && sent_.size() < config_.max_in_flight;) {
+    Op& op = **it;
+    if (!ready_ && !op.setup) {
+      ++it;
+      continue;
+    }
+    for (const Statement& s : op.statements) {
+      std::vector<const char*> values(s.params.size());
+      for (size_t i = 0; i < s.params.size(); ++i) {
+        values[i] = s.is_null[i] ? nullptr : s.params[i].c_str();
+      }
+      const int n = static_cast<int>(values.size());
+      int ok = 0;
+      switch (s.kind) {
+        case Statement::Kind::kPrepare:
+          ok = PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr);
+          break;
+        case Statement::Kind::kPrepared:
+          ok = PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0);
+          break;
+        case Statement::Kind::kParams:
+          ok = PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr,
+                                 nullptr, 0);
+          break;
+      }
+      if (!ok) {
+        Fail(LostError(code::kConnectionLost));
+        return;
+      }
+    }
+    if (!PQpipelineSync(conn_)) {
+      Fail(LostError(code::kConnectionLost));
+      return;
+    }
+    sent_.push_back(std::move(*it));
+    it = unsent_.erase(it);
+    sent_any = true;
+  }
+  if (sent_any) UpdateDeadline();
+}
+
+void Connection::FlushOutput() {
+  int r = PQflush(conn_);
+  if (r < 0) {
+    Fail(LostError(code::kConnectionLost));
+    return;
+  }
+  want_write_ = r == 1;
+  UpdateInterest();
+}
+
+void Connection::UpdateInterest() {
+  int events = UV_READABLE | (want_write_ ? UV_WRITABLE : 0);
+  if (!WatchSocket(events)) Fail(LostError(code::kConnectionLost));
+}
+
+void Connection::HandleReadable() {
+  if (!PQconsumeInput(conn_)) {
+    Fail(LostError(code::kConnectionLost));
+    return;
+  }
+  if (!ProcessResults()) return;  // closed
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    Fail(LostError(code::kConnectionLost));
+    return;
+  }
+  // why: the server may have stopped reading until we read; now that we have,
+  // push out whatever is still buffered.
+  if (want_write_) FlushOutput();
+}
+
+bool Connection::ProcessResults() {
+  while (!sent_.empty() && !PQisBusy(conn_)) {
+    PGresult* raw = PQgetResult(conn_);
+    Op& head = *sent_.front();
+    if (raw == nullptr) {  // end of one statement's results
+      ++head_statement_;
+      continue;
+    }
+    ResultPtr result(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_PIPELINE_SYNC:
+        Complete();
+        if (closed_) return false;
+        break;
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+        if (head_statement_ < head.results.size()) head.results[head_statement_] = std::move(result);
+        break;
+      case PGRES_FATAL_ERROR:
+        if (!head.error) head.error = ResultError(raw, config_.server);
+        break;
+      case PGRES_PIPELINE_ABORTED:
+        break;
+      default:
+        Fail(MakeError(code::kProtocol,
+                       "server " + std::to_string(config_.server) + ": unexpected result status",
+                       config_.server, true));
+        return false;
+    }
+  }
+  return !closed_;
+}
+
+void Connection::Complete() {
+  OpPtr op = std::move(sent_.front());
+  sent_.pop_front();
+  head_statement_ = 0;
+  UpdateDeadline();
+  UpdateRef();
+  if (op->done) op->done(*op);
+  if (closed_) return;
+  if (retiring_ && pending() == 0) {
+    delegate_->OnRetired(this);
+    Close();
+    return;
+  }
+  if (!unsent_.empty()) MarkDirty();  // room in the window again
+}
+
+void Connection::UpdateDeadline() {
+  if (closed_ || phase_ != Phase::kOpen) return;
+  const Op* head = sent_.empty() ? nullptr : sent_.front().get();
+  if (head == deadline_for_) return;
+  deadline_for_ = head;
+  if (head == nullptr || head->no_deadline) {
+    uv_timer_stop(timer_);
+  } else {
+    // The deadline bounds how long the head op waits for its answer; ops behind
+    // it start their own clock when they reach the head.
+    uv_timer_start(timer_, OnTimer, static_cast<uint64_t>(config_.statement_timeout_ms), 0);
+  }
+}
+
+void Connection::UpdateRef() {
+  // Only work that someone waits for keeps the process alive; an idle or
+  // reconnecting connection does not.
+  bool busy = pending() > 0;
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(poll_),
+                         reinterpret_cast<uv_handle_t*>(timer_)}) {
+    if (h == nullptr) continue;
+    if (busy) {
+      uv_ref(h);
+    } else {
+      uv_unref(h);
+    }
+  }
+}
+
+std::deque<OpPtr> Connection::TakeOps() {
+  std::deque<OpPtr> ops = std::move(sent_);
+  for (auto& op : unsent_) ops.push_back(std::move(op));
+  sent_.clear();
+  unsent_.clear();
+  return ops;
+}
+
+void Connection::Fail(ErrorInfo error) {
+  if (closed_) return;
+  std::deque<OpPtr> ops = TakeOps();
+  CloseHandles();
+  // why: last use of `this` by this call chain; the delegate drops its pointer.
+  delegate_->OnBroken(this, std::move(error), std::move(ops));
+}
+
+void Connection::Close() {
+  if (closed_) return;
+  TakeOps();
+  CloseHandles();
+}
+
+void Connection::CloseHandles() {
+  closed_ = true;
+  phase_ = Phase::kClosed;
+  if (dirty_) addon_->UnscheduleFlush(this);
+  dirty_ = false;
+  // Stop watching before the socket goes away with PQfinish.
+  if (poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnHandleClosed);
+    ++pending_closes_;
+    poll_ = nullptr;
+  }
+  if (timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), OnHandleClosed);
+    ++pending_closes_;
+    timer_ = nullptr;
+  }
+  if (conn_ != nullptr) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  if (pending_closes_ == 0) delete this;
+}
+
+void Connection::OnHandleClosed(uv_handle_t* handle) {
+  auto* self = static_cast<Connection*>(handle->data);
+  Addon* addon = self->addon_;
+  if (handle->type == UV_POLL) {
+    delete reinterpret_cast<uv_poll_t*>(handle);
+  } else {
+    delete reinterpret_cast<uv_timer_t*>(handle);
+  }
+  if (--self->pending_closes_ == 0 && self->closed_) delete self;
+  addon->HandleClosed();
+}
+
+}  // namespace spg

@@ -1,0 +1,161 @@
+// One PGconn driven without blocking: non-blocking connect under our own
+// deadline, pipeline mode, a FIFO of operations in flight, output flushed once
+// per loop turn (by Addon's prepare hook), the socket watched by uv_poll on the
+// environment's own loop.
+//
+// Thread: the JS thread of one environment only.
+// Ownership: created by Server, which keeps a raw pointer until it calls Close()
+// or receives OnBroken(); the object deletes itself once its uv handles have
+// closed, so a pointer must not be used after either of those.
+#pragma once
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+
+namespace spg {
+
+class Addon;
+class Connection;
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+struct Statement {
+  enum class Kind { kPrepare, kPrepared, kParams };
+  Kind kind = Kind::kPrepared;
+  std::string name;  // statement name (kPrepare, kPrepared)
+  std::string sql;   // text (kPrepare, kParams)
+  int param_count = 0;  // kPrepare only
+  std::vector<std::string> params;
+  std::vector<char> is_null;  // same length as params
+
+  static Statement Prepare(std::string name, std::string sql, int param_count);
+  static Statement Prepared(std::string name);
+  static Statement Text(std::string sql);
+  Statement& Bind(std::string value);
+  Statement& BindNull();
+};
+
+// One unit of work: its statements go out back to back followed by one Sync, so
+// they run as one implicit transaction. `done` is called exactly once on the JS
+// thread (inside a JS scope) when the Sync's result arrives, or not at all if the
+// connection breaks first: the op is then handed to the delegate.
+struct Op {
+  std::vector<Statement> statements;
+  std::function<void(Op&)> done;
+  bool setup = false;        // may be sent before the connection is ready
+  bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
+
+  // Filled in as results arrive.
+  ErrorInfo error;                 // the first failure within this op
+  std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
+};
+using OpPtr = std::unique_ptr<Op>;
+
+class ConnectionDelegate {
+ public:
+  virtual ~ConnectionDelegate() = default;
+  // The connection is in pipeline mode and may send setup ops.
+  virtual void OnConnected(Connection* conn) = 0;
+  // The connection failed and is closed; `ops` are every op not yet settled,
+  // in submission order. Called at most once, and never after Close().
+  virtual void OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) = 0;
+  // A retired connection has settled its last op and closed itself.
+  virtual void OnRetired(Connection* conn) = 0;
+};
+
+struct ConnectionConfig {
+  int server = 0;
+  std::string conninfo;
+  std::string secret;  // the password, scrubbed from messages
+  double connect_timeout_ms = 5000;
+  double statement_timeout_ms = 5000;
+  size_t max_in_flight = 1000;
+};
+
+class Connection {
+ public:
+  Connection(Addon* addon, ConnectionDelegate* delegate, ConnectionConfig config);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts PQconnectStartParams; on an immediate failure returns the error and the
+  // connection is already closed (no OnBroken follows).
+  ErrorInfo Start();
+  void Enqueue(OpPtr op);
+  // Setup is complete: ordinary ops may go out.
+  void MarkReady();
+  // Closes now; ops not yet settled are dropped without a callback (the caller has
+  // drained them or the environment is going away). Idempotent.
+  void Close();
+  // Fails the connection with `error` (e.g. an unusable table found during setup):
+  // the delegate gets OnBroken with every unsettled op.
+  void Fail(ErrorInfo error);
+  // Stops taking new ops and closes once the ones in flight have settled.
+  void Retire();
+
+  // Called by Addon once per loop turn for connections with unsent output.
+  void Flush();
+
+  bool ready() const { return ready_; }
+  bool closed() const { return closed_; }
+  size_t pending() const { return sent_.size() + unsent_.size(); }
+  PGconn* pg() const { return conn_; }
+
+ private:
+  enum class Phase { kIdle, kConnecting, kOpen, kClosed };
+  ~Connection();
+
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnTimer(uv_timer_t* handle);
+  static void OnHandleClosed(uv_handle_t* handle);
+
+  void ContinueConnect();
+  void HandleReadable();
+  void SendQueued();
+  void FlushOutput();
+  bool ProcessResults();
+  void Complete();
+  bool WatchSocket(int events);
+  void UpdateInterest();
+  void UpdateDeadline();
+  void UpdateRef();
+  void MarkDirty();
+  void CloseHandles();
+  std::deque<OpPtr> TakeOps();
+  ErrorInfo LostError(const char* code);
+
+  Addon* addon_;
+  ConnectionDelegate* delegate_;
+  ConnectionConfig config_;
+  PGconn* conn_ = nullptr;  // owned; PQfinish in CloseHandles()
+  Phase phase_ = Phase::kIdle;
+  bool ready_ = false;
+  bool retiring_ = false;
+  bool closed_ = false;
+  bool dirty_ = false;         // registered with Addon for the next flush
+  bool want_write_ = false;    // PQflush reported unsent output
+  int watched_events_ = 0;
+  int pending_closes_ = 0;     // uv handles still closing; delete this at 0
+  uv_poll_t* poll_ = nullptr;  // owned; freed in OnHandleClosed
+  uv_timer_t* timer_ = nullptr;
+  const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
+  size_t head_statement_ = 0;         // which statement of sent_.front() results are for
+  std::deque<OpPtr> unsent_;
+  std::deque<OpPtr> sent_;
+
+  friend class Addon;
+};
+
+}  // namespace spg

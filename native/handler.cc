@@ -1,0 +1,612 @@
+#include "handler.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "addon.h"
+
+namespace spg {
+
+namespace {
+
+// --- argument checks: the facade validates with friendly messages; these are
+// the native backstop, so misuse throws instead of crashing.
+
+bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
+
+std::string Utf8(const Napi::Value& v) { return v.As<Napi::String>().Utf8Value(); }
+
+Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+long long ParseInt(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return 0;
+  return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
+}
+
+std::string Text(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return "";
+  return std::string(PQgetvalue(r, row, col), PQgetlength(r, row, col));
+}
+
+long long AffectedRows(const PGresult* r) {
+  const char* n = PQcmdTuples(const_cast<PGresult*>(r));
+  return n && *n ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+// Absolute Unix seconds from JS (null: the default lifetime) as a parameter.
+bool BindExpires(Statement& s, const Napi::Value& v) {
+  if (IsNullish(v)) {
+    s.BindNull();
+    return true;
+  }
+  if (!v.IsNumber()) return false;
+  double seconds = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(seconds)) return false;
+  s.Bind(std::to_string(std::llround(seconds)));
+  return true;
+}
+
+}  // namespace
+
+Napi::Function Handler::Define(Napi::Env env) {
+  return DefineClass(env, "Handler",
+                     {
+                         InstanceMethod("open", &Handler::JsOpen),
+                         InstanceMethod("read", &Handler::JsRead),
+                         InstanceMethod("write", &Handler::JsWrite),
+                         InstanceMethod("touch", &Handler::JsTouch),
+                         InstanceMethod("destroy", &Handler::JsDestroy),
+                         InstanceMethod("message", &Handler::JsMessage),
+                         InstanceMethod("gc", &Handler::JsGc),
+                         InstanceMethod("status", &Handler::JsStatus),
+                         InstanceMethod("reset", &Handler::JsReset),
+                         InstanceMethod("close", &Handler::JsClose),
+                     });
+}
+
+Handler::Handler(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<Handler>(info), addon_(info.Env().GetInstanceData<Addon>()) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "new Handler(config: object, errorClass: Function)")
+        .ThrowAsJavaScriptException();
+    return;
+  }
+  error_class_ = Napi::Persistent(info[1].As<Napi::Function>());
+  Napi::Object config = info[0].As<Napi::Object>();
+
+  auto fail = [&](const std::string& message) {
+    Napi::Value e = ToJs(env, error_class_, MakeError(code::kInvalidOption, message));
+    Napi::Error(env, e).ThrowAsJavaScriptException();
+  };
+  auto string = [&](const char* key, std::string* out) {
+    Napi::Value v = Get(config, key);
+    if (!v.IsString()) return fail(std::string("config.") + key + " must be a string"), false;
+    *out = Utf8(v);
+    return true;
+  };
+  auto number = [&](const char* key, double* out) {
+    Napi::Value v = Get(config, key);
+    if (!v.IsNumber()) return fail(std::string("config.") + key + " must be a number"), false;
+    *out = v.As<Napi::Number>().DoubleValue();
+    return true;
+  };
+  auto boolean = [&](const char* key, bool* out) {
+    Napi::Value v = Get(config, key);
+    if (!v.IsBoolean()) return fail(std::string("config.") + key + " must be a boolean"), false;
+    *out = v.As<Napi::Boolean>().Value();
+    return true;
+  };
+
+  std::string index;
+  double max_lifetime = 0, max_data_size = 0;
+  ServerTimings timings;
+  if (!string("table", &table_) || !string("index", &index) ||
+      !string("sessionName", &session_name_) || !string("placement", &placement_name_) ||
+      !boolean("createTable", &create_table_) || !boolean("shortCircuit", &short_circuit_) ||
+      !boolean("keepExpired", &keep_expired_) || !boolean("failoverMode", &failover_mode_) ||
+      !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
+      !number("connectTimeout", &timings.connect_timeout_ms) ||
+      !number("statementTimeout", &timings.statement_timeout_ms) ||
+      !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
+    return;
+  }
+  // Durations arrive in seconds, like every duration of the public API.
+  for (double* ms : {&timings.connect_timeout_ms, &timings.statement_timeout_ms,
+                     &timings.retry_min_ms, &timings.retry_max_ms}) {
+    *ms *= 1000;
+  }
+  max_lifetime_ = std::llround(max_lifetime);
+  max_data_size_ = static_cast<size_t>(max_data_size);
+
+  Napi::Value list = Get(config, "servers");
+  if (!list.IsArray() || list.As<Napi::Array>().Length() == 0) {
+    fail("config.servers must be a non-empty array of strings");
+    return;
+  }
+  Napi::Array entries = list.As<Napi::Array>();
+  std::vector<std::string> identities;
+  for (uint32_t i = 0; i < entries.Length(); ++i) {
+    Napi::Value entry = entries.Get(i);
+    if (!entry.IsString()) {
+      fail("config.servers[" + std::to_string(i) + "] must be a string");
+      return;
+    }
+    ServerSpec spec;
+    std::string error;
+    if (!ParseServerSpec(Utf8(entry), &spec, &error)) {
+      fail("db entry " + std::to_string(i) + ": " + error);
+      return;
+    }
+    // why: the same server listed twice still needs two distinct identities.
+    int twins = 0;
+    for (const std::string& seen : identities) twins += seen.rfind(spec.identity, 0) == 0;
+    if (twins > 0) spec.identity += "#" + std::to_string(twins);
+    identities.push_back(spec.identity);
+    servers_.push_back(
+        std::make_unique<Server>(addon_, this, static_cast<int>(i), std::move(spec), timings));
+  }
+
+  Placement::Mode mode = failover_mode_               ? Placement::Mode::kFailover
+                         : placement_name_ == "php" ? Placement::Mode::kPhp
+                                                    : Placement::Mode::kRendezvous;
+  placement_ = std::make_unique<Placement>(mode, identities);
+
+  SqlOptions sql_options;
+  sql_options.table = table_;
+  sql_options.index = index;
+  sql_options.max_lifetime = max_lifetime_;
+  sql_options.keep_expired = keep_expired_;
+  sql_ = std::make_unique<Sql>(sql_options);
+  addon_->Register(this);
+}
+
+Handler::~Handler() {
+  servers_.clear();
+  addon_->Unregister(this);
+}
+
+void Handler::Abandon() {
+  abandoned_ = true;
+  for (auto& server : servers_) server->Close();
+}
+
+void Handler::EnsureStarted() {
+  if (started_) return;
+  started_ = true;
+  Ref();  // pinned until close() has drained, so callbacks never outlive us
+  for (auto& server : servers_) server->Start();
+}
+
+Server* Handler::Route(const std::string& id, ErrorInfo* error) {
+  placement_->Order(id, &order_);
+  for (int i : order_) {
+    if (servers_[i]->routable()) return servers_[i].get();
+  }
+  const Server& home = *servers_[order_.front()];
+  std::string message = servers_.size() == 1 ? "the server is down" : "every server is down";
+  if (home.last_error()) message += " (" + home.last_error().message + ")";
+  *error = MakeError(code::kNoServer, message, -1, true);
+  return nullptr;
+}
+
+void Handler::Submit(Server* server, OpPtr op) {
+  ++in_flight_;
+  auto inner = std::move(op->done);
+  op->done = [this, inner = std::move(inner)](Op& settled) {
+    inner(settled);
+    OpSettled();
+  };
+  server->Submit(std::move(op));
+}
+
+void Handler::OpSettled() {
+  --in_flight_;
+  if (closing_ && !closed_ && in_flight_ == 0) FinishClose();
+}
+
+void Handler::FinishClose() {
+  closed_ = true;
+  for (auto& server : servers_) server->Close();
+  std::vector<Napi::Promise::Deferred> waiters = std::move(close_waiters_);
+  for (auto& waiter : waiters) waiter.Resolve(waiter.Env().Undefined());
+  if (started_) Unref();
+}
+
+Napi::Value Handler::Reject(Napi::Env env, const ErrorInfo& error) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(ToJs(env, error_class_, error));
+  return deferred.Promise();
+}
+
+Napi::Value Handler::Reject(Napi::Env env, const char* code, const std::string& message) {
+  return Reject(env, MakeError(code, message));
+}
+
+Napi::Value Handler::ClosedError(Napi::Env env) {
+  return Reject(env, code::kClosed, "the handler is closed");
+}
+
+void Handler::Barrier(std::function<void(bool, ErrorInfo)> done) {
+  struct State {
+    size_t remaining;
+    bool any = false;
+    std::string reasons;
+    ErrorInfo first;
+    std::function<void(bool, ErrorInfo)> done;
+  };
+  auto state = std::make_shared<State>();
+  state->remaining = servers_.size();
+  state->done = std::move(done);
+  const size_t count = servers_.size();
+  for (auto& server : servers_) {
+    auto op = std::make_unique<Op>();
+    op->done = [state, count](Op& op) {
+      if (op.error) {
+        if (!state->first) state->first = op.error;
+        state->reasons += (state->reasons.empty() ? "" : "; ") + op.error.message;
+      } else {
+        state->any = true;
+      }
+      if (--state->remaining > 0) return;
+      ErrorInfo error = state->first;
+      if (count > 1) {
+        error = MakeError(code::kNoServer, "no server could be reached: " + state->reasons, -1,
+                          true);
+      }
+      state->done(state->any, std::move(error));
+    };
+    Submit(server.get(), std::move(op));
+  }
+}
+
+Napi::Value Handler::JsOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  Barrier([this, deferred](bool any, ErrorInfo error) {
+    if (any) {
+      deferred.Resolve(deferred.Env().Undefined());
+    } else {
+      deferred.Reject(ToJs(deferred.Env(), error_class_, error));
+    }
+  });
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsReset(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  if (started_) {
+    for (auto& server : servers_) server->Reconnect();
+  }
+  EnsureStarted();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  Barrier([deferred](bool any, ErrorInfo) {
+    deferred.Resolve(Napi::Boolean::New(deferred.Env(), any));
+  });
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  if (closed_ || abandoned_) {
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+  closing_ = true;
+  close_waiters_.push_back(deferred);
+  if (in_flight_ == 0) FinishClose();
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    return Reject(env, code::kInvalidArgument, "read(id: string)");
+  }
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  std::string id = Utf8(info[0]);
+  ErrorInfo error;
+  Server* server = Route(id, &error);
+  if (server == nullptr) return Reject(env, error);
+
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto op = std::make_unique<Op>();
+  op->statements.push_back(Statement::Prepared(kReadStmt).Bind(std::move(id)));
+  const int index = server->index();
+  op->done = [this, deferred, index](Op& op) {
+    Napi::Env env = deferred.Env();
+    if (op.error) {
+      deferred.Reject(ToJs(env, error_class_, op.error));
+      return;
+    }
+    const PGresult* r = op.results[0].get();
+    const bool found = PQntuples(r) > 0;
+    const bool expired = found && PQgetvalue(r, 0, 11)[0] == 't';
+    // An expired row is a new session unless keepExpired keeps its metadata.
+    const bool load = found && (!expired || keep_expired_);
+    Napi::Object row = Napi::Object::New(env);
+    row.Set("server", index);
+    row.Set("state", !found ? "new" : expired ? "expired" : "existing");
+    row.Set("data", load && !expired ? Text(r, 0, 0) : std::string());
+    row.Set("accesses", static_cast<double>(load ? ParseInt(r, 0, 1) + 1 : 1));
+    row.Set("errors", static_cast<double>(load ? ParseInt(r, 0, 2) : 0));
+    row.Set("warnings", static_cast<double>(load ? ParseInt(r, 0, 3) : 0));
+    row.Set("notices", static_cast<double>(load ? ParseInt(r, 0, 4) : 0));
+    row.Set("custom", load ? Text(r, 0, 5) : std::string());
+    row.Set("created", static_cast<double>(load ? ParseInt(r, 0, 6) : 0));
+    row.Set("modified", static_cast<double>(load ? ParseInt(r, 0, 7) : 0));
+    row.Set("expires", static_cast<double>(load ? ParseInt(r, 0, 8) : 0));
+    row.Set("addressCreated", load ? Text(r, 0, 9) : std::string());
+    row.Set("addressModified", load ? Text(r, 0, 10) : std::string());
+    deferred.Resolve(row);
+  };
+  Submit(server, std::move(op));
+  return deferred.Promise();
+}
+
+// write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message, baseline)
+Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 10 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() ||
+      !(IsNullish(info[4]) || info[4].IsString()) || !info[5].IsNumber() ||
+      !info[6].IsNumber() || !info[7].IsNumber() ||
+      !(IsNullish(info[8]) || info[8].IsString()) ||
+      !(IsNullish(info[9]) || info[9].IsString())) {
+    return Reject(env, code::kInvalidArgument,
+                  "write(id, data, address, expires, custom, errors, warnings, notices, "
+                  "message, baseline)");
+  }
+  if (closing()) return ClosedError(env);
+
+  // The data is checked before anything else happens: too large or holding a
+  // NUL byte (which a text column cannot store) means nothing is sent.
+  size_t length = 0;
+  napi_get_value_string_utf8(env, info[1], nullptr, 0, &length);
+  if (length > max_data_size_) {
+    return Reject(env, code::kDataTooLarge,
+                  "session data is " + std::to_string(length) + " bytes, over maxDataSize (" +
+                      std::to_string(max_data_size_) + ")");
+  }
+  std::string data(length, '\0');
+  napi_get_value_string_utf8(env, info[1], data.data(), length + 1, &length);
+  if (const void* nul = std::memchr(data.data(), 0, data.size())) {
+    return Reject(env, code::kDataHasNul,
+                  "session data contains a NUL byte at offset " +
+                      std::to_string(static_cast<const char*>(nul) - data.data()) +
+                      "; encode binary data (e.g. base64) before storing it");
+  }
+
+  const int errors = info[5].As<Napi::Number>().Int32Value();
+  const int warnings = info[6].As<Napi::Number>().Int32Value();
+  const int notices = info[7].As<Napi::Number>().Int32Value();
+  const bool forced = !IsNullish(info[4]) || !IsNullish(info[8]) || errors != 0 ||
+                      warnings != 0 || notices != 0;
+  // Short circuit: a session read live whose data is byte-equal and on which
+  // nothing was forced is not written at all (its expiry is not refreshed).
+  if (short_circuit_ && !forced && info[9].IsString() && Utf8(info[9]) == data) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Resolve(Napi::Boolean::New(env, false));
+    return deferred.Promise();
+  }
+
+  EnsureStarted();
+  std::string id = Utf8(info[0]);
+  ErrorInfo error;
+  Server* server = Route(id, &error);
+  if (server == nullptr) return Reject(env, error);
+
+  Statement s = Statement::Prepared(kWriteStmt);
+  s.Bind(std::move(id)).Bind(session_name_).Bind(std::move(data)).Bind(Utf8(info[2]));
+  if (!BindExpires(s, info[3])) {
+    return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
+  }
+  if (IsNullish(info[4])) {
+    s.BindNull();
+  } else {
+    s.Bind(Utf8(info[4]));
+  }
+  s.Bind(std::to_string(errors)).Bind(std::to_string(warnings)).Bind(std::to_string(notices));
+  if (IsNullish(info[8])) {
+    s.BindNull();
+  } else {
+    s.Bind(Utf8(info[8]));
+  }
+
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto op = std::make_unique<Op>();
+  op->statements.push_back(std::move(s));
+  op->done = [this, deferred](Op& op) {
+    if (op.error) {
+      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+    } else {
+      deferred.Resolve(Napi::Boolean::New(deferred.Env(), true));
+    }
+  };
+  Submit(server, std::move(op));
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    return Reject(env, code::kInvalidArgument, "touch(id: string, expires?: number)");
+  }
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  std::string id = Utf8(info[0]);
+  ErrorInfo error;
+  Server* server = Route(id, &error);
+  if (server == nullptr) return Reject(env, error);
+  Statement s = Statement::Prepared(kTouchStmt);
+  s.Bind(std::move(id));
+  if (!BindExpires(s, info.Length() > 1 ? info[1] : env.Undefined())) {
+    return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
+  }
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto op = std::make_unique<Op>();
+  op->statements.push_back(std::move(s));
+  op->done = [this, deferred](Op& op) {
+    if (op.error) {
+      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+    } else {
+      deferred.Resolve(Napi::Boolean::New(deferred.Env(), AffectedRows(op.results[0].get()) > 0));
+    }
+  };
+  Submit(server, std::move(op));
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    return Reject(env, code::kInvalidArgument, "destroy(id: string)");
+  }
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  std::string id = Utf8(info[0]);
+  ErrorInfo error;
+  Server* server = Route(id, &error);
+  if (server == nullptr) return Reject(env, error);
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto op = std::make_unique<Op>();
+  op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(std::move(id)));
+  op->done = [this, deferred](Op& op) {
+    if (op.error) {
+      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+    } else {
+      deferred.Resolve(Napi::Boolean::New(deferred.Env(), AffectedRows(op.results[0].get()) > 0));
+    }
+  };
+  Submit(server, std::move(op));
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    return Reject(env, code::kInvalidArgument, "message(id: string)");
+  }
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  std::string id = Utf8(info[0]);
+  ErrorInfo error;
+  Server* server = Route(id, &error);
+  if (server == nullptr) return Reject(env, error);
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto op = std::make_unique<Op>();
+  op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(std::move(id)));
+  op->done = [this, deferred](Op& op) {
+    if (op.error) {
+      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      return;
+    }
+    const PGresult* r = op.results[0].get();
+    deferred.Resolve(
+        Napi::String::New(deferred.Env(), PQntuples(r) > 0 ? Text(r, 0, 0) : std::string()));
+  };
+  Submit(server, std::move(op));
+  return deferred.Promise();
+}
+
+Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    size_t remaining = 0;
+    double removed = 0;
+    ErrorInfo error;
+    Napi::Promise::Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  };
+  auto state = std::make_shared<State>(env);
+  // keepExpired keeps expired rows (and so their metadata) for one more
+  // lifetime; without it, GC removes a row as soon as it has expired.
+  const std::string grace = std::to_string(keep_expired_ ? max_lifetime_ : 0);
+  auto finish = [this, state]() {
+    if (--state->remaining > 0) return;
+    if (state->error) {
+      state->deferred.Reject(ToJs(state->deferred.Env(), error_class_, state->error));
+    } else {
+      state->deferred.Resolve(Napi::Number::New(state->deferred.Env(), state->removed));
+    }
+  };
+  // One server's GC: batches until one comes back short.
+  auto batch = std::make_shared<std::function<void(Server*)>>();
+  *batch = [this, state, grace, finish, batch](Server* server) {
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Prepared(kGcStmt).Bind(grace));
+    op->done = [state, finish, batch, server](Op& op) {
+      if (op.error) {
+        if (!state->error) state->error = op.error;
+        finish();
+        return;
+      }
+      long long n = AffectedRows(op.results[0].get());
+      state->removed += static_cast<double>(n);
+      if (n >= 1000 && !state->error) {
+        (*batch)(server);
+      } else {
+        finish();
+      }
+    };
+    Submit(server, std::move(op));
+  };
+  for (auto& server : servers_) {
+    if (server->routable()) ++state->remaining;
+  }
+  if (state->remaining == 0) {
+    return Reject(env, code::kNoServer, "no server is up");
+  }
+  for (auto& server : servers_) {
+    if (server->routable()) (*batch)(server.get());
+  }
+  Napi::Value promise = state->deferred.Promise();
+  return promise;
+}
+
+Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array servers = Napi::Array::New(env, servers_.size());
+  static const char* kStates[] = {"down", "connecting", "up"};
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const Server& s = *servers_[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("id", static_cast<double>(i));
+    o.Set("server", s.spec().redacted);
+    o.Set("state", kStates[static_cast<int>(s.state())]);
+    o.Set("since", s.state_since());
+    o.Set("operations", static_cast<double>(s.operations()));
+    o.Set("failures", static_cast<double>(s.failures()));
+    if (s.last_error()) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("code", s.last_error().code);
+      e.Set("message", s.last_error().message);
+      o.Set("lastError", e);
+    } else {
+      o.Set("lastError", env.Null());
+    }
+    servers.Set(static_cast<uint32_t>(i), o);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("servers", servers);
+  out.Set("numberOfServers", static_cast<double>(servers_.size()));
+  out.Set("failoverMode", failover_mode_);
+  out.Set("shortCircuit", short_circuit_);
+  out.Set("keepExpired", keep_expired_);
+  out.Set("placement", failover_mode_ ? std::string("failover") : placement_name_);
+  out.Set("table", table_);
+  out.Set("inFlight", static_cast<double>(in_flight_));
+  out.Set("closed", closed_ || closing_);
+  return out;
+}
+
+}  // namespace spg

@@ -1,0 +1,89 @@
+// The session handler: the JS-facing object (SessionPgsql's native half) and
+// all session semantics: placement, read/write/touch/destroy, short circuit,
+// keepExpired, argument checks, and the rows turned into JS values.
+//
+// Thread: the JS thread. Lifetime: held by its JS wrapper; pinned (Ref) from
+// the first connection until close() has drained every operation, so pending
+// callbacks never outlive it. Abandon() is the environment teardown path.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "placement.h"
+#include "server.h"
+#include "sql.h"
+
+namespace spg {
+
+class Addon;
+
+class Handler : public Napi::ObjectWrap<Handler> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Handler(const Napi::CallbackInfo& info);
+  ~Handler() override;
+
+  // Environment teardown: closes everything, settles nothing (no JS can run).
+  void Abandon();
+
+  const Sql& sql() const { return *sql_; }
+  const std::string& table_text() const { return table_; }
+  bool create_table() const { return create_table_; }
+  bool closing() const { return closing_ || abandoned_; }
+
+ private:
+  Napi::Value JsOpen(const Napi::CallbackInfo& info);
+  Napi::Value JsRead(const Napi::CallbackInfo& info);
+  Napi::Value JsWrite(const Napi::CallbackInfo& info);
+  Napi::Value JsTouch(const Napi::CallbackInfo& info);
+  Napi::Value JsDestroy(const Napi::CallbackInfo& info);
+  Napi::Value JsMessage(const Napi::CallbackInfo& info);
+  Napi::Value JsGc(const Napi::CallbackInfo& info);
+  Napi::Value JsStatus(const Napi::CallbackInfo& info);
+  Napi::Value JsReset(const Napi::CallbackInfo& info);
+  Napi::Value JsClose(const Napi::CallbackInfo& info);
+
+  void EnsureStarted();
+  // The first routable server in the id's order, or nullptr (error set).
+  Server* Route(const std::string& id, ErrorInfo* error);
+  // Wraps `op->done` bookkeeping and sends it to `server`.
+  void Submit(Server* server, OpPtr op);
+  void OpSettled();
+  void FinishClose();
+  // Waits for an empty op (a Sync round trip) on every server; `done` gets
+  // whether any answered.
+  void Barrier(std::function<void(bool, ErrorInfo)> done);
+  Napi::Value Reject(Napi::Env env, const ErrorInfo& error);
+  Napi::Value Reject(Napi::Env env, const char* code, const std::string& message);
+  Napi::Value ClosedError(Napi::Env env);
+
+  Addon* addon_;
+  Napi::FunctionReference error_class_;
+  std::vector<std::unique_ptr<Server>> servers_;
+  std::unique_ptr<Placement> placement_;
+  std::unique_ptr<Sql> sql_;
+  std::string table_;         // quoted table name, as given to to_regclass
+  std::string session_name_;
+  bool create_table_ = true;
+  bool short_circuit_ = false;
+  bool keep_expired_ = false;
+  bool failover_mode_ = false;
+  std::string placement_name_;
+  long long max_lifetime_ = 1440;
+  size_t max_data_size_ = 1 << 20;
+
+  bool started_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool abandoned_ = false;
+  size_t in_flight_ = 0;  // ops submitted and not yet settled
+  std::vector<Napi::Promise::Deferred> close_waiters_;
+  std::vector<int> order_;  // scratch for Route()
+};
+
+}  // namespace spg

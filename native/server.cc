@@ -1,0 +1,291 @@
+#include "server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "addon.h"
+#include "handler.h"
+#include "sql.h"
+
+namespace spg {
+
+namespace {
+
+double NowSeconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string Quoted(const std::string& value) {
+  bool plain = !value.empty();
+  for (char c : value) {
+    if (c == ' ' || c == '\'' || c == '\\' || c == '=') plain = false;
+  }
+  if (plain) return value;
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error) {
+  char* raw_error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(entry.c_str(), &raw_error);
+  if (options == nullptr) {
+    std::string message = raw_error ? raw_error : "out of memory";
+    if (raw_error) PQfreemem(raw_error);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    // why: a malformed entry may not parse far enough to find its password, so
+    // anything after a password keyword is cut from the message.
+    for (const char* key : {"password", ":"}) {
+      size_t at = message.find(key);
+      if (at != std::string::npos && entry.find("password") != std::string::npos) {
+        message = message.substr(0, at) + "…";
+      }
+    }
+    *error = message;
+    return false;
+  }
+  std::string host, hostaddr, port, dbname;
+  std::ostringstream redacted;
+  bool first = true;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    std::string key = o->keyword, value = o->val;
+    if (key == "password") {
+      spec->secret = value;
+      value = "***";
+    }
+    if (key == "host") host = value;
+    if (key == "hostaddr") hostaddr = value;
+    if (key == "port") port = value;
+    if (key == "dbname") dbname = value;
+    redacted << (first ? "" : " ") << key << '=' << Quoted(value);
+    first = false;
+  }
+  PQconninfoFree(options);
+  spec->conninfo = entry;
+  spec->redacted = redacted.str();
+  spec->identity = (host.empty() ? hostaddr : host) + ":" + port + "/" + dbname;
+  return true;
+}
+
+Server::Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings)
+    : addon_(addon),
+      handler_(handler),
+      index_(index),
+      spec_(std::move(spec)),
+      timings_(timings),
+      state_since_(NowSeconds()) {}
+
+Server::~Server() { Close(); }
+
+void Server::SetState(State state) {
+  if (state == state_) return;
+  state_ = state;
+  state_since_ = NowSeconds();
+}
+
+void Server::Start() {
+  if (conn_ != nullptr) return;
+  ConnectionConfig config;
+  config.server = index_;
+  config.conninfo = spec_.conninfo;
+  config.secret = spec_.secret;
+  config.connect_timeout_ms = timings_.connect_timeout_ms;
+  config.statement_timeout_ms = timings_.statement_timeout_ms;
+  auto* conn = new Connection(addon_, this, std::move(config));
+  ErrorInfo error = conn->Start();  // on failure `conn` is already gone
+  if (error) {
+    Failed(std::move(error));
+    return;
+  }
+  conn_ = conn;
+  SetState(State::kConnecting);
+}
+
+void Server::Submit(OpPtr op) {
+  ++operations_;
+  if (conn_ == nullptr) {
+    op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_,
+                          true);
+    if (op->done) op->done(*op);
+    return;
+  }
+  conn_->Enqueue(std::move(op));
+}
+
+void Server::Reconnect() {
+  if (conn_ != nullptr) {
+    Connection* old = conn_;
+    conn_ = nullptr;
+    retired_.insert(old);
+    old->Retire();  // may close (and forget) it at once when idle
+  }
+  attempts_ = 0;
+  if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
+  Start();
+}
+
+void Server::Close() {
+  if (conn_ != nullptr) {
+    conn_->Close();
+    conn_ = nullptr;
+  }
+  for (Connection* old : retired_) old->Close();
+  retired_.clear();
+  if (retry_timer_ != nullptr) {
+    retry_timer_->data = addon_;  // the close callback only needs the addon
+    uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_), [](uv_handle_t* h) {
+      auto* addon = static_cast<Addon*>(h->data);
+      delete reinterpret_cast<uv_timer_t*>(h);
+      addon->HandleClosed();
+    });
+    retry_timer_ = nullptr;
+  }
+  SetState(State::kDown);
+}
+
+void Server::OnConnected(Connection* conn) {
+  auto op = std::make_unique<Op>();
+  op->setup = true;
+  op->statements.push_back(
+      Statement::Text("SELECT set_config('statement_timeout', $1, false)")
+          .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
+  op->statements.push_back(Statement::Text(handler_->sql().check).Bind(handler_->table_text()));
+  op->done = [this](Op& op) { SetupChecked(op); };
+  conn->Enqueue(std::move(op));
+}
+
+void Server::SetupChecked(Op& op) {
+  if (conn_ == nullptr) return;
+  if (op.error) {
+    conn_->Fail(std::move(op.error));
+    return;
+  }
+  const PGresult* r = op.results.back().get();
+  const bool exists = PQgetvalue(r, 0, 0)[0] == 't';
+  const std::string table = handler_->table_text();
+  if (!exists) {
+    if (!handler_->create_table() || created_) {
+      conn_->Fail(MakeError(code::kTableMissing,
+                            "server " + std::to_string(index_) + ": table " + table +
+                                " does not exist and createTable is off",
+                            index_, false));
+      return;
+    }
+    // Creation runs in one implicit transaction under an advisory lock, so
+    // processes starting together neither race nor fail.
+    created_ = true;
+    const Sql& sql = handler_->sql();
+    auto create = std::make_unique<Op>();
+    create->setup = true;
+    create->statements.push_back(Statement::Text(sql.lock).Bind("session-pgsql " + table));
+    create->statements.push_back(Statement::Text(sql.create_table));
+    create->statements.push_back(Statement::Text(sql.create_index));
+    create->statements.push_back(Statement::Text(sql.check).Bind(table));
+    create->done = [this](Op& op) { SetupChecked(op); };
+    conn_->Enqueue(std::move(create));
+    return;
+  }
+  std::set<std::string> present;
+  std::istringstream columns(PQgetvalue(r, 0, 1));
+  for (std::string column; std::getline(columns, column, ',');) present.insert(column);
+  std::string missing;
+  for (const std::string& column : kRequiredColumns) {
+    if (present.count(column) == 0) missing += (missing.empty() ? "" : ", ") + column;
+  }
+  if (!missing.empty()) {
+    conn_->Fail(MakeError(code::kTableInvalid,
+                          "server " + std::to_string(index_) + ": table " + table +
+                              " lacks required column(s): " + missing,
+                          index_, false));
+    return;
+  }
+  if (PQgetvalue(r, 0, 2)[0] != 't') {
+    conn_->Fail(MakeError(code::kTableInvalid,
+                          "server " + std::to_string(index_) + ": table " + table +
+                              " needs a primary key or unique index on sess_id",
+                          index_, false));
+    return;
+  }
+  auto prepare = std::make_unique<Op>();
+  prepare->setup = true;
+  for (const Sql::Prepared& p : handler_->sql().prepared) {
+    prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
+  }
+  prepare->done = [this](Op& op) { SetupPrepared(op); };
+  conn_->Enqueue(std::move(prepare));
+}
+
+void Server::SetupPrepared(Op& op) {
+  if (conn_ == nullptr) return;
+  if (op.error) {
+    conn_->Fail(std::move(op.error));
+    return;
+  }
+  attempts_ = 0;
+  last_error_ = {};
+  SetState(State::kUp);
+  conn_->MarkReady();
+}
+
+void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) {
+  if (conn == conn_) {
+    conn_ = nullptr;
+    created_ = false;
+    Failed(error);
+  } else {
+    retired_.erase(conn);
+  }
+  for (OpPtr& op : ops) {
+    op->error = error;
+    for (ResultPtr& r : op->results) r.reset();
+    if (op->done) op->done(*op);
+  }
+}
+
+void Server::OnRetired(Connection* conn) { retired_.erase(conn); }
+
+void Server::Failed(ErrorInfo error) {
+  ++failures_;
+  last_error_ = std::move(error);
+  SetState(State::kDown);
+  ScheduleRetry();
+}
+
+void Server::ScheduleRetry() {
+  if (handler_->closing()) return;
+  if (retry_timer_ == nullptr) {
+    retry_timer_ = new uv_timer_t;
+    uv_timer_init(addon_->loop(), retry_timer_);
+    retry_timer_->data = this;
+    addon_->HandleOpened();
+    uv_unref(reinterpret_cast<uv_handle_t*>(retry_timer_));
+  }
+  // Exponential backoff with jitter: half the step fixed, half random, so many
+  // processes that lost the same server do not reconnect in lockstep.
+  const double step =
+      std::min(timings_.retry_max_ms, timings_.retry_min_ms * std::pow(2.0, std::min(attempts_, 30)));
+  ++attempts_;
+  static thread_local std::minstd_rand random{std::random_device{}()};
+  const double delay = step / 2 + std::uniform_real_distribution<double>(0, step / 2)(random);
+  uv_timer_start(retry_timer_, OnRetryTimer, static_cast<uint64_t>(delay), 0);
+}
+
+void Server::OnRetryTimer(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  Addon::JsScope scope(self->addon_);
+  self->Start();
+}
+
+}  // namespace spg

@@ -1,0 +1,105 @@
+// One configured server (one `db` entry, possibly a libpq multi-host string):
+// its connection, its up/down state, and the reconnect backoff.
+//
+// Thread: the JS thread. Ownership: owned by Handler; owns its Connection (by
+// raw pointer until Close()/OnBroken) and its retry timer.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "connection.h"
+#include "errors.h"
+
+namespace spg {
+
+class Addon;
+class Handler;
+
+// What a `db` entry says about a server, from PQconninfoParse.
+struct ServerSpec {
+  std::string conninfo;  // as given (trimmed)
+  std::string redacted;  // key=value form with any password replaced by ***
+  std::string identity;  // host(s), port(s) and database: stable across list reorders
+  std::string secret;    // the password, if the entry has one
+};
+
+// Parses one entry; on failure `error` names the problem without the password.
+bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error);
+
+struct ServerTimings {
+  double connect_timeout_ms = 5000;
+  double statement_timeout_ms = 5000;
+  double retry_min_ms = 100;
+  double retry_max_ms = 5000;
+};
+
+class Server : public ConnectionDelegate {
+ public:
+  enum class State { kDown, kConnecting, kUp };
+
+  Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Connects unless already connected or connecting.
+  void Start();
+  // Sends `op` on the current connection (queued while it connects). The op's
+  // `done` runs on completion; on a connection failure the handler's
+  // OnOpFailed decides what becomes of it.
+  void Submit(OpPtr op);
+  // A fresh connection now; the old one finishes what it has in flight.
+  void Reconnect();
+  // Closes the connection and timers without settling anything still queued.
+  void Close();
+
+  int index() const { return index_; }
+  State state() const { return state_; }
+  // Whether new sessions may be sent here: up, or making its first connection
+  // (ops then wait for it). A server being probed after a failure is not.
+  bool routable() const {
+    return state_ == State::kUp || (state_ == State::kConnecting && attempts_ == 0);
+  }
+  const ServerSpec& spec() const { return spec_; }
+  double state_since() const { return state_since_; }  // Unix seconds
+  uint64_t operations() const { return operations_; }
+  uint64_t failures() const { return failures_; }
+  const ErrorInfo& last_error() const { return last_error_; }
+
+  // ConnectionDelegate
+  void OnConnected(Connection* conn) override;
+  void OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) override;
+  void OnRetired(Connection* conn) override;
+
+ private:
+  void SetState(State state);
+  void SetupChecked(Op& op);
+  void SetupPrepared(Op& op);
+  void ScheduleRetry();
+  void Failed(ErrorInfo error);
+  static void OnRetryTimer(uv_timer_t* timer);
+
+  Addon* addon_;
+  Handler* handler_;
+  int index_;
+  ServerSpec spec_;
+  ServerTimings timings_;
+  State state_ = State::kDown;
+  double state_since_ = 0;
+  Connection* conn_ = nullptr;                // the connection new ops go to
+  std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect()
+  bool created_ = false;                     // this connection already tried CREATE TABLE
+  uv_timer_t* retry_timer_ = nullptr;  // owned; unref'd so it never keeps a process alive
+  int attempts_ = 0;                   // consecutive failed connects
+  uint64_t operations_ = 0;
+  uint64_t failures_ = 0;
+  ErrorInfo last_error_;
+};
+
+}  // namespace spg

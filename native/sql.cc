@@ -1,0 +1,106 @@
+#include "sql.h"
+
+namespace spg {
+
+const std::vector<std::string> kRequiredColumns = {
+    "sess_id",           "sess_name",          "sess_data",    "sess_created",
+    "sess_modified",     "sess_expire",        "sess_addr_created",
+    "sess_addr_modified", "sess_counter",      "sess_error",   "sess_warning",
+    "sess_notice",       "sess_err_message",   "sess_custom"};
+
+namespace {
+
+// The database clock in Unix seconds: every host sharing a server agrees on
+// expiry, whatever its own clock says.
+constexpr const char* kNow = "floor(extract(epoch from now()))::bigint";
+
+}  // namespace
+
+Sql::Sql(const SqlOptions& o) {
+  const std::string& t = o.table;
+  const std::string now = kNow;
+  const std::string lifetime = std::to_string(o.max_lifetime);
+  // A stored row that has expired is replaced by a fresh one unless keepExpired.
+  const std::string fresh = o.keep_expired
+                                ? std::string("false")
+                                : "coalesce(s.sess_expire, 0) < EXCLUDED.sess_modified";
+
+  // $1 id
+  std::string read =
+      "SELECT sess_data, sess_counter, sess_error, sess_warning, sess_notice, sess_custom, "
+      "sess_created, sess_modified, sess_expire, sess_addr_created, sess_addr_modified, "
+      "coalesce(sess_expire, 0) < " + now + " AS expired "
+      "FROM " + t + " WHERE sess_id = $1";
+
+  // $1 id, $2 name, $3 data, $4 address, $5 expires (null: now + maxLifetime),
+  // $6 custom (null: not set by this request), $7..$9 error/warning/notice
+  // increments, $10 message (null: not set).
+  // One upsert covers a new session, a concurrent insert of the same id, an
+  // existing row (counter and error counts incremented in SQL), a row that
+  // vanished since the read (stored again) and an expired row (replaced).
+  std::string write =
+      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
+      "sess_expire, sess_addr_created, sess_addr_modified, sess_counter, sess_error, "
+      "sess_warning, sess_notice, sess_err_message, sess_custom) "
+      "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), $4, "
+      "NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '') "
+      "FROM (SELECT " + now + " AS now) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET "
+      "sess_data = EXCLUDED.sess_data, "
+      "sess_modified = EXCLUDED.sess_modified, "
+      "sess_expire = EXCLUDED.sess_expire, "
+      "sess_name = CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END, "
+      "sess_created = CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END, "
+      "sess_addr_created = CASE WHEN " + fresh +
+      " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END, "
+      "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL ELSE EXCLUDED.sess_addr_created END, "
+      "sess_counter = CASE WHEN " + fresh + " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END, "
+      "sess_error = CASE WHEN " + fresh +
+      " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error END, "
+      "sess_warning = CASE WHEN " + fresh +
+      " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + EXCLUDED.sess_warning END, "
+      "sess_notice = CASE WHEN " + fresh +
+      " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice END, "
+      "sess_err_message = CASE WHEN " + fresh +
+      " THEN EXCLUDED.sess_err_message "
+      "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END, "
+      "sess_custom = CASE WHEN " + fresh +
+      " OR $6 IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END";
+
+  // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
+  std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +
+                      lifetime + ") WHERE sess_id = $1 AND coalesce(sess_expire, 0) >= " + now;
+
+  std::string destroy = "DELETE FROM " + t + " WHERE sess_id = $1";
+  std::string message = "SELECT sess_err_message FROM " + t + " WHERE sess_id = $1";
+
+  // $1 grace seconds: rows expired for longer than that go, one bounded batch at
+  // a time so no statement holds many row locks for long.
+  std::string gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t +
+                   " WHERE sess_expire < " + now + " - $1::bigint LIMIT " +
+                   std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
+
+  prepared = {{kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
+              {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1}};
+
+  check =
+      "SELECT c.oid IS NOT NULL, "
+      "coalesce((SELECT string_agg(attname, ',') FROM pg_attribute "
+      "WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), ''), "
+      "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+      "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+      "WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 "
+      "AND a.attname = 'sess_id') "
+      "FROM (SELECT to_regclass($1) AS oid) c";
+
+  lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
+  create_table = "CREATE TABLE IF NOT EXISTS " + t +
+                 " (sess_id text PRIMARY KEY, sess_name text, sess_data text, "
+                 "sess_created bigint, sess_modified bigint, sess_expire bigint, "
+                 "sess_addr_created text, sess_addr_modified text, sess_counter integer, "
+                 "sess_error integer, sess_warning integer, sess_notice integer, "
+                 "sess_err_message text, sess_custom text)";
+  create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";
+}
+
+}  // namespace spg

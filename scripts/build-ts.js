@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+'use strict';
+// Compiles lib/ to dist/. A consumer installing the published package has dist/ already
+// and no TypeScript (a devDependency), so a missing compiler with a present dist/ is fine.
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const root = join(__dirname, '..');
+let tsc;
+try {
+  tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
+} catch {
+  if (existsSync(join(root, 'dist', 'index.js'))) process.exit(0);
+  console.error('session-pgsql: TypeScript is needed to build dist/ from a git checkout (npm install)');
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], {
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
