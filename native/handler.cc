@@ -335,6 +335,7 @@ Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
     Napi::Object row = Napi::Object::New(env);
     row.Set("server", index);
     row.Set("state", !found ? "new" : expired ? "expired" : "existing");
+    row.Set("isNew", !load);  // the next write stores a fresh row
     row.Set("data", load && !expired ? Text(r, 0, 0) : std::string());
     row.Set("accesses", static_cast<double>(load ? ParseInt(r, 0, 1) + 1 : 1));
     row.Set("errors", static_cast<double>(load ? ParseInt(r, 0, 2) : 0));

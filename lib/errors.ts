@@ -1,0 +1,93 @@
+/**
+ * Every failure is a {@link SessionPgsqlError} with a stable `code`: one of
+ * {@link ErrorCode} for the library's own failures, or the five-character
+ * SQLSTATE for errors reported by PostgreSQL (e.g. `'42501'`).
+ */
+export const ErrorCode = {
+  /** An option is missing, of the wrong type or out of range; thrown by the constructor. */
+  InvalidOption: 'SPG_INVALID_OPTION',
+  /** A session id does not match `idPattern`; nothing was sent. */
+  InvalidId: 'SPG_INVALID_ID',
+  /** A method argument is of the wrong type or value (e.g. an unknown error level). */
+  InvalidArgument: 'SPG_INVALID_ARGUMENT',
+  /** Session data is larger than `maxDataSize` bytes (UTF-8); nothing was sent. */
+  DataTooLarge: 'SPG_DATA_TOO_LARGE',
+  /** Session data contains a NUL character, which a `text` column cannot hold; nothing was sent. */
+  DataHasNul: 'SPG_DATA_HAS_NUL',
+  /** The handler was closed (or is closing) before the operation started. */
+  Closed: 'SPG_CLOSED',
+  /** A server refused or failed the connection. Retryable. */
+  ConnectFailed: 'SPG_CONNECT_FAILED',
+  /** A server did not complete the connection within `connectTimeout`. Retryable. */
+  ConnectTimeout: 'SPG_CONNECT_TIMEOUT',
+  /** The connection broke while the operation was in flight. Retryable. */
+  ConnectionLost: 'SPG_CONNECTION_LOST',
+  /** A server did not answer within `statementTimeout`. Retryable. */
+  Timeout: 'SPG_TIMEOUT',
+  /** No server that the session could use is up. Retryable. */
+  NoServer: 'SPG_NO_SERVER',
+  /** The table does not exist and `createTable` is off. */
+  TableMissing: 'SPG_TABLE_MISSING',
+  /** The table lacks a required column or a unique index on `sess_id`. */
+  TableInvalid: 'SPG_TABLE_INVALID',
+  /** libpq returned something the protocol does not allow here. */
+  Protocol: 'SPG_PROTOCOL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface ErrorDetails {
+  /** Index in `db` of the server concerned, when one is. */
+  server?: number;
+  /** True when the same operation may succeed if tried again (e.g. a lost connection). */
+  retryable?: boolean;
+  severity?: string;
+  detail?: string;
+  hint?: string;
+  table?: string;
+  column?: string;
+  constraint?: string;
+}
+
+/**
+ * The error class of session-pgsql. Messages never contain a password or
+ * session data.
+ *
+ * @example
+ * try { await handler.read(id) } catch (err) {
+ *   if (err instanceof SessionPgsqlError && err.retryable) retryLater()
+ * }
+ */
+export class SessionPgsqlError extends Error {
+  override name = 'SessionPgsqlError';
+  /** A library code (`SPG_*`) or a SQLSTATE. */
+  readonly code: ErrorCode | string;
+  /** Index in `db` of the server concerned, when one is. */
+  readonly server?: number;
+  /** True when the same operation may succeed if tried again. */
+  readonly retryable: boolean;
+  readonly severity?: string;
+  readonly detail?: string;
+  readonly hint?: string;
+  readonly table?: string;
+  readonly column?: string;
+  readonly constraint?: string;
+
+  constructor(message: string, code: ErrorCode | string, details: ErrorDetails = {}) {
+    super(message);
+    this.code = code;
+    this.retryable = details.retryable ?? false;
+    for (const key of [
+      'server',
+      'severity',
+      'detail',
+      'hint',
+      'table',
+      'column',
+      'constraint',
+    ] as const) {
+      if (details[key] !== undefined)
+        Object.defineProperty(this, key, { value: details[key], enumerable: true });
+    }
+  }
+}

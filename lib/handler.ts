@@ -1,0 +1,191 @@
+import { ErrorCode, SessionPgsqlError } from './errors';
+import { native, type NativeHandler, type NativeStatus } from './native';
+import { resolveOptions, type ResolvedOptions, type SessionPgsqlOptions } from './options';
+import { Session, type SessionOwner } from './session';
+
+/** Per-request context of `read()`. */
+export interface ReadContext {
+  /** The client's address (e.g. `req.ip`), stored in `sess_addr_created`/`sess_addr_modified`. */
+  address?: string;
+}
+
+/** Options of `write()`. */
+export interface WriteOptions {
+  /** Absolute expiry in Unix seconds; default now + `maxLifetime` (database clock). */
+  expires?: number;
+  /** The client's address; for a Session, defaults to the address it was read with. */
+  address?: string;
+}
+
+/** What `status()` returns (the original `session_pgsql_status()`). */
+export type Status = NativeStatus;
+
+/**
+ * A PostgreSQL session handler over one or more servers.
+ *
+ * @example
+ * const handler = new SessionPgsql({ db: 'host=/run/postgresql dbname=app' })
+ * await handler.open()
+ * const s = await handler.read(id, { address: req.ip })
+ * await handler.write(s, s.data + '!')
+ *
+ * @throws SessionPgsqlError `SPG_INVALID_OPTION` from the constructor.
+ */
+export class SessionPgsql {
+  readonly #options: ResolvedOptions;
+  readonly #native: NativeHandler;
+  readonly #owner: SessionOwner;
+
+  constructor(options: SessionPgsqlOptions = {}) {
+    this.#options = resolveOptions(options);
+    this.#native = new native.Handler(this.#options.native, SessionPgsqlError);
+    const servers = this.#options.native.servers.map(
+      (entry) => native.inspectConninfo(entry).redacted,
+    );
+    this.#owner = {
+      message: (id) => this.#native.message(id),
+      describeServer: (index) => servers[index] ?? '',
+    };
+  }
+
+  /**
+   * Connects to every server and creates the table where it is missing.
+   * Resolves once at least one server is usable; idempotent. Other methods
+   * connect on first use, so calling it is optional but surfaces errors early.
+   * @throws SessionPgsqlError `SPG_CONNECT_FAILED`, `SPG_CONNECT_TIMEOUT`, `SPG_TABLE_MISSING`,
+   *   `SPG_TABLE_INVALID`, `SPG_NO_SERVER` (several servers, none usable), `SPG_CLOSED`, a SQLSTATE.
+   */
+  async open(): Promise<void> {
+    await this.#native.open();
+  }
+
+  /**
+   * Reads a session: always resolves to a Session (new, existing or expired).
+   * @example const s = await handler.read(req.sessionID, { address: req.ip })
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CONNECTION_LOST`, `SPG_TIMEOUT`, `SPG_CLOSED`.
+   */
+  async read(id: string, context: ReadContext = {}): Promise<Session> {
+    this.#checkId(id);
+    const address = context.address ?? '';
+    if (typeof address !== 'string')
+      throw argument(`Expected a string for "address" but received ${typeof address}`);
+    const row = await this.#native.read(id);
+    return new Session(this.#owner, id, address, row);
+  }
+
+  /**
+   * Stores session data. Given a Session, it carries that request's custom
+   * field, errors and address, and the short circuit may skip an unchanged
+   * write; given an id, it is a plain upsert. Resolves `true` when stored,
+   * `false` when the short circuit skipped it.
+   * @example await handler.write(session, newData)
+   * @example await handler.write(id, data, { expires: Date.now() / 1000 + 3600 })
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_DATA_TOO_LARGE`, `SPG_DATA_HAS_NUL`,
+   *   `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CONNECTION_LOST`, `SPG_TIMEOUT`, `SPG_CLOSED`, a SQLSTATE.
+   */
+  async write(
+    session: Session | string,
+    data: string,
+    options: WriteOptions = {},
+  ): Promise<boolean> {
+    const id = session instanceof Session ? session.id : session;
+    this.#checkId(id);
+    if (typeof data !== 'string')
+      throw argument(`Expected a string for "data" but received ${typeof data}`);
+    const expires = checkExpires(options.expires);
+    const address = options.address ?? (session instanceof Session ? session.address : '');
+    if (typeof address !== 'string')
+      throw argument(`Expected a string for "address" but received ${typeof address}`);
+    if (!(session instanceof Session)) {
+      return this.#native.write(id, data, address, expires, null, 0, 0, 0, null, null);
+    }
+    const c = session.changes();
+    const stored = await this.#native.write(
+      id,
+      data,
+      address,
+      expires,
+      c.custom,
+      c.errors,
+      c.warnings,
+      c.notices,
+      c.message,
+      c.baseline,
+    );
+    session.written(data, stored);
+    return stored;
+  }
+
+  /**
+   * Refreshes a live session's expiry without rewriting it. Resolves `false`
+   * when there is no live session with that id.
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CLOSED`.
+   */
+  async touch(id: string, expires?: number): Promise<boolean> {
+    this.#checkId(id);
+    return this.#native.touch(id, checkExpires(expires));
+  }
+
+  /**
+   * Deletes a session. Resolves `true` when a row was removed.
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CLOSED`.
+   */
+  async destroy(id: string): Promise<boolean> {
+    this.#checkId(id);
+    return this.#native.destroy(id);
+  }
+
+  /**
+   * Runs garbage collection now on every live server; resolves to the number
+   * of rows removed.
+   * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
+   */
+  async gc(): Promise<number> {
+    return this.#native.gc();
+  }
+
+  /** A snapshot of every server's state and the handler's settings; passwords redacted. */
+  status(): Status {
+    return this.#native.status();
+  }
+
+  /**
+   * Reconnects every server (operations in flight finish on the old
+   * connections). Resolves `true` if any server is up afterwards.
+   */
+  async reset(): Promise<boolean> {
+    return this.#native.reset();
+  }
+
+  /** Waits for operations in flight, then closes every connection; idempotent. */
+  async close(): Promise<void> {
+    await this.#native.close();
+  }
+
+  #checkId(id: unknown): asserts id is string {
+    if (typeof id !== 'string' || !this.#options.idPattern.test(id)) {
+      const shown =
+        typeof id === 'string'
+          ? `${JSON.stringify(id.slice(0, 40))}${id.length > 40 ? '…' : ''}`
+          : typeof id;
+      throw new SessionPgsqlError(
+        `Invalid session id ${shown}: it must match ${String(this.#options.idPattern)}`,
+        ErrorCode.InvalidId,
+      );
+    }
+  }
+}
+
+function argument(message: string): SessionPgsqlError {
+  return new SessionPgsqlError(message, ErrorCode.InvalidArgument);
+}
+
+function checkExpires(expires: unknown): number | null {
+  if (expires === undefined || expires === null) return null;
+  if (typeof expires !== 'number' || !Number.isFinite(expires)) {
+    throw argument(
+      `Expected "expires" in Unix seconds (a finite number) but received ${String(expires)}`,
+    );
+  }
+  return expires;
+}

@@ -1,0 +1,94 @@
+// The only importer of the compiled addon, and its hand-written interface.
+// Durations cross in seconds, points in time in Unix seconds.
+import bindings from 'bindings';
+
+/** The configuration the native handler takes, fully validated by options.ts. */
+export interface NativeConfig {
+  servers: string[];
+  table: string; // quoted identifier
+  index: string; // quoted name of the expiry index
+  sessionName: string;
+  placement: 'rendezvous' | 'php';
+  createTable: boolean;
+  shortCircuit: boolean;
+  keepExpired: boolean;
+  failoverMode: boolean;
+  maxLifetime: number;
+  maxDataSize: number;
+  connectTimeout: number;
+  statementTimeout: number;
+  retryMin: number;
+  retryMax: number;
+}
+
+export interface NativeRow {
+  server: number;
+  state: 'new' | 'existing' | 'expired';
+  isNew: boolean;
+  data: string;
+  accesses: number;
+  errors: number;
+  warnings: number;
+  notices: number;
+  custom: string;
+  created: number;
+  modified: number;
+  expires: number;
+  addressCreated: string;
+  addressModified: string;
+}
+
+export interface NativeServerStatus {
+  id: number;
+  server: string;
+  state: 'up' | 'down' | 'connecting';
+  since: number;
+  operations: number;
+  failures: number;
+  lastError: { code: string; message: string } | null;
+}
+
+export interface NativeStatus {
+  servers: NativeServerStatus[];
+  numberOfServers: number;
+  failoverMode: boolean;
+  shortCircuit: boolean;
+  keepExpired: boolean;
+  placement: 'rendezvous' | 'php' | 'failover';
+  table: string;
+  inFlight: number;
+  closed: boolean;
+}
+
+export interface NativeHandler {
+  open(): Promise<void>;
+  read(id: string): Promise<NativeRow>;
+  /** Resolves false when the short circuit skipped the write. */
+  write(
+    id: string,
+    data: string,
+    address: string,
+    expires: number | null,
+    custom: string | null,
+    errors: number,
+    warnings: number,
+    notices: number,
+    message: string | null,
+    baseline: string | null,
+  ): Promise<boolean>;
+  touch(id: string, expires: number | null): Promise<boolean>;
+  destroy(id: string): Promise<boolean>;
+  message(id: string): Promise<string>;
+  gc(): Promise<number>;
+  status(): NativeStatus;
+  reset(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+interface NativeModule {
+  Handler: new (config: NativeConfig, errorClass: Function) => NativeHandler;
+  inspectConninfo(entry: string): { redacted: string; identity: string };
+  libpqVersion: number;
+}
+
+export const native: NativeModule = bindings('session_pgsql');

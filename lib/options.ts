@@ -1,0 +1,226 @@
+// Validates and defaults the options once; every message names the option and
+// shows the offending value. Only this file reads raw user options.
+import { ErrorCode, SessionPgsqlError } from './errors';
+import { native, type NativeConfig } from './native';
+
+/** Options of {@link SessionPgsql}; every duration is in seconds. */
+export interface SessionPgsqlOptions {
+  /** `;`-separated libpq conninfo strings (key=value or URI), one per server. */
+  db?: string;
+  /** Create the table and its index when missing. Default `true`. */
+  createTable?: boolean;
+  /** Every session goes to the first live server in list order. Default `false`. */
+  failoverMode?: boolean;
+  /** Skip the write when the data is unchanged and nothing was forced. Default `false`. */
+  shortCircuit?: boolean;
+  /** Keep an expired row's metadata (counter, created, …). Default `false`. */
+  keepExpired?: boolean;
+  /** Seconds between GC runs per server; `0` disables. Default `3600`. */
+  gcInterval?: number;
+  /** Seconds between `VACUUM (ANALYZE)` runs per server; `0` disables. Default `21600`. */
+  vacuumInterval?: number;
+  /** Seconds a session lives after its last write. Default `1440`. */
+  maxLifetime?: number;
+  /** Stored in `sess_name` on insert. Default `'SID'`. */
+  sessionName?: string;
+  /** Table name, optionally schema-qualified (`schema.table`). Default `'php_session'`. */
+  table?: string;
+  /** `'rendezvous'` (default) or `'php'` (the original Σbytes(id) mod N). */
+  placement?: 'rendezvous' | 'php';
+  /** Valid session ids. Default: 16 to 256 of `[A-Za-z0-9_,-]`. */
+  idPattern?: RegExp | string;
+  /** Seconds to wait for a connection. Default `5`. */
+  connectTimeout?: number;
+  /** Seconds to wait for any statement. Default `5`. */
+  statementTimeout?: number;
+  /** Largest session data in bytes (UTF-8). Default `1048576`. */
+  maxDataSize?: number;
+  /** Seconds before the first reconnect attempt to a failed server. Default `0.1`. */
+  retryMinDelay?: number;
+  /** Upper bound of the reconnect backoff in seconds. Default `5`. */
+  retryMaxDelay?: number;
+}
+
+export interface ResolvedOptions {
+  native: NativeConfig;
+  idPattern: RegExp;
+  gcInterval: number;
+  vacuumInterval: number;
+}
+
+export const defaults = {
+  db: 'host=localhost dbname=php_session user=nobody',
+  createTable: true,
+  failoverMode: false,
+  shortCircuit: false,
+  keepExpired: false,
+  gcInterval: 3600,
+  vacuumInterval: 21600,
+  maxLifetime: 1440,
+  sessionName: 'SID',
+  table: 'php_session',
+  placement: 'rendezvous',
+  idPattern: /^[A-Za-z0-9_,-]{16,256}$/,
+  connectTimeout: 5,
+  statementTimeout: 5,
+  maxDataSize: 1048576,
+  retryMinDelay: 0.1,
+  retryMaxDelay: 5,
+} as const;
+
+function invalid(message: string): SessionPgsqlError {
+  return new SessionPgsqlError(message, ErrorCode.InvalidOption);
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (value instanceof RegExp) return `${String(value)} (RegExp)`;
+  return `${String(value)} (${value === null ? 'null' : typeof value})`;
+}
+
+function boolean(
+  options: SessionPgsqlOptions,
+  key: keyof typeof defaults & keyof SessionPgsqlOptions,
+): boolean {
+  const value = options[key] ?? defaults[key];
+  if (typeof value !== 'boolean')
+    throw invalid(`Expected a boolean for "${key}" but received ${show(value)}`);
+  return value;
+}
+
+function seconds(
+  options: SessionPgsqlOptions,
+  key: keyof typeof defaults & keyof SessionPgsqlOptions,
+  allowZero: boolean,
+): number {
+  const value = options[key] ?? defaults[key];
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    (!allowZero && value === 0)
+  ) {
+    const what = allowZero ? 'a number of seconds >= 0' : 'a number of seconds > 0';
+    throw invalid(`Expected ${what} for "${key}" but received ${show(value)}`);
+  }
+  return value;
+}
+
+/** Quotes an SQL identifier: `"` doubled, the whole wrapped in `"`. */
+function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function tableNames(value: unknown): { table: string; index: string } {
+  if (typeof value !== 'string')
+    throw invalid(`Expected a string for "table" but received ${show(value)}`);
+  const parts = value.split('.');
+  const valid =
+    parts.length <= 2 &&
+    parts.every((p) => p.length > 0 && Buffer.byteLength(p) <= 63 && !p.includes('\0'));
+  if (!valid) {
+    throw invalid(
+      `Expected "table" as name or schema.name (each 1 to 63 bytes) but received ${show(value)}`,
+    );
+  }
+  const name = parts[parts.length - 1]!;
+  const index = `${name.slice(0, 63 - '_expire_idx'.length)}_expire_idx`;
+  return { table: parts.map(quoteIdentifier).join('.'), index: quoteIdentifier(index) };
+}
+
+function serverList(value: unknown): string[] {
+  if (typeof value !== 'string')
+    throw invalid(`Expected a string for "db" but received ${show(value)}`);
+  const entries = value.split(';').map((e) => e.trim());
+  entries.forEach((entry, i) => {
+    if (entry === '') {
+      throw invalid(
+        `"db" entry ${i} (counting from 0) is empty: remove the extra ";" (received ${entries.length} entries)`,
+      );
+    }
+    try {
+      native.inspectConninfo(entry);
+    } catch (err) {
+      // The native parser's message never carries the password.
+      throw invalid(
+        `"db" entry ${i} (counting from 0) is not a valid conninfo: ${(err as Error).message}`,
+      );
+    }
+  });
+  return entries;
+}
+
+function pattern(value: unknown): RegExp {
+  const re = typeof value === 'string' ? safeRegExp(value) : value;
+  if (!(re instanceof RegExp) || re.global || re.sticky) {
+    throw invalid(
+      `Expected a RegExp (without g or y flags) for "idPattern" but received ${show(value)}`,
+    );
+  }
+  return re;
+}
+
+function safeRegExp(source: string): RegExp | string {
+  try {
+    return new RegExp(source);
+  } catch {
+    return source;
+  }
+}
+
+/**
+ * Validates `options` and fills in the defaults.
+ * @throws SessionPgsqlError `SPG_INVALID_OPTION` naming the option and value.
+ */
+export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalid(`Expected an options object but received ${show(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!(key in defaults)) throw invalid(`Unknown option "${key}"`);
+  }
+  const placement = options.placement ?? defaults.placement;
+  if (placement !== 'rendezvous' && placement !== 'php') {
+    throw invalid(`Expected "rendezvous" or "php" for "placement" but received ${show(placement)}`);
+  }
+  const sessionName = options.sessionName ?? defaults.sessionName;
+  if (typeof sessionName !== 'string') {
+    throw invalid(`Expected a string for "sessionName" but received ${show(sessionName)}`);
+  }
+  const maxDataSize = options.maxDataSize ?? defaults.maxDataSize;
+  if (!Number.isSafeInteger(maxDataSize) || maxDataSize <= 0) {
+    throw invalid(
+      `Expected a positive integer for "maxDataSize" but received ${show(maxDataSize)}`,
+    );
+  }
+  const retryMin = seconds(options, 'retryMinDelay', false);
+  const retryMax = seconds(options, 'retryMaxDelay', false);
+  if (retryMax < retryMin) {
+    throw invalid(
+      `Expected "retryMaxDelay" >= "retryMinDelay" (${retryMin}) but received ${show(retryMax)}`,
+    );
+  }
+  const { table, index } = tableNames(options.table ?? defaults.table);
+  return {
+    native: {
+      servers: serverList(options.db ?? defaults.db),
+      table,
+      index,
+      sessionName,
+      placement,
+      createTable: boolean(options, 'createTable'),
+      shortCircuit: boolean(options, 'shortCircuit'),
+      keepExpired: boolean(options, 'keepExpired'),
+      failoverMode: boolean(options, 'failoverMode'),
+      maxLifetime: seconds(options, 'maxLifetime', false),
+      maxDataSize,
+      connectTimeout: seconds(options, 'connectTimeout', false),
+      statementTimeout: seconds(options, 'statementTimeout', false),
+      retryMin,
+      retryMax,
+    },
+    idPattern: pattern(options.idPattern ?? defaults.idPattern),
+    gcInterval: seconds(options, 'gcInterval', true),
+    vacuumInterval: seconds(options, 'vacuumInterval', true),
+  };
+}

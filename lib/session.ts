@@ -1,0 +1,220 @@
+import { ErrorCode, SessionPgsqlError } from './errors';
+import type { NativeRow } from './native';
+
+/** What `Session#info()` returns (the original `session_pgsql_info()`). */
+export interface SessionInfo {
+  sessionId: string;
+  /** Index in `db` of the server the session was read from. */
+  serverId: number;
+  /** That server's conninfo, password redacted. */
+  server: string;
+  /** The stored access counter + 1 (this access); 1 for a new session. */
+  accesses: number;
+  errors: number;
+  warnings: number;
+  notices: number;
+  /** Unix seconds; 0 for a session not stored yet. */
+  created: number;
+  modified: number;
+  expires: number;
+  addressCreated: string;
+  addressModified: string;
+  custom: string;
+}
+
+/** What `Session#getError()` resolves to (the original `session_pgsql_get_error()`). */
+export interface SessionErrors {
+  errors: number;
+  warnings: number;
+  notices: number;
+  message?: string;
+}
+
+/** An error level of `addError`: a name, or PHP's E_* number. */
+export type ErrorLevel = 'error' | 'warning' | 'notice' | 1 | 2 | 8 | 256 | 512 | 1024;
+
+const levels: Record<string, 'errors' | 'warnings' | 'notices'> = {
+  error: 'errors',
+  '1': 'errors', // E_ERROR
+  '256': 'errors', // E_USER_ERROR
+  warning: 'warnings',
+  '2': 'warnings', // E_WARNING
+  '512': 'warnings', // E_USER_WARNING
+  notice: 'notices',
+  '8': 'notices', // E_NOTICE
+  '1024': 'notices', // E_USER_NOTICE
+};
+
+/** The handler's side of a Session, kept off the public surface. */
+export interface SessionOwner {
+  message(id: string): Promise<string>;
+  describeServer(index: number): string;
+}
+
+/** The pending changes of one request, as the native write takes them. */
+export interface SessionChanges {
+  custom: string | null;
+  errors: number;
+  warnings: number;
+  notices: number;
+  message: string | null;
+  baseline: string | null;
+}
+
+/**
+ * One request's view of one session, returned by `SessionPgsql#read()`. Its
+ * counters, custom field and error message belong to this request alone.
+ *
+ * @example
+ * const s = await handler.read(id, { address: req.ip })
+ * s.setField('user:42')
+ * await handler.write(s, JSON.stringify(state))
+ */
+export class Session {
+  /** The session id. */
+  readonly id: string;
+  /** The address of the request that read the session (stored on write). */
+  readonly address: string;
+  readonly #owner: SessionOwner;
+  #row: NativeRow;
+  #custom: string | null = null;
+  #pending = { errors: 0, warnings: 0, notices: 0 };
+  #message: string | null = null;
+
+  /** @internal */
+  constructor(owner: SessionOwner, id: string, address: string, row: NativeRow) {
+    this.#owner = owner;
+    this.id = id;
+    this.address = address;
+    this.#row = row;
+  }
+
+  /** The stored data; `''` for a new or expired session. */
+  get data(): string {
+    return this.#row.data;
+  }
+
+  /** True when the next write stores a fresh row (no row, or an expired one without keepExpired). */
+  get isNew(): boolean {
+    return this.#row.isNew;
+  }
+
+  /** True when a row existed but had expired. */
+  get expired(): boolean {
+    return this.#row.state === 'expired';
+  }
+
+  /** Index in `db` of the server the session was read from. */
+  get serverId(): number {
+    return this.#row.server;
+  }
+
+  /** The original `session_pgsql_info()`. */
+  info(): SessionInfo {
+    const r = this.#row;
+    return {
+      sessionId: this.id,
+      serverId: r.server,
+      server: this.#owner.describeServer(r.server),
+      accesses: r.accesses,
+      errors: r.errors + this.#pending.errors,
+      warnings: r.warnings + this.#pending.warnings,
+      notices: r.notices + this.#pending.notices,
+      created: r.created,
+      modified: r.modified,
+      expires: r.expires,
+      addressCreated: r.addressCreated,
+      addressModified: r.addressModified,
+      custom: this.getField(),
+    };
+  }
+
+  /**
+   * Sets the custom field (`sess_custom`); `''` clears it. Forces the next write.
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` when `value` is not a string.
+   */
+  setField(value: string): void {
+    if (typeof value !== 'string') {
+      throw new SessionPgsqlError(
+        `Expected a string for setField(value) but received ${typeof value}`,
+        ErrorCode.InvalidArgument,
+      );
+    }
+    this.#custom = value;
+  }
+
+  /** The custom field: as set in this request, else as stored. */
+  getField(): string {
+    return this.#custom ?? this.#row.custom;
+  }
+
+  /**
+   * Counts an error, warning or notice for this session; a message replaces the
+   * stored one. Forces the next write.
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` for an unknown level (nothing changes).
+   */
+  addError(level: ErrorLevel, message?: string): void {
+    const counter = levels[String(level)];
+    if (counter === undefined) {
+      throw new SessionPgsqlError(
+        `Unknown error level ${JSON.stringify(level)}: use 'error', 'warning', 'notice' or a PHP E_* number`,
+        ErrorCode.InvalidArgument,
+      );
+    }
+    if (message !== undefined && typeof message !== 'string') {
+      throw new SessionPgsqlError(
+        `Expected a string message but received ${typeof message}`,
+        ErrorCode.InvalidArgument,
+      );
+    }
+    this.#pending[counter] += 1;
+    if (message !== undefined) this.#message = message;
+  }
+
+  /**
+   * The error counters (stored + this request's) and, with `withMessage`, the
+   * message: from this request, else from the table, `''` when there is none.
+   */
+  async getError(withMessage = false): Promise<SessionErrors> {
+    const r = this.#row;
+    const result: SessionErrors = {
+      errors: r.errors + this.#pending.errors,
+      warnings: r.warnings + this.#pending.warnings,
+      notices: r.notices + this.#pending.notices,
+    };
+    if (withMessage) {
+      result.message = this.#message ?? (this.isNew ? '' : await this.#owner.message(this.id));
+    }
+    return result;
+  }
+
+  /** @internal What the next write must carry. */
+  changes(): SessionChanges {
+    const live = this.#row.state === 'existing';
+    return {
+      custom: this.#custom,
+      ...this.#pending,
+      message: this.#message,
+      baseline: live ? this.#row.data : null,
+    };
+  }
+
+  /** @internal After a write was stored: the new data is the baseline, nothing is pending. */
+  written(data: string, stored: boolean): void {
+    if (!stored) return;
+    const r = this.#row;
+    this.#row = {
+      ...r,
+      state: 'existing',
+      isNew: false,
+      data,
+      custom: this.getField(),
+      errors: r.errors + this.#pending.errors,
+      warnings: r.warnings + this.#pending.warnings,
+      notices: r.notices + this.#pending.notices,
+    };
+    this.#custom = null;
+    this.#pending = { errors: 0, warnings: 0, notices: 0 };
+    this.#message = null;
+  }
+}
