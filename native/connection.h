@@ -57,6 +57,12 @@ struct Op {
   bool setup = false;        // may be sent before the connection is ready
   bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
 
+  // Routing, set by Handler/Server.
+  std::string key;           // the session id, when the op concerns one
+  bool reroutable = false;   // safe to resend on another server after a connection loss
+  int attempts = 0;          // times it was resent
+  int server = -1;           // the server it was last submitted to
+
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
   std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted

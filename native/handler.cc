@@ -1,5 +1,6 @@
 #include "handler.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,11 @@ long long ParseInt(const PGresult* r, int row, int col) {
 std::string Text(const PGresult* r, int row, int col) {
   if (PQgetisnull(r, row, col)) return "";
   return std::string(PQgetvalue(r, row, col), PQgetlength(r, row, col));
+}
+
+double NowSeconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
 long long AffectedRows(const PGresult* r) {
@@ -193,6 +199,20 @@ Server* Handler::Route(const std::string& id, ErrorInfo* error) {
   return nullptr;
 }
 
+void Handler::Resend(OpPtr op, const ErrorInfo& error) {
+  if (op->reroutable && op->attempts == 0 && !closing()) {
+    ++op->attempts;
+    ErrorInfo ignored;
+    if (Server* next = Route(op->key, &ignored)) {
+      op->error = {};
+      next->Submit(std::move(op));  // already counted in in_flight_
+      return;
+    }
+  }
+  op->error = error;
+  if (op->done) op->done(*op);
+}
+
 void Handler::Submit(Server* server, OpPtr op) {
   ++in_flight_;
   auto inner = std::move(op->done);
@@ -316,41 +336,112 @@ Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
-
   auto deferred = Napi::Promise::Deferred::New(env);
+  ReadAt(server, std::move(id), deferred);
+  return deferred.Promise();
+}
+
+Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int server) {
+  const bool found = PQntuples(r) > 0;
+  const bool expired = found && PQgetvalue(r, 0, 11)[0] == 't';
+  // An expired row is a new session unless keepExpired keeps its metadata.
+  const bool load = found && (!expired || keep_expired_);
+  Napi::Object row = Napi::Object::New(env);
+  row.Set("server", server);
+  row.Set("state", !found ? "new" : expired ? "expired" : "existing");
+  row.Set("isNew", !load);  // the next write stores a fresh row
+  row.Set("data", load && !expired ? Text(r, 0, 0) : std::string());
+  row.Set("accesses", static_cast<double>(load ? ParseInt(r, 0, 1) + 1 : 1));
+  row.Set("errors", static_cast<double>(load ? ParseInt(r, 0, 2) : 0));
+  row.Set("warnings", static_cast<double>(load ? ParseInt(r, 0, 3) : 0));
+  row.Set("notices", static_cast<double>(load ? ParseInt(r, 0, 4) : 0));
+  row.Set("custom", load ? Text(r, 0, 5) : std::string());
+  row.Set("created", static_cast<double>(load ? ParseInt(r, 0, 6) : 0));
+  row.Set("modified", static_cast<double>(load ? ParseInt(r, 0, 7) : 0));
+  row.Set("expires", static_cast<double>(load ? ParseInt(r, 0, 8) : 0));
+  row.Set("addressCreated", load ? Text(r, 0, 9) : std::string());
+  row.Set("addressModified", load ? Text(r, 0, 10) : std::string());
+  return row;
+}
+
+void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   auto op = std::make_unique<Op>();
-  op->statements.push_back(Statement::Prepared(kReadStmt).Bind(std::move(id)));
-  const int index = server->index();
-  op->done = [this, deferred, index](Op& op) {
-    Napi::Env env = deferred.Env();
+  op->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
+  op->key = std::move(id);
+  op->reroutable = true;
+  op->done = [this, deferred](Op& op) {
     if (op.error) {
-      deferred.Reject(ToJs(env, error_class_, op.error));
+      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
       return;
     }
     const PGresult* r = op.results[0].get();
-    const bool found = PQntuples(r) > 0;
-    const bool expired = found && PQgetvalue(r, 0, 11)[0] == 't';
-    // An expired row is a new session unless keepExpired keeps its metadata.
-    const bool load = found && (!expired || keep_expired_);
-    Napi::Object row = Napi::Object::New(env);
-    row.Set("server", index);
-    row.Set("state", !found ? "new" : expired ? "expired" : "existing");
-    row.Set("isNew", !load);  // the next write stores a fresh row
-    row.Set("data", load && !expired ? Text(r, 0, 0) : std::string());
-    row.Set("accesses", static_cast<double>(load ? ParseInt(r, 0, 1) + 1 : 1));
-    row.Set("errors", static_cast<double>(load ? ParseInt(r, 0, 2) : 0));
-    row.Set("warnings", static_cast<double>(load ? ParseInt(r, 0, 3) : 0));
-    row.Set("notices", static_cast<double>(load ? ParseInt(r, 0, 4) : 0));
-    row.Set("custom", load ? Text(r, 0, 5) : std::string());
-    row.Set("created", static_cast<double>(load ? ParseInt(r, 0, 6) : 0));
-    row.Set("modified", static_cast<double>(load ? ParseInt(r, 0, 7) : 0));
-    row.Set("expires", static_cast<double>(load ? ParseInt(r, 0, 8) : 0));
-    row.Set("addressCreated", load ? Text(r, 0, 9) : std::string());
-    row.Set("addressModified", load ? Text(r, 0, 10) : std::string());
-    deferred.Resolve(row);
+    const bool live = PQntuples(r) > 0 && PQgetvalue(r, 0, 11)[0] != 't';
+    Server* home = servers_[op.server].get();
+    // Sessions written elsewhere while this server was down live on the servers
+    // after it in the id's order until they expire; look there on a miss.
+    if (!live && servers_.size() > 1 && home->recovered_at() > 0 &&
+        NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_)) {
+      std::shared_ptr<PGresult> miss(op.results[0].release(), PQclear);
+      LookAside(home, op.key, deferred, std::move(miss));
+      return;
+    }
+    deferred.Resolve(BuildRow(deferred.Env(), r, op.server));
   };
   Submit(server, std::move(op));
-  return deferred.Promise();
+}
+
+void Handler::LookAside(Server* home, std::string id, Deferred deferred,
+                        std::shared_ptr<PGresult> miss) {
+  placement_->Order(id, &order_);
+  Server* other = nullptr;
+  bool past_home = false;
+  for (int i : order_) {
+    if (past_home && servers_[i]->routable()) {
+      other = servers_[i].get();
+      break;
+    }
+    past_home = past_home || i == home->index();
+  }
+  if (other == nullptr) {
+    deferred.Resolve(BuildRow(deferred.Env(), miss.get(), home->index()));
+    return;
+  }
+  auto fetch = std::make_unique<Op>();
+  fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
+  fetch->done = [this, home, other, id, deferred, miss](Op& op) {
+    const PGresult* r = op.error ? nullptr : op.results[0].get();
+    if (r == nullptr || PQntuples(r) == 0) {  // not there either (or unreachable)
+      deferred.Resolve(BuildRow(deferred.Env(), miss.get(), home->index()));
+      return;
+    }
+    // Store the row at home and read it back in the same transaction, then
+    // drop the stray copy.
+    auto adopt = std::make_unique<Op>();
+    Statement insert = Statement::Prepared(kAdoptStmt);
+    insert.Bind(id);
+    for (int col = 0; col < 13; ++col) {
+      if (PQgetisnull(r, 0, col)) {
+        insert.BindNull();
+      } else {
+        insert.Bind(Text(r, 0, col));
+      }
+    }
+    adopt->statements.push_back(std::move(insert));
+    adopt->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
+    adopt->done = [this, other, id, deferred](Op& op) {
+      if (op.error) {
+        deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+        return;
+      }
+      deferred.Resolve(BuildRow(deferred.Env(), op.results[1].get(), op.server));
+      auto drop = std::make_unique<Op>();
+      drop->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+      drop->done = [](Op&) {};
+      if (other->routable()) Submit(other, std::move(drop));
+    };
+    Submit(home, std::move(adopt));
+  };
+  Submit(other, std::move(fetch));
 }
 
 // write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message, baseline)
@@ -405,7 +496,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   if (server == nullptr) return Reject(env, error);
 
   Statement s = Statement::Prepared(kWriteStmt);
-  s.Bind(std::move(id)).Bind(session_name_).Bind(std::move(data)).Bind(Utf8(info[2]));
+  s.Bind(id).Bind(session_name_).Bind(std::move(data)).Bind(Utf8(info[2]));
   if (!BindExpires(s, info[3])) {
     return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
   }
@@ -424,6 +515,10 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   auto deferred = Napi::Promise::Deferred::New(env);
   auto op = std::make_unique<Op>();
   op->statements.push_back(std::move(s));
+  // why: the write carries the whole new state, so resending it after a lost
+  // connection stores the same row (at worst the counter counts it twice).
+  op->key = std::move(id);
+  op->reroutable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -447,13 +542,15 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
   Statement s = Statement::Prepared(kTouchStmt);
-  s.Bind(std::move(id));
+  s.Bind(id);
   if (!BindExpires(s, info.Length() > 1 ? info[1] : env.Undefined())) {
     return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
   }
   auto deferred = Napi::Promise::Deferred::New(env);
   auto op = std::make_unique<Op>();
   op->statements.push_back(std::move(s));
+  op->key = std::move(id);
+  op->reroutable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -474,20 +571,44 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   EnsureStarted();
   std::string id = Utf8(info[0]);
   ErrorInfo error;
-  Server* server = Route(id, &error);
-  if (server == nullptr) return Reject(env, error);
-  auto deferred = Napi::Promise::Deferred::New(env);
-  auto op = std::make_unique<Op>();
-  op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(std::move(id)));
-  op->done = [this, deferred](Op& op) {
-    if (op.error) {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
-    } else {
-      deferred.Resolve(Napi::Boolean::New(deferred.Env(), AffectedRows(op.results[0].get()) > 0));
-    }
+  Server* home = Route(id, &error);
+  if (home == nullptr) return Reject(env, error);
+  // A session may live on a fallback server (written there during an outage),
+  // so it is deleted from every server that is up; the home server decides the
+  // outcome, the others are best effort.
+  struct State {
+    size_t remaining = 0;
+    bool removed = false;
+    ErrorInfo error;
+    Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
   };
-  Submit(server, std::move(op));
-  return deferred.Promise();
+  auto state = std::make_shared<State>(env);
+  for (auto& server : servers_) {
+    if (server.get() != home && !server->routable()) continue;
+    ++state->remaining;
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+    const bool is_home = server.get() == home;
+    op->key = id;
+    op->reroutable = is_home;
+    op->done = [this, state, is_home](Op& op) {
+      if (op.error) {
+        if (is_home) state->error = op.error;
+      } else if (AffectedRows(op.results[0].get()) > 0) {
+        state->removed = true;
+      }
+      if (--state->remaining > 0) return;
+      Napi::Env env = state->deferred.Env();
+      if (state->error) {
+        state->deferred.Reject(ToJs(env, error_class_, state->error));
+      } else {
+        state->deferred.Resolve(Napi::Boolean::New(env, state->removed));
+      }
+    };
+    Submit(server.get(), std::move(op));
+  }
+  return state->deferred.Promise();
 }
 
 Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
@@ -503,7 +624,9 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   if (server == nullptr) return Reject(env, error);
   auto deferred = Napi::Promise::Deferred::New(env);
   auto op = std::make_unique<Op>();
-  op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(std::move(id)));
+  op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(id));
+  op->key = std::move(id);
+  op->reroutable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));

@@ -30,6 +30,9 @@ class Handler : public Napi::ObjectWrap<Handler> {
 
   // Environment teardown: closes everything, settles nothing (no JS can run).
   void Abandon();
+  // A connection failed with `op` unsettled: resend it where that is safe (once,
+  // to the next server in the session's order), else settle it with `error`.
+  void Resend(OpPtr op, const ErrorInfo& error);
 
   const Sql& sql() const { return *sql_; }
   const std::string& table_text() const { return table_; }
@@ -49,6 +52,12 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsClose(const Napi::CallbackInfo& info);
 
   void EnsureStarted();
+  using Deferred = Napi::Promise::Deferred;
+  void ReadAt(Server* server, std::string id, Deferred deferred);
+  // After a miss at `home`, which came back from an outage recently, looks for
+  // the session on the servers after it and moves a live copy home.
+  void LookAside(Server* home, std::string id, Deferred deferred, std::shared_ptr<PGresult> miss);
+  Napi::Object BuildRow(Napi::Env env, const PGresult* r, int server);
   // The first routable server in the id's order, or nullptr (error set).
   Server* Route(const std::string& id, ErrorInfo* error);
   // Wraps `op->done` bookkeeping and sends it to `server`.

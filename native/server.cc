@@ -96,7 +96,7 @@ void Server::SetState(State state) {
 }
 
 void Server::Start() {
-  if (conn_ != nullptr) return;
+  if (conn_ != nullptr || handler_->closing()) return;
   ConnectionConfig config;
   config.server = index_;
   config.conninfo = spec_.conninfo;
@@ -115,6 +115,7 @@ void Server::Start() {
 
 void Server::Submit(OpPtr op) {
   ++operations_;
+  op->server = index_;
   if (conn_ == nullptr) {
     op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_,
                           true);
@@ -235,6 +236,7 @@ void Server::SetupPrepared(Op& op) {
   }
   attempts_ = 0;
   last_error_ = {};
+  if (failures_ > 0) recovered_at_ = NowSeconds();
   SetState(State::kUp);
   conn_->MarkReady();
 }
@@ -248,9 +250,8 @@ void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) 
     retired_.erase(conn);
   }
   for (OpPtr& op : ops) {
-    op->error = error;
     for (ResultPtr& r : op->results) r.reset();
-    if (op->done) op->done(*op);
+    handler_->Resend(std::move(op), error);
   }
 }
 

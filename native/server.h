@@ -71,6 +71,8 @@ class Server : public ConnectionDelegate {
   uint64_t operations() const { return operations_; }
   uint64_t failures() const { return failures_; }
   const ErrorInfo& last_error() const { return last_error_; }
+  // Unix seconds of the last return from a failure (0: never failed).
+  double recovered_at() const { return recovered_at_; }
 
   // ConnectionDelegate
   void OnConnected(Connection* conn) override;
@@ -99,6 +101,7 @@ class Server : public ConnectionDelegate {
   int attempts_ = 0;                   // consecutive failed connects
   uint64_t operations_ = 0;
   uint64_t failures_ = 0;
+  double recovered_at_ = 0;
   ErrorInfo last_error_;
 };
 

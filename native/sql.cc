@@ -80,7 +80,25 @@ Sql::Sql(const SqlOptions& o) {
                    " WHERE sess_expire < " + now + " - $1::bigint LIMIT " +
                    std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
 
-  prepared = {{kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
+  // Moving a session home after an outage: the whole live row from the server
+  // that held it meanwhile ($1 id), stored at home unless home has a newer one.
+  const std::string columns =
+      "sess_name, sess_data, sess_created, sess_modified, sess_expire, sess_addr_created, "
+      "sess_addr_modified, sess_counter, sess_error, sess_warning, sess_notice, "
+      "sess_err_message, sess_custom";
+  std::string fetch = "SELECT " + columns + " FROM " + t +
+                      " WHERE sess_id = $1 AND coalesce(sess_expire, 0) >= " + now;
+  std::string adopt =
+      "INSERT INTO " + t + " AS s (sess_id, " + columns + ") VALUES ($1, $2, $3, $4::bigint, "
+      "$5::bigint, $6::bigint, $7, $8, $9::int, $10::int, $11::int, $12::int, $13, $14) "
+      "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + ") = (EXCLUDED.sess_name, "
+      "EXCLUDED.sess_data, EXCLUDED.sess_created, EXCLUDED.sess_modified, EXCLUDED.sess_expire, "
+      "EXCLUDED.sess_addr_created, EXCLUDED.sess_addr_modified, EXCLUDED.sess_counter, "
+      "EXCLUDED.sess_error, EXCLUDED.sess_warning, EXCLUDED.sess_notice, "
+      "EXCLUDED.sess_err_message, EXCLUDED.sess_custom) "
+      "WHERE coalesce(s.sess_modified, 0) < EXCLUDED.sess_modified";
+
+  prepared = {{kFetchStmt, fetch, 1}, {kAdoptStmt, adopt, 14}, {kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1}};
 
   check =

@@ -15,6 +15,8 @@ inline constexpr const char* kTouchStmt = "spg_touch";
 inline constexpr const char* kDestroyStmt = "spg_destroy";
 inline constexpr const char* kMessageStmt = "spg_message";
 inline constexpr const char* kGcStmt = "spg_gc";
+inline constexpr const char* kFetchStmt = "spg_fetch";
+inline constexpr const char* kAdoptStmt = "spg_adopt";
 
 // The columns a session table must have (the original's 14).
 extern const std::vector<std::string> kRequiredColumns;
