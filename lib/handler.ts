@@ -144,6 +144,17 @@ export class SessionPgsql {
     return this.#native.gc();
   }
 
+  /**
+   * The servers a session id belongs to, best first (indexes in `db`): its home
+   * is the first one that is up. Pure computation; nothing is sent.
+   * @example handler.serversFor(id)[0] // the id's home server
+   * @throws SessionPgsqlError `SPG_INVALID_ID`.
+   */
+  serversFor(id: string): number[] {
+    this.#checkId(id);
+    return this.#native.order(id);
+  }
+
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
     return this.#native.status();

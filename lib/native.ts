@@ -81,6 +81,7 @@ export interface NativeHandler {
   message(id: string): Promise<string>;
   gc(): Promise<number>;
   status(): NativeStatus;
+  order(id: string): number[];
   reset(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -68,6 +68,7 @@ Napi::Function Handler::Define(Napi::Env env) {
                          InstanceMethod("message", &Handler::JsMessage),
                          InstanceMethod("gc", &Handler::JsGc),
                          InstanceMethod("status", &Handler::JsStatus),
+                         InstanceMethod("order", &Handler::JsOrder),
                          InstanceMethod("reset", &Handler::JsReset),
                          InstanceMethod("close", &Handler::JsClose),
                      });
@@ -695,6 +696,19 @@ Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
   }
   Napi::Value promise = state->deferred.Promise();
   return promise;
+}
+
+Napi::Value Handler::JsOrder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "order(id: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<int> order;
+  placement_->Order(Utf8(info[0]), &order);
+  Napi::Array out = Napi::Array::New(env, order.size());
+  for (size_t i = 0; i < order.size(); ++i) out.Set(static_cast<uint32_t>(i), order[i]);
+  return out;
 }
 
 Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {

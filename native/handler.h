@@ -48,6 +48,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsMessage(const Napi::CallbackInfo& info);
   Napi::Value JsGc(const Napi::CallbackInfo& info);
   Napi::Value JsStatus(const Napi::CallbackInfo& info);
+  Napi::Value JsOrder(const Napi::CallbackInfo& info);
   Napi::Value JsReset(const Napi::CallbackInfo& info);
   Napi::Value JsClose(const Napi::CallbackInfo& info);
 
