@@ -12,7 +12,9 @@ try {
   tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
 } catch {
   if (existsSync(join(root, 'dist', 'index.js'))) process.exit(0);
-  console.error('session-pgsql: TypeScript is needed to build dist/ from a git checkout (npm install)');
+  console.error(
+    'session-pgsql: TypeScript is needed to build dist/ from a git checkout (npm install)',
+  );
   process.exit(1);
 }
 const result = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], {

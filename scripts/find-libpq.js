@@ -8,7 +8,10 @@ const { execFileSync } = require('node:child_process');
 
 function run(cmd, args) {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync(cmd, args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return null;
   }
@@ -30,7 +33,11 @@ function locate() {
         .split(/\s+/)
         .find((f) => f.startsWith(prefix))
         ?.slice(2) ?? '';
-    return { how: 'pkg-config', include: first(cflags, '-I') || '/usr/include', lib: first(libs, '-L') };
+    return {
+      how: 'pkg-config',
+      include: first(cflags, '-I') || '/usr/include',
+      lib: first(libs, '-L'),
+    };
   }
   return null;
 }
@@ -45,6 +52,7 @@ if (!found) {
 }
 const mode = process.argv[2];
 if (mode === '--include-dir') console.log(found.include);
-else if (mode === '--libs') console.log([found.lib && `-L${found.lib}`, '-lpq'].filter(Boolean).join(' '));
+else if (mode === '--libs')
+  console.log([found.lib && `-L${found.lib}`, '-lpq'].filter(Boolean).join(' '));
 else if (mode === '--rpath') console.log(found.lib ? `-Wl,-rpath,${found.lib}` : '');
 else console.log(JSON.stringify(found));

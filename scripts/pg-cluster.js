@@ -765,8 +765,10 @@ async function cliMain(argv) {
   try {
     set = await startClusters(n, { handleSignals: false });
   } catch (err) {
-    process.stderr.write(`${err.message}\n`);
     teardownAllSync();
+    // Ctrl-C during startup also reaches initdb/pg_ctl (same process group): not an error.
+    if (pendingSignal) process.exit(128 + (SIGNAL_NUMBERS[pendingSignal] || 0));
+    process.stderr.write(`${err.message}\n`);
     process.exit(1);
   }
   if (pendingSignal) return shutdown(pendingSignal);

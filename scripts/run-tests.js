@@ -26,6 +26,25 @@ function mochaBin() {
   return require.resolve('mocha/bin/mocha.js', { paths: [ROOT] });
 }
 
+// Mocha adds spec paths given on the command line to the configured ones; when files
+// are named, run just those (same loader, reporter and timeouts as .mocharc.json).
+function mochaArgs(args) {
+  const files = args.filter((a) => /\.test\.ts$/.test(a));
+  if (files.length === 0) return args;
+  const rc = require(path.join(ROOT, '.mocharc.json'));
+  return [
+    '--no-config',
+    ...rc.require.flatMap((r) => ['--require', r]),
+    '--reporter',
+    rc.reporter,
+    '--timeout',
+    String(rc.timeout),
+    '--slow',
+    String(rc.slow),
+    ...args,
+  ];
+}
+
 async function main() {
   let set = null;
   let child = null;
@@ -47,6 +66,8 @@ async function main() {
   try {
     set = await startClusters(CLUSTER_COUNT, { handleSignals: false });
   } catch (err) {
+    // Ctrl-C during startup also reaches initdb/pg_ctl (same process group): not an error.
+    if (interrupted) process.exit(128 + SIGNAL_NUMBERS[interrupted]);
     process.stderr.write(
       `run-tests: could not start the test PostgreSQL clusters:\n${err.message}\n`,
     );
@@ -62,7 +83,7 @@ async function main() {
     SESSION_PGSQL_TEST_DB: set.clusters.map((c) => c.conninfo).join(';'),
     SESSION_PGSQL_TEST_CLUSTERS: JSON.stringify(set.clusters.map((c) => c.toJSON())),
   };
-  child = spawn(process.execPath, [mochaBin(), ...process.argv.slice(2)], {
+  child = spawn(process.execPath, [mochaBin(), ...mochaArgs(process.argv.slice(2))], {
     cwd: ROOT,
     env,
     stdio: 'inherit',

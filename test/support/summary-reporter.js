@@ -3,16 +3,31 @@
 //   Tests: N passed, N failed[, N skipped]
 // Mocha runs without --exit, so a leaked handle keeps the process alive after the run; if that
 // happens, say so (and name the live resources) instead of hanging silently.
+// Under scripts/run-tests.js it also ends the run if that runner dies (even by SIGKILL): its
+// PostgreSQL servers are gone by then, and an orphaned mocha must not run on against nothing.
 
 const Mocha = require('mocha');
 
 const { Spec } = Mocha.reporters;
 const { EVENT_RUN_END } = Mocha.Runner.constants;
 const HANG_NOTICE_MS = 10_000;
+const ORPHAN_CHECK_MS = 1_000;
+
+function exitWhenOrphaned() {
+  if (!process.env.SESSION_PGSQL_TEST_CLUSTERS) return; // not started by run-tests.js
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    process.stderr.write('\nmocha: the test runner (scripts/run-tests.js) died; exiting.\n');
+    process.exit(1);
+  }, ORPHAN_CHECK_MS);
+  timer.unref();
+}
 
 class SummaryReporter extends Spec {
   constructor(runner, options) {
     super(runner, options);
+    exitWhenOrphaned();
     // Registered after Spec's own handler, so the line follows its epilogue.
     runner.once(EVENT_RUN_END, () => {
       const { passes = 0, failures = 0, pending = 0 } = this.stats;

@@ -1,0 +1,53 @@
+// Access to the throwaway servers that scripts/run-tests.js starts for the run.
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { controlFromEnv, type Cluster } from '../../scripts/pg-cluster';
+
+/** The conninfo of each test server, from SESSION_PGSQL_TEST_DB. */
+export function servers(): string[] {
+  const list = process.env.SESSION_PGSQL_TEST_DB;
+  if (!list) {
+    throw new Error('SESSION_PGSQL_TEST_DB is not set: run the tests with `npm test`');
+  }
+  return list.split(';').map((s) => s.trim());
+}
+
+/** A `db` option naming the first `n` test servers. */
+export function db(n = 1): string {
+  return servers().slice(0, n).join(';');
+}
+
+/** Handles to stop and start the test servers. */
+export function clusters(): Cluster[] {
+  return controlFromEnv();
+}
+
+/** A table name no other test uses. */
+export function uniqueTable(prefix = 't'): string {
+  return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+/** A valid session id (32 characters of [A-Za-z0-9_-]). */
+export function newId(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** Runs one query on test server `index` with the `pg` client; returns the rows. */
+export async function query<T = Record<string, unknown>>(
+  index: number,
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const client = new Client({ connectionString: toUri(servers()[index]!) });
+  await client.connect();
+  try {
+    return (await client.query(text, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+function toUri(conninfo: string): string {
+  const kv = Object.fromEntries(conninfo.split(/\s+/).map((p) => p.split('=') as [string, string]));
+  return `postgresql://${kv.user}@${kv.host}:${kv.port}/${kv.dbname}`;
+}
