@@ -7,6 +7,7 @@
         "native/connection.cc",
         "native/errors.cc",
         "native/handler.cc",
+        "native/housekeeping.cc",
         "native/placement.cc",
         "native/server.cc",
         "native/sql.cc"

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { native, type NativeHandler, type NativeStatus } from './native';
 import { resolveOptions, type ResolvedOptions, type SessionPgsqlOptions } from './options';
@@ -31,14 +32,24 @@ export type Status = NativeStatus;
  *
  * @throws SessionPgsqlError `SPG_INVALID_OPTION` from the constructor.
  */
-export class SessionPgsql {
+export class SessionPgsql extends EventEmitter {
   readonly #options: ResolvedOptions;
   readonly #native: NativeHandler;
   readonly #owner: SessionOwner;
 
   constructor(options: SessionPgsqlOptions = {}) {
+    super();
     this.#options = resolveOptions(options);
     this.#native = new native.Handler(this.#options.native, SessionPgsqlError);
+    this.#native.onEvent((name, payload) => {
+      // A problem that fails no operation (e.g. no right to VACUUM): an event,
+      // or a process warning when nobody listens.
+      if (name === 'warning' && this.listenerCount('warning') === 0) {
+        process.emitWarning(payload as Error);
+      } else {
+        this.emit(name, payload);
+      }
+    });
     const servers = this.#options.native.servers.map(
       (entry) => native.inspectConninfo(entry).redacted,
     );
@@ -153,6 +164,15 @@ export class SessionPgsql {
   serversFor(id: string): number[] {
     this.#checkId(id);
     return this.#native.order(id);
+  }
+
+  /**
+   * Runs `VACUUM (ANALYZE)` of the table now on every live server, each on a
+   * connection of its own; resolves to the number of servers where it ran.
+   * @throws SessionPgsqlError `42501` when the role may not vacuum the table, `SPG_NO_SERVER`, `SPG_CLOSED`.
+   */
+  async vacuum(): Promise<number> {
+    return this.#native.vacuum();
   }
 
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */

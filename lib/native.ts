@@ -7,6 +7,7 @@ export interface NativeConfig {
   servers: string[];
   table: string; // quoted identifier
   index: string; // quoted name of the expiry index
+  housekeeping: string; // quoted name of the table recording GC/VACUUM runs
   sessionName: string;
   placement: 'rendezvous' | 'php';
   createTable: boolean;
@@ -19,6 +20,8 @@ export interface NativeConfig {
   statementTimeout: number;
   retryMin: number;
   retryMax: number;
+  gcInterval: number;
+  vacuumInterval: number;
 }
 
 export interface NativeRow {
@@ -38,6 +41,17 @@ export interface NativeRow {
   addressModified: string;
 }
 
+/** One GC or VACUUM run of this process on one server. */
+export interface HousekeepingRun {
+  /** Unix seconds it started. */
+  at: number;
+  /** Seconds it took. */
+  duration: number;
+  /** Rows removed (GC). */
+  removed: number;
+  error: string | null;
+}
+
 export interface NativeServerStatus {
   id: number;
   server: string;
@@ -46,6 +60,8 @@ export interface NativeServerStatus {
   operations: number;
   failures: number;
   lastError: { code: string; message: string } | null;
+  lastGc: HousekeepingRun | null;
+  lastVacuum: HousekeepingRun | null;
 }
 
 export interface NativeStatus {
@@ -80,6 +96,9 @@ export interface NativeHandler {
   destroy(id: string): Promise<boolean>;
   message(id: string): Promise<string>;
   gc(): Promise<number>;
+  /** Resolves to the number of servers where VACUUM ran. */
+  vacuum(): Promise<number>;
+  onEvent(listener: (name: string, payload: unknown) => void): void;
   status(): NativeStatus;
   order(id: string): number[];
   reset(): Promise<boolean>;

@@ -44,8 +44,6 @@ export interface SessionPgsqlOptions {
 export interface ResolvedOptions {
   native: NativeConfig;
   idPattern: RegExp;
-  gcInterval: number;
-  vacuumInterval: number;
 }
 
 export const defaults = {
@@ -111,7 +109,7 @@ function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-function tableNames(value: unknown): { table: string; index: string } {
+function tableNames(value: unknown): { table: string; index: string; housekeeping: string } {
   if (typeof value !== 'string')
     throw invalid(`Expected a string for "table" but received ${show(value)}`);
   const parts = value.split('.');
@@ -125,7 +123,12 @@ function tableNames(value: unknown): { table: string; index: string } {
   }
   const name = parts[parts.length - 1]!;
   const index = `${name.slice(0, 63 - '_expire_idx'.length)}_expire_idx`;
-  return { table: parts.map(quoteIdentifier).join('.'), index: quoteIdentifier(index) };
+  const schema = parts.length === 2 ? `${quoteIdentifier(parts[0]!)}.` : '';
+  return {
+    table: parts.map(quoteIdentifier).join('.'),
+    index: quoteIdentifier(index),
+    housekeeping: `${schema}${quoteIdentifier('session_pgsql_housekeeping')}`,
+  };
 }
 
 function serverList(value: unknown): string[] {
@@ -200,12 +203,13 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       `Expected "retryMaxDelay" >= "retryMinDelay" (${retryMin}) but received ${show(retryMax)}`,
     );
   }
-  const { table, index } = tableNames(options.table ?? defaults.table);
+  const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
   return {
     native: {
       servers: serverList(options.db ?? defaults.db),
       table,
       index,
+      housekeeping,
       sessionName,
       placement,
       createTable: boolean(options, 'createTable'),
@@ -218,9 +222,9 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       statementTimeout: seconds(options, 'statementTimeout', false),
       retryMin,
       retryMax,
+      gcInterval: seconds(options, 'gcInterval', true),
+      vacuumInterval: seconds(options, 'vacuumInterval', true),
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
-    gcInterval: seconds(options, 'gcInterval', true),
-    vacuumInterval: seconds(options, 'vacuumInterval', true),
   };
 }

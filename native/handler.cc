@@ -67,6 +67,8 @@ Napi::Function Handler::Define(Napi::Env env) {
                          InstanceMethod("destroy", &Handler::JsDestroy),
                          InstanceMethod("message", &Handler::JsMessage),
                          InstanceMethod("gc", &Handler::JsGc),
+                         InstanceMethod("vacuum", &Handler::JsVacuum),
+                         InstanceMethod("onEvent", &Handler::JsOnEvent),
                          InstanceMethod("status", &Handler::JsStatus),
                          InstanceMethod("order", &Handler::JsOrder),
                          InstanceMethod("reset", &Handler::JsReset),
@@ -109,13 +111,15 @@ Handler::Handler(const Napi::CallbackInfo& info)
   };
 
   std::string index;
-  double max_lifetime = 0, max_data_size = 0;
+  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0;
   ServerTimings timings;
   if (!string("table", &table_) || !string("index", &index) ||
+      !string("housekeeping", &housekeeping_) ||
       !string("sessionName", &session_name_) || !string("placement", &placement_name_) ||
       !boolean("createTable", &create_table_) || !boolean("shortCircuit", &short_circuit_) ||
       !boolean("keepExpired", &keep_expired_) || !boolean("failoverMode", &failover_mode_) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
+      !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
       !number("connectTimeout", &timings.connect_timeout_ms) ||
       !number("statementTimeout", &timings.statement_timeout_ms) ||
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
@@ -153,8 +157,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
     for (const std::string& seen : identities) twins += seen.rfind(spec.identity, 0) == 0;
     if (twins > 0) spec.identity += "#" + std::to_string(twins);
     identities.push_back(spec.identity);
-    servers_.push_back(
-        std::make_unique<Server>(addon_, this, static_cast<int>(i), std::move(spec), timings));
+    servers_.push_back(std::make_unique<Server>(addon_, this, static_cast<int>(i), std::move(spec),
+                                                timings, gc_interval, vacuum_interval));
   }
 
   Placement::Mode mode = failover_mode_               ? Placement::Mode::kFailover
@@ -165,6 +169,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   SqlOptions sql_options;
   sql_options.table = table_;
   sql_options.index = index;
+  sql_options.housekeeping = housekeeping_;
   sql_options.max_lifetime = max_lifetime_;
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);
@@ -649,53 +654,71 @@ Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
     size_t remaining = 0;
     double removed = 0;
     ErrorInfo error;
-    Napi::Promise::Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+    Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
   };
   auto state = std::make_shared<State>(env);
-  // keepExpired keeps expired rows (and so their metadata) for one more
-  // lifetime; without it, GC removes a row as soon as it has expired.
-  const std::string grace = std::to_string(keep_expired_ ? max_lifetime_ : 0);
-  auto finish = [this, state]() {
-    if (--state->remaining > 0) return;
-    if (state->error) {
-      state->deferred.Reject(ToJs(state->deferred.Env(), error_class_, state->error));
-    } else {
-      state->deferred.Resolve(Napi::Number::New(state->deferred.Env(), state->removed));
-    }
-  };
-  // One server's GC: batches until one comes back short.
-  auto batch = std::make_shared<std::function<void(Server*)>>();
-  *batch = [this, state, grace, finish, batch](Server* server) {
-    auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Prepared(kGcStmt).Bind(grace));
-    op->done = [state, finish, batch, server](Op& op) {
-      if (op.error) {
-        if (!state->error) state->error = op.error;
-        finish();
-        return;
-      }
-      long long n = AffectedRows(op.results[0].get());
-      state->removed += static_cast<double>(n);
-      if (n >= 1000 && !state->error) {
-        (*batch)(server);
+  for (auto& server : servers_) state->remaining += server->routable();
+  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
+  for (auto& server : servers_) {
+    if (!server->routable()) continue;
+    server->housekeeping().Gc(true, [this, state](const ErrorInfo& error, long long removed) {
+      state->removed += static_cast<double>(removed);
+      if (error && !state->error) state->error = error;
+      if (--state->remaining > 0) return;
+      Napi::Env env = state->deferred.Env();
+      if (state->error) {
+        state->deferred.Reject(ToJs(env, error_class_, state->error));
       } else {
-        finish();
+        state->deferred.Resolve(Napi::Number::New(env, state->removed));
       }
-    };
-    Submit(server, std::move(op));
+    });
+  }
+  return state->deferred.Promise();
+}
+
+Napi::Value Handler::JsVacuum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    size_t remaining = 0;
+    double ran = 0;
+    ErrorInfo error;
+    Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
   };
+  auto state = std::make_shared<State>(env);
+  for (auto& server : servers_) state->remaining += server->routable();
+  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
   for (auto& server : servers_) {
-    if (server->routable()) ++state->remaining;
+    if (!server->routable()) continue;
+    server->housekeeping().Vacuum(true, [this, state](const ErrorInfo& error, bool ran) {
+      state->ran += ran;
+      if (error && !state->error) state->error = error;
+      if (--state->remaining > 0) return;
+      Napi::Env env = state->deferred.Env();
+      if (state->error) {
+        state->deferred.Reject(ToJs(env, error_class_, state->error));
+      } else {
+        state->deferred.Resolve(Napi::Number::New(env, state->ran));
+      }
+    });
   }
-  if (state->remaining == 0) {
-    return Reject(env, code::kNoServer, "no server is up");
+  return state->deferred.Promise();
+}
+
+Napi::Value Handler::JsOnEvent(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsFunction()) {
+    events_ = Napi::Persistent(info[0].As<Napi::Function>());
   }
-  for (auto& server : servers_) {
-    if (server->routable()) (*batch)(server.get());
-  }
-  Napi::Value promise = state->deferred.Promise();
-  return promise;
+  return info.Env().Undefined();
+}
+
+void Handler::Warn(const ErrorInfo& error) {
+  if (events_.IsEmpty() || abandoned_) return;
+  Napi::Env env = events_.Env();
+  events_.Call({Napi::String::New(env, "warning"), ToJs(env, error_class_, error)});
 }
 
 Napi::Value Handler::JsOrder(const Napi::CallbackInfo& info) {
@@ -724,6 +747,17 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     o.Set("since", s.state_since());
     o.Set("operations", static_cast<double>(s.operations()));
     o.Set("failures", static_cast<double>(s.failures()));
+    auto run = [&](const Housekeeping::Run& r) -> Napi::Value {
+      if (!r.valid) return env.Null();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("at", r.at);
+      o.Set("duration", r.duration);
+      o.Set("removed", static_cast<double>(r.removed));
+      o.Set("error", r.error.empty() ? env.Null() : Napi::String::New(env, r.error));
+      return o;
+    };
+    o.Set("lastGc", run(s.housekeeping().last_gc()));
+    o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));
     if (s.last_error()) {
       Napi::Object e = Napi::Object::New(env);
       e.Set("code", s.last_error().code);

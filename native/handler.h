@@ -36,6 +36,13 @@ class Handler : public Napi::ObjectWrap<Handler> {
 
   const Sql& sql() const { return *sql_; }
   const std::string& table_text() const { return table_; }
+  // Seconds an expired row is kept before GC removes it (keepExpired: one lifetime).
+  long long gc_grace() const { return keep_expired_ ? max_lifetime_ : 0; }
+  // Sends `op` to `server` with the in-flight bookkeeping that close() waits on.
+  void SubmitTo(Server* server, OpPtr op) { Submit(server, std::move(op)); }
+  // Reports a problem that does not fail any operation (as a 'warning' event).
+  void Warn(const ErrorInfo& error);
+  const std::string& housekeeping_table() const { return housekeeping_; }
   bool create_table() const { return create_table_; }
   bool closing() const { return closing_ || abandoned_; }
 
@@ -47,6 +54,8 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsDestroy(const Napi::CallbackInfo& info);
   Napi::Value JsMessage(const Napi::CallbackInfo& info);
   Napi::Value JsGc(const Napi::CallbackInfo& info);
+  Napi::Value JsVacuum(const Napi::CallbackInfo& info);
+  Napi::Value JsOnEvent(const Napi::CallbackInfo& info);
   Napi::Value JsStatus(const Napi::CallbackInfo& info);
   Napi::Value JsOrder(const Napi::CallbackInfo& info);
   Napi::Value JsReset(const Napi::CallbackInfo& info);
@@ -74,10 +83,12 @@ class Handler : public Napi::ObjectWrap<Handler> {
 
   Addon* addon_;
   Napi::FunctionReference error_class_;
+  Napi::FunctionReference events_;  // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Sql> sql_;
   std::string table_;         // quoted table name, as given to to_regclass
+  std::string housekeeping_;  // quoted name of the housekeeping record table
   std::string session_name_;
   bool create_table_ = true;
   bool short_circuit_ = false;

@@ -79,13 +79,15 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
   return true;
 }
 
-Server::Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings)
+Server::Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings,
+               double gc_interval, double vacuum_interval)
     : addon_(addon),
       handler_(handler),
       index_(index),
       spec_(std::move(spec)),
       timings_(timings),
-      state_since_(NowSeconds()) {}
+      state_since_(NowSeconds()),
+      housekeeping_(addon, handler, this, gc_interval, vacuum_interval) {}
 
 Server::~Server() { Close(); }
 
@@ -144,6 +146,7 @@ void Server::Close() {
   }
   for (Connection* old : retired_) old->Close();
   retired_.clear();
+  housekeeping_.Close();
   if (retry_timer_ != nullptr) {
     retry_timer_->data = addon_;  // the close callback only needs the addon
     uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_), [](uv_handle_t* h) {
@@ -162,7 +165,9 @@ void Server::OnConnected(Connection* conn) {
   op->statements.push_back(
       Statement::Text("SELECT set_config('statement_timeout', $1, false)")
           .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
-  op->statements.push_back(Statement::Text(handler_->sql().check).Bind(handler_->table_text()));
+  op->statements.push_back(Statement::Text(handler_->sql().check)
+                               .Bind(handler_->table_text())
+                               .Bind(handler_->housekeeping_table()));
   op->done = [this](Op& op) { SetupChecked(op); };
   conn->Enqueue(std::move(op));
 }
@@ -176,6 +181,7 @@ void Server::SetupChecked(Op& op) {
   const PGresult* r = op.results.back().get();
   const bool exists = PQgetvalue(r, 0, 0)[0] == 't';
   const std::string table = handler_->table_text();
+  const Sql& sql = handler_->sql();
   if (!exists) {
     if (!handler_->create_table() || created_) {
       conn_->Fail(MakeError(code::kTableMissing,
@@ -187,13 +193,14 @@ void Server::SetupChecked(Op& op) {
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
     created_ = true;
-    const Sql& sql = handler_->sql();
     auto create = std::make_unique<Op>();
     create->setup = true;
     create->statements.push_back(Statement::Text(sql.lock).Bind("session-pgsql " + table));
     create->statements.push_back(Statement::Text(sql.create_table));
     create->statements.push_back(Statement::Text(sql.create_index));
-    create->statements.push_back(Statement::Text(sql.check).Bind(table));
+    create->statements.push_back(Statement::Text(sql.create_housekeeping));
+    create->statements.push_back(
+        Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
     create->done = [this](Op& op) { SetupChecked(op); };
     conn_->Enqueue(std::move(create));
     return;
@@ -219,6 +226,25 @@ void Server::SetupChecked(Op& op) {
                           index_, false));
     return;
   }
+  if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !created_) {
+    // The session table exists (perhaps made by PHP) but the record of
+    // housekeeping runs does not yet. Failing to create it (no CREATE right)
+    // only leaves housekeeping uncoordinated; sessions are served regardless.
+    created_ = true;
+    auto create = std::make_unique<Op>();
+    create->setup = true;
+    create->statements.push_back(Statement::Text(sql.lock).Bind("session-pgsql " + table));
+    create->statements.push_back(Statement::Text(sql.create_housekeeping));
+    create->done = [this](Op& op) {
+      if (conn_ != nullptr) Prepare();
+    };
+    conn_->Enqueue(std::move(create));
+    return;
+  }
+  Prepare();
+}
+
+void Server::Prepare() {
   auto prepare = std::make_unique<Op>();
   prepare->setup = true;
   for (const Sql::Prepared& p : handler_->sql().prepared) {
@@ -239,6 +265,7 @@ void Server::SetupPrepared(Op& op) {
   if (failures_ > 0) recovered_at_ = NowSeconds();
   SetState(State::kUp);
   conn_->MarkReady();
+  housekeeping_.ServerUp();
 }
 
 void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) {

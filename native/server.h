@@ -15,6 +15,7 @@
 
 #include "connection.h"
 #include "errors.h"
+#include "housekeeping.h"
 
 namespace spg {
 
@@ -43,7 +44,8 @@ class Server : public ConnectionDelegate {
  public:
   enum class State { kDown, kConnecting, kUp };
 
-  Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings);
+  Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings,
+         double gc_interval, double vacuum_interval);
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -71,6 +73,9 @@ class Server : public ConnectionDelegate {
   uint64_t operations() const { return operations_; }
   uint64_t failures() const { return failures_; }
   const ErrorInfo& last_error() const { return last_error_; }
+  const ServerTimings& timings() const { return timings_; }
+  Housekeeping& housekeeping() { return housekeeping_; }
+  const Housekeeping& housekeeping() const { return housekeeping_; }
   // Unix seconds of the last return from a failure (0: never failed).
   double recovered_at() const { return recovered_at_; }
 
@@ -82,6 +87,7 @@ class Server : public ConnectionDelegate {
  private:
   void SetState(State state);
   void SetupChecked(Op& op);
+  void Prepare();
   void SetupPrepared(Op& op);
   void ScheduleRetry();
   void Failed(ErrorInfo error);
@@ -103,6 +109,7 @@ class Server : public ConnectionDelegate {
   uint64_t failures_ = 0;
   double recovered_at_ = 0;
   ErrorInfo last_error_;
+  Housekeeping housekeeping_;
 };
 
 }  // namespace spg

@@ -16,7 +16,7 @@ constexpr const char* kNow = "floor(extract(epoch from now()))::bigint";
 
 }  // namespace
 
-Sql::Sql(const SqlOptions& o) {
+Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   const std::string& t = o.table;
   const std::string now = kNow;
   const std::string lifetime = std::to_string(o.max_lifetime);
@@ -108,8 +108,29 @@ Sql::Sql(const SqlOptions& o) {
       "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
       "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
       "WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 "
-      "AND a.attname = 'sess_id') "
+      "AND a.attname = 'sess_id'), "
+      "to_regclass($2) IS NOT NULL "
       "FROM (SELECT to_regclass($1) AS oid) c";
+
+  const std::string& hk = o.housekeeping;
+  create_housekeeping = "CREATE TABLE IF NOT EXISTS " + hk +
+                        " (job text PRIMARY KEY, last_start double precision, "
+                        "last_finish double precision, runs bigint NOT NULL DEFAULT 0, "
+                        "last_removed bigint, last_duration double precision, last_error text)";
+  const std::string clock = "extract(epoch from clock_timestamp())::float8";
+  claim = "INSERT INTO " + hk + " AS h (job, last_start, runs) VALUES ($1, " + clock +
+          ", 1) ON CONFLICT (job) DO UPDATE SET last_start = EXCLUDED.last_start, "
+          "runs = h.runs + 1 WHERE h.last_start IS NULL "
+          "OR h.last_start <= EXCLUDED.last_start - $2::float8 RETURNING runs";
+  record = "UPDATE " + hk + " SET last_finish = " + clock +
+           ", last_removed = $2::bigint, last_duration = $3::float8, last_error = $4 "
+           "WHERE job = $1";
+  may_vacuum =
+      "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') "
+      "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+      "FROM pg_class c, pg_database d "
+      "WHERE c.oid = to_regclass($1) AND d.datname = current_database()";
+  vacuum = "VACUUM (ANALYZE) " + t;
 
   lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
   create_table = "CREATE TABLE IF NOT EXISTS " + t +

@@ -24,6 +24,7 @@ extern const std::vector<std::string> kRequiredColumns;
 struct SqlOptions {
   std::string table;  // quoted identifier, optionally schema-qualified
   std::string index;  // quoted name of the expiry index (same schema as the table)
+  std::string housekeeping;  // quoted name of the table recording GC/VACUUM runs
   long long max_lifetime = 1440;
   bool keep_expired = false;
   int gc_batch = 1000;
@@ -38,9 +39,21 @@ struct Sql {
     int param_count;
   };
   std::vector<Prepared> prepared;  // what setup prepares
+  long long gc_batch;               // rows per GC statement
 
-  // Setup: $1 = table name text; one row: (exists, columns "a,b,…", unique_on_id).
+  // Setup: $1 = table, $2 = housekeeping table; one row:
+  // (exists, columns "a,b,…", unique_on_id, housekeeping_exists).
   std::string check;
+  std::string create_housekeeping;
+
+  // Housekeeping, on the session connection: $1 job, $2 interval seconds; a row
+  // comes back only for the one process that may run the job now.
+  std::string claim;
+  // $1 job, $2 rows removed, $3 duration seconds, $4 error message (null: none).
+  std::string record;
+  // $1 table: whether the current role may VACUUM it (owner, db owner, superuser).
+  std::string may_vacuum;
+  std::string vacuum;
   // Setup, in one Sync so the lock covers the DDL: $1 = lock key text.
   std::string lock;
   std::string create_table;

@@ -1,0 +1,267 @@
+#include "housekeeping.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <random>
+
+#include "addon.h"
+#include "handler.h"
+#include "server.h"
+#include "sql.h"
+
+namespace spg {
+
+namespace {
+
+double NowSeconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+long long AffectedRows(const PGresult* r) {
+  const char* n = PQcmdTuples(const_cast<PGresult*>(r));
+  return n && *n ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+double Jitter() {
+  static thread_local std::minstd_rand random{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0, 1)(random);
+}
+
+}  // namespace
+
+struct GcState {
+  GcState(Housekeeping::GcDone d, bool f) : done(std::move(d)), forced(f) {}
+  Housekeeping::GcDone done;
+  bool forced;
+  double started = NowSeconds();
+  long long removed = 0;
+};
+
+Housekeeping::Housekeeping(Addon* addon, Handler* handler, Server* server, double gc_interval,
+                           double vacuum_interval)
+    : addon_(addon),
+      handler_(handler),
+      server_(server),
+      gc_interval_(gc_interval),
+      vacuum_interval_(vacuum_interval),
+      gc_job_("gc " + handler->table_text()),
+      vacuum_job_("vacuum " + handler->table_text()) {}
+
+Housekeeping::~Housekeeping() { Close(); }
+
+void Housekeeping::ServerUp() {
+  if (gc_timer_ == nullptr && gc_interval_ > 0) gc_timer_ = StartTimer(gc_interval_);
+  if (vacuum_timer_ == nullptr && vacuum_interval_ > 0) {
+    vacuum_timer_ = StartTimer(vacuum_interval_);
+  }
+}
+
+uv_timer_t* Housekeeping::StartTimer(double interval) {
+  auto* timer = new uv_timer_t;
+  uv_timer_init(addon_->loop(), timer);
+  addon_->HandleOpened();
+  timer->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer));
+  // Every process ticks once per interval; the first tick comes at a random
+  // point of the first 30 s (or interval) so a fleet started together spreads out.
+  const double first = Jitter() * std::min(interval, 30.0);
+  uv_timer_start(timer, OnTimer, static_cast<uint64_t>(first * 1000),
+                 static_cast<uint64_t>(interval * 1000));
+  return timer;
+}
+
+void Housekeeping::CloseTimer(uv_timer_t** timer) {
+  if (*timer == nullptr) return;
+  (*timer)->data = addon_;  // the close callback only needs the addon
+  uv_close(reinterpret_cast<uv_handle_t*>(*timer), [](uv_handle_t* h) {
+    auto* addon = static_cast<Addon*>(h->data);
+    delete reinterpret_cast<uv_timer_t*>(h);
+    addon->HandleClosed();
+  });
+  *timer = nullptr;
+}
+
+void Housekeeping::Close() {
+  CloseTimer(&gc_timer_);
+  CloseTimer(&vacuum_timer_);
+  if (vacuum_conn_ != nullptr) {
+    vacuum_conn_->Close();
+    vacuum_conn_ = nullptr;
+  }
+  vacuum_waiters_.clear();
+}
+
+void Housekeeping::OnTimer(uv_timer_t* timer) {
+  auto* self = static_cast<Housekeeping*>(timer->data);
+  Addon::JsScope scope(self->addon_);
+  if (self->handler_->closing() || self->server_->state() != Server::State::kUp) return;
+  if (timer == self->gc_timer_ && !self->gc_running_) {
+    self->Gc(false, [](const ErrorInfo&, long long) {});
+  } else if (timer == self->vacuum_timer_ && self->vacuum_conn_ == nullptr) {
+    self->Vacuum(false, [](const ErrorInfo&, bool) {});
+  }
+}
+
+void Housekeeping::Gc(bool forced, GcDone done) {
+  auto state = std::make_shared<GcState>(std::move(done), forced);
+  if (!forced) gc_running_ = true;
+  auto claim = std::make_unique<Op>();
+  claim->statements.push_back(Statement::Text(handler_->sql().claim)
+                                  .Bind(gc_job_)
+                                  .Bind(std::to_string(forced ? 0.0 : gc_interval_)));
+  claim->done = [this, state](Op& op) {
+    if (op.error && !(state->forced && op.error.code == "42P01")) {
+      if (!state->forced) gc_running_ = false;
+      last_gc_.valid = true;
+      last_gc_.at = state->started;
+      last_gc_.error = op.error.message;
+      state->done(op.error, 0);
+      return;
+    }
+    // A forced run without the record table (never initialised) still runs.
+    if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
+      gc_running_ = false;
+      state->done({}, 0);
+      return;
+    }
+    GcBatch(state);
+  };
+  handler_->SubmitTo(server_, std::move(claim));
+}
+
+void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
+  // keepExpired keeps expired rows (and so their metadata) for one more
+  // lifetime; without it a row goes as soon as it has expired.
+  auto batch = std::make_unique<Op>();
+  batch->statements.push_back(
+      Statement::Prepared(kGcStmt).Bind(std::to_string(handler_->gc_grace())));
+  batch->done = [this, state](Op& op) {
+    long long n = op.error ? 0 : AffectedRows(op.results[0].get());
+    state->removed += n;
+    if (!op.error && n >= handler_->sql().gc_batch && !handler_->closing() &&
+        server_->state() == Server::State::kUp) {
+      GcBatch(state);  // one bounded batch at a time, interleaved with session traffic
+      return;
+    }
+    if (!state->forced) gc_running_ = false;
+    last_gc_.valid = true;
+    last_gc_.at = state->started;
+    last_gc_.duration = NowSeconds() - state->started;
+    last_gc_.removed = state->removed;
+    last_gc_.error = op.error ? op.error.message : "";
+    Record(gc_job_, &last_gc_, op.error);
+    state->done(op.error, state->removed);
+  };
+  handler_->SubmitTo(server_, std::move(batch));
+}
+
+void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& error) {
+  if (handler_->closing() || server_->state() != Server::State::kUp) return;
+  auto record = std::make_unique<Op>();
+  Statement s = Statement::Text(handler_->sql().record);
+  s.Bind(job).Bind(std::to_string(run->removed)).Bind(std::to_string(run->duration));
+  if (error) {
+    s.Bind(error.message);
+  } else {
+    s.BindNull();
+  }
+  record->statements.push_back(std::move(s));
+  record->done = [](Op&) {};  // best effort: a missing record table was reported by the claim
+  handler_->SubmitTo(server_, std::move(record));
+}
+
+void Housekeeping::Vacuum(bool forced, VacuumDone done) {
+  if (vacuum_conn_ != nullptr) {  // one VACUUM at a time; later callers share it
+    vacuum_waiters_.push_back(std::move(done));
+    return;
+  }
+  vacuum_waiters_.push_back(std::move(done));
+  vacuum_run_ = {};
+  vacuum_run_.at = NowSeconds();
+  // Claim the run and check the right to vacuum on the session connection, then
+  // run the VACUUM on a connection of its own so session traffic never waits.
+  auto claim = std::make_unique<Op>();
+  claim->statements.push_back(Statement::Text(handler_->sql().claim)
+                                  .Bind(vacuum_job_)
+                                  .Bind(std::to_string(forced ? 0.0 : vacuum_interval_)));
+  claim->statements.push_back(
+      Statement::Text(handler_->sql().may_vacuum).Bind(handler_->table_text()));
+  const bool forced_run = forced;
+  claim->done = [this, forced_run](Op& op) {
+    if (op.error && !(forced_run && op.error.code == "42P01")) {
+      VacuumFinished(op.error);
+      return;
+    }
+    if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
+      auto waiters = std::move(vacuum_waiters_);
+      for (auto& w : waiters) w({}, false);
+      return;
+    }
+    const PGresult* may = op.error ? nullptr : op.results[1].get();
+    if (may != nullptr && (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't')) {
+      VacuumFinished(MakeError("42501",
+                               "server " + std::to_string(server_->index()) +
+                                   ": the role may not VACUUM " + handler_->table_text() +
+                                   " (only its owner, the database owner or a superuser may); "
+                                   "sessions are served as usual",
+                               server_->index(), false));
+      return;
+    }
+    if (handler_->closing()) {
+      VacuumFinished(MakeError(code::kClosed, "the handler is closing"));
+      return;
+    }
+    ConnectionConfig config;
+    config.server = server_->index();
+    config.conninfo = server_->spec().conninfo;
+    config.secret = server_->spec().secret;
+    config.connect_timeout_ms = server_->timings().connect_timeout_ms;
+    config.statement_timeout_ms = server_->timings().statement_timeout_ms;
+    auto* conn = new Connection(addon_, this, std::move(config));
+    ErrorInfo error = conn->Start();
+    if (error) {
+      VacuumFinished(std::move(error));
+      return;
+    }
+    vacuum_conn_ = conn;
+    // Queued before the connection is up, so the pending VACUUM keeps the
+    // process alive like any operation someone waits for.
+    auto vacuum = std::make_unique<Op>();
+    vacuum->setup = true;
+    vacuum->no_deadline = true;  // VACUUM takes as long as it takes, off the session path
+    vacuum->statements.push_back(Statement::Text(handler_->sql().vacuum));
+    vacuum->done = [this, conn](Op& op) {
+      ErrorInfo error = op.error;
+      vacuum_conn_ = nullptr;
+      conn->Close();
+      VacuumFinished(std::move(error));
+    };
+    conn->Enqueue(std::move(vacuum));
+  };
+  handler_->SubmitTo(server_, std::move(claim));
+}
+
+void Housekeeping::OnConnected(Connection*) {}
+
+void Housekeeping::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr>) {
+  if (conn == vacuum_conn_) vacuum_conn_ = nullptr;
+  VacuumFinished(std::move(error));
+}
+
+void Housekeeping::VacuumFinished(ErrorInfo error) {
+  vacuum_run_.valid = true;
+  vacuum_run_.duration = NowSeconds() - vacuum_run_.at;
+  vacuum_run_.error = error ? error.message : "";
+  last_vacuum_ = vacuum_run_;
+  Record(vacuum_job_, &last_vacuum_, error);
+  if (error.code == "42501" && !denied_reported_) {
+    denied_reported_ = true;  // said once, clearly; sessions go on
+    handler_->Warn(error);
+  }
+  auto waiters = std::move(vacuum_waiters_);
+  for (auto& w : waiters) w(error, !error);
+}
+
+}  // namespace spg
