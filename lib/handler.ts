@@ -175,6 +175,16 @@ export class SessionPgsql extends EventEmitter {
     return this.#native.vacuum();
   }
 
+  /**
+   * Row counts and size of the table on each server (a full count: for
+   * operators, not for the request path).
+   */
+  async stats(): Promise<
+    Array<{ rows: number; expired: number; bytes: number } | { error: Error }>
+  > {
+    return this.#native.stats();
+  }
+
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
     return this.#native.status();

@@ -98,6 +98,7 @@ export interface NativeHandler {
   gc(): Promise<number>;
   /** Resolves to the number of servers where VACUUM ran. */
   vacuum(): Promise<number>;
+  stats(): Promise<Array<{ rows: number; expired: number; bytes: number } | { error: Error }>>;
   onEvent(listener: (name: string, payload: unknown) => void): void;
   status(): NativeStatus;
   order(id: string): number[];

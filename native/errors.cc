@@ -6,9 +6,19 @@ namespace spg {
 
 namespace {
 
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server
+// running...?"); errors are one line, so runs of whitespace become one space.
 std::string Trimmed(const char* text) {
-  std::string s = text ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  std::string s;
+  for (const char* p = text ? text : ""; *p != '\0'; ++p) {
+    const bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+    if (!space) {
+      s += *p;
+    } else if (!s.empty() && s.back() != ' ') {
+      s += ' ';
+    }
+  }
+  while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
 }
 

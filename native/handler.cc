@@ -68,6 +68,7 @@ Napi::Function Handler::Define(Napi::Env env) {
                          InstanceMethod("message", &Handler::JsMessage),
                          InstanceMethod("gc", &Handler::JsGc),
                          InstanceMethod("vacuum", &Handler::JsVacuum),
+                         InstanceMethod("stats", &Handler::JsStats),
                          InstanceMethod("onEvent", &Handler::JsOnEvent),
                          InstanceMethod("status", &Handler::JsStatus),
                          InstanceMethod("order", &Handler::JsOrder),
@@ -704,6 +705,42 @@ Napi::Value Handler::JsVacuum(const Napi::CallbackInfo& info) {
         state->deferred.Resolve(Napi::Number::New(env, state->ran));
       }
     });
+  }
+  return state->deferred.Promise();
+}
+
+// Per server: { rows, expired, bytes } or { error } when it could not be asked.
+Napi::Value Handler::JsStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    size_t remaining;
+    Napi::ObjectReference out;
+    Deferred deferred;
+    State(Napi::Env env, size_t n)
+        : remaining(n), out(Napi::Persistent(Napi::Array::New(env, n).As<Napi::Object>())),
+          deferred(Deferred::New(env)) {}
+  };
+  auto state = std::make_shared<State>(env, servers_.size());
+  for (auto& server : servers_) {
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Text(sql_->stats).Bind(table_));
+    op->done = [this, state](Op& op) {
+      Napi::Env env = state->deferred.Env();
+      Napi::Object entry = Napi::Object::New(env);
+      if (op.error) {
+        entry.Set("error", ToJs(env, error_class_, op.error));
+      } else {
+        const PGresult* r = op.results[0].get();
+        entry.Set("rows", static_cast<double>(ParseInt(r, 0, 0)));
+        entry.Set("expired", static_cast<double>(ParseInt(r, 0, 1)));
+        entry.Set("bytes", static_cast<double>(ParseInt(r, 0, 2)));
+      }
+      state->out.Value().Set(static_cast<uint32_t>(op.server), entry);
+      if (--state->remaining == 0) state->deferred.Resolve(state->out.Value());
+    };
+    Submit(server.get(), std::move(op));
   }
   return state->deferred.Promise();
 }

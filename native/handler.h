@@ -55,6 +55,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsMessage(const Napi::CallbackInfo& info);
   Napi::Value JsGc(const Napi::CallbackInfo& info);
   Napi::Value JsVacuum(const Napi::CallbackInfo& info);
+  Napi::Value JsStats(const Napi::CallbackInfo& info);
   Napi::Value JsOnEvent(const Napi::CallbackInfo& info);
   Napi::Value JsStatus(const Napi::CallbackInfo& info);
   Napi::Value JsOrder(const Napi::CallbackInfo& info);

@@ -131,6 +131,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "FROM pg_class c, pg_database d "
       "WHERE c.oid = to_regclass($1) AND d.datname = current_database()";
   vacuum = "VACUUM (ANALYZE) " + t;
+  // $1 table name text
+  stats = "SELECT count(*), count(*) FILTER (WHERE coalesce(sess_expire, 0) < " + now +
+          "), pg_total_relation_size(to_regclass($1)) FROM " + t;
 
   lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
   create_table = "CREATE TABLE IF NOT EXISTS " + t +

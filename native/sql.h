@@ -54,6 +54,8 @@ struct Sql {
   // $1 table: whether the current role may VACUUM it (owner, db owner, superuser).
   std::string may_vacuum;
   std::string vacuum;
+  // Size and row counts of the table (operators' status; a full count).
+  std::string stats;
   // Setup, in one Sync so the lock covers the DDL: $1 = lock key text.
   std::string lock;
   std::string create_table;

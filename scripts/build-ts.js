@@ -20,4 +20,6 @@ try {
 const result = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], {
   stdio: 'inherit',
 });
+// The CLI is the package's bin: make it executable for `npx session-pgsql` in a checkout.
+if (result.status === 0) require('node:fs').chmodSync(join(root, 'dist', 'cli.js'), 0o755);
 process.exit(result.status ?? 1);
