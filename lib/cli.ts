@@ -145,8 +145,10 @@ function print(report: Report, json: boolean): void {
     }
   }
   for (const s of report.servers) {
-    if (s.error !== undefined)
-      process.stderr.write(`session-pgsql ${report.command}: server ${s.id}: ${s.error}\n`);
+    if (s.error === undefined) continue;
+    // Library messages already start with "server N: ".
+    const reason = String(s.error).replace(/^server \d+: /, '');
+    process.stderr.write(`session-pgsql ${report.command}: server ${s.id}: ${reason}\n`);
   }
 }
 

@@ -139,15 +139,18 @@ void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<Connection*>(handle->data);
   Addon::JsScope scope(self->addon_);
   if (self->closed_) return;
+  if (self->phase_ == Phase::kConnecting) {
+    // A socket error while connecting (status < 0) is for PQconnectPoll to
+    // read: it records the reason and, for a multi-host entry, tries the next host.
+    self->ContinueConnect();
+    return;
+  }
   if (status < 0) {
     // why: libuv reports socket errors as status < 0 with no events and has
     // already stopped the handle; ignoring it would leave ops waiting forever.
-    self->Fail(self->LostError(self->phase_ == Phase::kConnecting ? code::kConnectFailed
-                                                                  : code::kConnectionLost));
-    return;
-  }
-  if (self->phase_ == Phase::kConnecting) {
-    self->ContinueConnect();
+    ErrorInfo error = self->LostError(code::kConnectionLost);
+    error.message += std::string(" (") + uv_strerror(status) + ")";
+    self->Fail(std::move(error));
     return;
   }
   if (events & UV_READABLE) {
