@@ -185,6 +185,23 @@ export class SessionPgsql extends EventEmitter {
     return this.#native.stats();
   }
 
+  /**
+   * Every live session on every server that is up, as `{ id, data }` (reads
+   * the whole table: for administration, not the request path).
+   * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
+   */
+  async list(): Promise<Array<{ id: string; data: string }>> {
+    return this.#native.list();
+  }
+
+  /**
+   * Deletes every session on every server that is up; resolves to the count.
+   * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
+   */
+  async clear(): Promise<number> {
+    return this.#native.clear();
+  }
+
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
     return this.#native.status();

@@ -99,6 +99,8 @@ export interface NativeHandler {
   /** Resolves to the number of servers where VACUUM ran. */
   vacuum(): Promise<number>;
   stats(): Promise<Array<{ rows: number; expired: number; bytes: number } | { error: Error }>>;
+  list(): Promise<Array<{ id: string; data: string }>>;
+  clear(): Promise<number>;
   onEvent(listener: (name: string, payload: unknown) => void): void;
   status(): NativeStatus;
   order(id: string): number[];

@@ -69,6 +69,8 @@ Napi::Function Handler::Define(Napi::Env env) {
                          InstanceMethod("gc", &Handler::JsGc),
                          InstanceMethod("vacuum", &Handler::JsVacuum),
                          InstanceMethod("stats", &Handler::JsStats),
+                         InstanceMethod("list", &Handler::JsList),
+                         InstanceMethod("clear", &Handler::JsClear),
                          InstanceMethod("onEvent", &Handler::JsOnEvent),
                          InstanceMethod("status", &Handler::JsStatus),
                          InstanceMethod("order", &Handler::JsOrder),
@@ -750,6 +752,97 @@ Napi::Value Handler::JsOnEvent(const Napi::CallbackInfo& info) {
     events_ = Napi::Persistent(info[0].As<Napi::Function>());
   }
   return info.Env().Undefined();
+}
+
+void Handler::ServerChanged(int server, bool up) {
+  if (events_.IsEmpty() || abandoned_ || closing_) return;
+  Napi::Env env = events_.Env();
+  events_.Call({Napi::String::New(env, up ? "up" : "down"), Napi::Number::New(env, server)});
+}
+
+// Every live session on every server that is up, as [{ id, data }]; a server
+// that fails makes the whole call fail (a partial list would mislead).
+Napi::Value Handler::JsList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    size_t remaining = 0;
+    ErrorInfo error;
+    std::vector<std::pair<std::string, std::string>> rows;
+    Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
+  };
+  auto state = std::make_shared<State>(env);
+  for (auto& server : servers_) state->remaining += server->routable();
+  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
+  for (auto& server : servers_) {
+    if (!server->routable()) continue;
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Text(sql_->list));
+    op->done = [this, state](Op& op) {
+      if (op.error) {
+        if (!state->error) state->error = op.error;
+      } else {
+        const PGresult* r = op.results[0].get();
+        for (int i = 0; i < PQntuples(r); ++i) state->rows.emplace_back(Text(r, i, 0), Text(r, i, 1));
+      }
+      if (--state->remaining > 0) return;
+      Napi::Env env = state->deferred.Env();
+      if (state->error) {
+        state->deferred.Reject(ToJs(env, error_class_, state->error));
+        return;
+      }
+      Napi::Array out = Napi::Array::New(env, state->rows.size());
+      for (size_t i = 0; i < state->rows.size(); ++i) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("id", state->rows[i].first);
+        o.Set("data", state->rows[i].second);
+        out.Set(static_cast<uint32_t>(i), o);
+      }
+      state->deferred.Resolve(out);
+    };
+    Submit(server.get(), std::move(op));
+  }
+  return state->deferred.Promise();
+}
+
+// Deletes every session on every server that is up; resolves to the count.
+Napi::Value Handler::JsClear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    size_t remaining = 0;
+    double removed = 0;
+    ErrorInfo error;
+    Deferred deferred;
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
+  };
+  auto state = std::make_shared<State>(env);
+  for (auto& server : servers_) state->remaining += server->routable();
+  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
+  for (auto& server : servers_) {
+    if (!server->routable()) continue;
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Text(sql_->clear));
+    op->done = [this, state](Op& op) {
+      if (op.error) {
+        if (!state->error) state->error = op.error;
+      } else {
+        state->removed += static_cast<double>(AffectedRows(op.results[0].get()));
+      }
+      if (--state->remaining > 0) return;
+      Napi::Env env = state->deferred.Env();
+      if (state->error) {
+        state->deferred.Reject(ToJs(env, error_class_, state->error));
+      } else {
+        state->deferred.Resolve(Napi::Number::New(env, state->removed));
+      }
+    };
+    Submit(server.get(), std::move(op));
+  }
+  return state->deferred.Promise();
 }
 
 void Handler::Warn(const ErrorInfo& error) {

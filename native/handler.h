@@ -42,6 +42,8 @@ class Handler : public Napi::ObjectWrap<Handler> {
   void SubmitTo(Server* server, OpPtr op) { Submit(server, std::move(op)); }
   // Reports a problem that does not fail any operation (as a 'warning' event).
   void Warn(const ErrorInfo& error);
+  // A server came up or went down: an 'up'/'down' event with its index.
+  void ServerChanged(int server, bool up);
   const std::string& housekeeping_table() const { return housekeeping_; }
   bool create_table() const { return create_table_; }
   bool closing() const { return closing_ || abandoned_; }
@@ -56,6 +58,8 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsGc(const Napi::CallbackInfo& info);
   Napi::Value JsVacuum(const Napi::CallbackInfo& info);
   Napi::Value JsStats(const Napi::CallbackInfo& info);
+  Napi::Value JsList(const Napi::CallbackInfo& info);
+  Napi::Value JsClear(const Napi::CallbackInfo& info);
   Napi::Value JsOnEvent(const Napi::CallbackInfo& info);
   Napi::Value JsStatus(const Napi::CallbackInfo& info);
   Napi::Value JsOrder(const Napi::CallbackInfo& info);

@@ -93,8 +93,10 @@ Server::~Server() { Close(); }
 
 void Server::SetState(State state) {
   if (state == state_) return;
+  const bool was_up = state_ == State::kUp;
   state_ = state;
   state_since_ = NowSeconds();
+  if (was_up != (state == State::kUp)) handler_->ServerChanged(index_, state == State::kUp);
 }
 
 void Server::Start() {

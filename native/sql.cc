@@ -134,6 +134,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // $1 table name text
   stats = "SELECT count(*), count(*) FILTER (WHERE coalesce(sess_expire, 0) < " + now +
           "), pg_total_relation_size(to_regclass($1)) FROM " + t;
+  list = "SELECT sess_id, sess_data FROM " + t + " WHERE coalesce(sess_expire, 0) >= " + now +
+         " ORDER BY sess_id";
+  clear = "DELETE FROM " + t;
 
   lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
   create_table = "CREATE TABLE IF NOT EXISTS " + t +

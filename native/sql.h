@@ -56,6 +56,9 @@ struct Sql {
   std::string vacuum;
   // Size and row counts of the table (operators' status; a full count).
   std::string stats;
+  // Every live session ({id, data}); every row removed. For express's all()/clear().
+  std::string list;
+  std::string clear;
   // Setup, in one Sync so the lock covers the DDL: $1 = lock key text.
   std::string lock;
   std::string create_table;
