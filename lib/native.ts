@@ -22,6 +22,7 @@ export interface NativeConfig {
   retryMax: number;
   gcInterval: number;
   vacuumInterval: number;
+  maxBatch: number;
 }
 
 export interface NativeRow {

@@ -39,6 +39,11 @@ export interface SessionPgsqlOptions {
   retryMinDelay?: number;
   /** Upper bound of the reconnect backoff in seconds. Default `5`. */
   retryMaxDelay?: number;
+  /**
+   * Group commit: at most this many operations waiting for the same server
+   * share one round trip and one commit. Default `1` (each commits alone).
+   */
+  maxBatch?: number;
 }
 
 export interface ResolvedOptions {
@@ -64,6 +69,7 @@ export const defaults = {
   maxDataSize: 1048576,
   retryMinDelay: 0.1,
   retryMaxDelay: 5,
+  maxBatch: 1,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -196,6 +202,12 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       `Expected a positive integer for "maxDataSize" but received ${show(maxDataSize)}`,
     );
   }
+  const maxBatch = options.maxBatch ?? defaults.maxBatch;
+  if (!Number.isSafeInteger(maxBatch) || maxBatch < 1 || maxBatch > 10000) {
+    throw invalid(
+      `Expected an integer from 1 to 10000 for "maxBatch" but received ${show(maxBatch)}`,
+    );
+  }
   const retryMin = seconds(options, 'retryMinDelay', false);
   const retryMax = seconds(options, 'retryMaxDelay', false);
   if (retryMax < retryMin) {
@@ -224,6 +236,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       retryMax,
       gcInterval: seconds(options, 'gcInterval', true),
       vacuumInterval: seconds(options, 'vacuumInterval', true),
+      maxBatch,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
   };

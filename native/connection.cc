@@ -215,9 +215,11 @@ void Connection::Flush() {
 
 void Connection::SendQueued() {
   bool sent_any = false;
-  for (auto it = unsent_.begin(); it != unsent_.end() && sent_.size() < config_.max_in_flight;) {
+  size_t in_batch = 0;  // ops sent since the last Sync
+  auto sendable = [this](const Op& op) { return ready_ || op.setup; };
+  for (auto it = unsent_.begin(); it != unsent_.end() && pending_sent() < config_.max_in_flight;) {
     Op& op = **it;
-    if (!ready_ && !op.setup) {
+    if (!sendable(op)) {
       ++it;
       continue;
     }
@@ -245,9 +247,21 @@ void Connection::SendQueued() {
         return;
       }
     }
-    if (!PQpipelineSync(conn_)) {
-      Fail(LostError(code::kConnectionLost));
-      return;
+    // The batch grows while the next waiting op can join it; whatever is queued
+    // when the connection flushes goes out together, nothing waits for more.
+    auto next = std::next(it);
+    const bool extend = op.batchable && in_batch + 1 < config_.max_batch &&
+                        next != unsent_.end() && (*next)->batchable && sendable(**next) &&
+                        pending_sent() + 1 < config_.max_in_flight;
+    op.syncs = !extend;
+    if (op.syncs) {
+      if (!PQpipelineSync(conn_)) {
+        Fail(LostError(code::kConnectionLost));
+        return;
+      }
+      in_batch = 0;
+    } else {
+      ++in_batch;
     }
     sent_.push_back(std::move(*it));
     it = unsent_.erase(it);
@@ -291,7 +305,10 @@ bool Connection::ProcessResults() {
     PGresult* raw = PQgetResult(conn_);
     Op& head = *sent_.front();
     if (raw == nullptr) {  // end of one statement's results
-      ++head_statement_;
+      if (++head_statement_ >= head.statements.size() && !head.syncs) {
+        StatementsDone();
+        if (closed_) return false;
+      }
       continue;
     }
     ResultPtr result(raw);
@@ -308,6 +325,7 @@ bool Connection::ProcessResults() {
         if (!head.error) head.error = ResultError(raw, config_.server);
         break;
       case PGRES_PIPELINE_ABORTED:
+        head.aborted = true;
         break;
       default:
         Fail(MakeError(code::kProtocol,
@@ -319,14 +337,51 @@ bool Connection::ProcessResults() {
   return !closed_;
 }
 
-void Connection::Complete() {
+// The head op has all its results but shares a Sync with ops sent after it.
+void Connection::StatementsDone() {
   OpPtr op = std::move(sent_.front());
   sent_.pop_front();
   head_statement_ = 0;
   UpdateDeadline();
+  if (op->read_only && !op->error && !op->aborted) {
+    // Rows read are valid whatever becomes of the batch's writes.
+    if (op->done) op->done(*op);
+    UpdateRef();
+    return;
+  }
+  batch_.push_back(std::move(op));
+}
+
+// A Sync arrived: the batch (ops in batch_ plus the head) has committed, or,
+// if one of its statements failed, PostgreSQL rolled all of it back.
+void Connection::Complete() {
+  std::deque<OpPtr> batch = std::move(batch_);
+  batch_.clear();
+  batch.push_back(std::move(sent_.front()));
+  sent_.pop_front();
+  head_statement_ = 0;
+  UpdateDeadline();
+
+  bool failed = false;
+  for (const OpPtr& op : batch) failed = failed || (op->error && !op->aborted);
+  std::deque<OpPtr> retry;
+  for (OpPtr& op : batch) {
+    if (failed && !op->error) {
+      // Rolled back or skipped for a neighbour's failure: send it again, in
+      // its place, so one bad write neither fails nor loses the others.
+      op->aborted = false;
+      for (ResultPtr& r : op->results) r.reset();
+      retry.push_back(std::move(op));
+      continue;
+    }
+    if (op->done) op->done(*op);
+    if (closed_) return;
+  }
+  if (!retry.empty()) {
+    for (auto it = retry.rbegin(); it != retry.rend(); ++it) unsent_.push_front(std::move(*it));
+    MarkDirty();
+  }
   UpdateRef();
-  if (op->done) op->done(*op);
-  if (closed_) return;
   if (retiring_ && pending() == 0) {
     delegate_->OnRetired(this);
     Close();
@@ -365,8 +420,10 @@ void Connection::UpdateRef() {
 }
 
 std::deque<OpPtr> Connection::TakeOps() {
-  std::deque<OpPtr> ops = std::move(sent_);
+  std::deque<OpPtr> ops = std::move(batch_);
+  for (auto& op : sent_) ops.push_back(std::move(op));
   for (auto& op : unsent_) ops.push_back(std::move(op));
+  batch_.clear();
   sent_.clear();
   unsent_.clear();
   return ops;

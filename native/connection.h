@@ -56,6 +56,11 @@ struct Op {
   std::function<void(Op&)> done;
   bool setup = false;        // may be sent before the connection is ready
   bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
+  // Group commit: a batchable op may share one Sync (one round trip, one
+  // commit) with the batchable ops sent right after it. A read-only one settles
+  // as soon as its rows arrive instead of waiting for the batch's commit.
+  bool batchable = false;
+  bool read_only = false;
 
   // Routing, set by Handler/Server.
   std::string key;           // the session id, when the op concerns one
@@ -66,6 +71,8 @@ struct Op {
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
   std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
+  bool aborted = false;            // skipped because an earlier op of its batch failed
+  bool syncs = true;               // a Sync follows it (it ends its batch)
 };
 using OpPtr = std::unique_ptr<Op>;
 
@@ -88,6 +95,7 @@ struct ConnectionConfig {
   double connect_timeout_ms = 5000;
   double statement_timeout_ms = 5000;
   size_t max_in_flight = 1000;
+  size_t max_batch = 1;  // ops per Sync; 1 = every op commits on its own
 };
 
 class Connection {
@@ -116,7 +124,8 @@ class Connection {
 
   bool ready() const { return ready_; }
   bool closed() const { return closed_; }
-  size_t pending() const { return sent_.size() + unsent_.size(); }
+  size_t pending() const { return sent_.size() + unsent_.size() + batch_.size(); }
+  size_t pending_sent() const { return sent_.size() + batch_.size(); }
   PGconn* pg() const { return conn_; }
 
  private:
@@ -132,6 +141,7 @@ class Connection {
   void SendQueued();
   void FlushOutput();
   bool ProcessResults();
+  void StatementsDone();
   void Complete();
   bool WatchSocket(int events);
   void UpdateInterest();
@@ -159,7 +169,8 @@ class Connection {
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
   size_t head_statement_ = 0;         // which statement of sent_.front() results are for
   std::deque<OpPtr> unsent_;
-  std::deque<OpPtr> sent_;
+  std::deque<OpPtr> sent_;   // sent, results not all in yet; the head gets the next result
+  std::deque<OpPtr> batch_;  // results in, waiting for their batch's Sync (commit)
 
   friend class Addon;
 };

@@ -114,7 +114,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   };
 
   std::string index;
-  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0;
+  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1;
   ServerTimings timings;
   if (!string("table", &table_) || !string("index", &index) ||
       !string("housekeeping", &housekeeping_) ||
@@ -123,6 +123,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !boolean("keepExpired", &keep_expired_) || !boolean("failoverMode", &failover_mode_) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
+      !number("maxBatch", &max_batch) ||
       !number("connectTimeout", &timings.connect_timeout_ms) ||
       !number("statementTimeout", &timings.statement_timeout_ms) ||
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
@@ -134,6 +135,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
     *ms *= 1000;
   }
   max_lifetime_ = std::llround(max_lifetime);
+  timings.max_batch = max_batch < 1 ? 1 : static_cast<size_t>(max_batch);
   max_data_size_ = static_cast<size_t>(max_data_size);
 
   Napi::Value list = Get(config, "servers");
@@ -378,6 +380,8 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   op->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
   op->key = std::move(id);
   op->reroutable = true;
+  op->batchable = true;
+  op->read_only = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -528,6 +532,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   // connection stores the same row (at worst the counter counts it twice).
   op->key = std::move(id);
   op->reroutable = true;
+  op->batchable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -560,6 +565,7 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   op->statements.push_back(std::move(s));
   op->key = std::move(id);
   op->reroutable = true;
+  op->batchable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -601,6 +607,7 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
     const bool is_home = server.get() == home;
     op->key = id;
     op->reroutable = is_home;
+    op->batchable = true;
     op->done = [this, state, is_home](Op& op) {
       if (op.error) {
         if (is_home) state->error = op.error;
@@ -636,6 +643,8 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(id));
   op->key = std::move(id);
   op->reroutable = true;
+  op->batchable = true;
+  op->read_only = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));

@@ -107,6 +107,7 @@ void Server::Start() {
   config.secret = spec_.secret;
   config.connect_timeout_ms = timings_.connect_timeout_ms;
   config.statement_timeout_ms = timings_.statement_timeout_ms;
+  config.max_batch = timings_.max_batch;
   auto* conn = new Connection(addon_, this, std::move(config));
   ErrorInfo error = conn->Start();  // on failure `conn` is already gone
   if (error) {

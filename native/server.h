@@ -38,6 +38,7 @@ struct ServerTimings {
   double statement_timeout_ms = 5000;
   double retry_min_ms = 100;
   double retry_max_ms = 5000;
+  size_t max_batch = 1;  // ops per Sync (group commit)
 };
 
 class Server : public ConnectionDelegate {
