@@ -23,6 +23,7 @@ export interface NativeConfig {
   gcInterval: number;
   vacuumInterval: number;
   maxBatch: number;
+  synchronousCommit: boolean;
 }
 
 export interface NativeRow {

@@ -44,6 +44,12 @@ export interface SessionPgsqlOptions {
    * share one round trip and one commit. Default `1` (each commits alone).
    */
   maxBatch?: number;
+  /**
+   * `false` lets commits return before they reach the disk: a server crash may
+   * lose the last few hundred milliseconds of session writes (PostgreSQL's own
+   * trade-off, `synchronous_commit = off`), never corrupt them. Default `true`.
+   */
+  synchronousCommit?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -70,6 +76,7 @@ export const defaults = {
   retryMinDelay: 0.1,
   retryMaxDelay: 5,
   maxBatch: 1,
+  synchronousCommit: true,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -237,6 +244,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       gcInterval: seconds(options, 'gcInterval', true),
       vacuumInterval: seconds(options, 'vacuumInterval', true),
       maxBatch,
+      synchronousCommit: boolean(options, 'synchronousCommit'),
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
   };

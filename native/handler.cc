@@ -121,6 +121,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !string("sessionName", &session_name_) || !string("placement", &placement_name_) ||
       !boolean("createTable", &create_table_) || !boolean("shortCircuit", &short_circuit_) ||
       !boolean("keepExpired", &keep_expired_) || !boolean("failoverMode", &failover_mode_) ||
+      !boolean("synchronousCommit", &timings.synchronous_commit) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
       !number("maxBatch", &max_batch) ||

@@ -168,6 +168,12 @@ void Server::OnConnected(Connection* conn) {
   op->statements.push_back(
       Statement::Text("SELECT set_config('statement_timeout', $1, false)")
           .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
+  if (!timings_.synchronous_commit) {
+    // The user accepts losing the last few hundred milliseconds of session
+    // writes if the server crashes, for commits that do not wait for the disk.
+    op->statements.push_back(
+        Statement::Text("SELECT set_config('synchronous_commit', 'off', false)"));
+  }
   op->statements.push_back(Statement::Text(handler_->sql().check)
                                .Bind(handler_->table_text())
                                .Bind(handler_->housekeeping_table()));

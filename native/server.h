@@ -39,6 +39,7 @@ struct ServerTimings {
   double retry_min_ms = 100;
   double retry_max_ms = 5000;
   size_t max_batch = 1;  // ops per Sync (group commit)
+  bool synchronous_commit = true;
 };
 
 class Server : public ConnectionDelegate {
