@@ -63,15 +63,15 @@ export class SessionPgsqlError extends Error {
   /** A library code (`SPG_*`) or a SQLSTATE. */
   readonly code: ErrorCode | string;
   /** Index in `db` of the server concerned, when one is. */
-  readonly server?: number;
+  declare readonly server?: number;
   /** True when the same operation may succeed if tried again. */
   readonly retryable: boolean;
-  readonly severity?: string;
-  readonly detail?: string;
-  readonly hint?: string;
-  readonly table?: string;
-  readonly column?: string;
-  readonly constraint?: string;
+  declare readonly severity?: string;
+  declare readonly detail?: string;
+  declare readonly hint?: string;
+  declare readonly table?: string;
+  declare readonly column?: string;
+  declare readonly constraint?: string;
 
   constructor(message: string, code: ErrorCode | string, details: ErrorDetails = {}) {
     super(message);

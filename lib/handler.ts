@@ -222,10 +222,8 @@ export class SessionPgsql extends EventEmitter {
 
   #checkId(id: unknown): asserts id is string {
     if (typeof id !== 'string' || !this.#options.idPattern.test(id)) {
-      const shown =
-        typeof id === 'string'
-          ? `${JSON.stringify(id.slice(0, 40))}${id.length > 40 ? '…' : ''}`
-          : typeof id;
+      // The id itself is a secret (or an attacker's input): only its shape is told.
+      const shown = typeof id === 'string' ? `of ${id.length} characters` : `(a ${typeof id})`;
       throw new SessionPgsqlError(
         `Invalid session id ${shown}: it must match ${String(this.#options.idPattern)}`,
         ErrorCode.InvalidId,

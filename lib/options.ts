@@ -1,5 +1,6 @@
 // Validates and defaults the options once; every message names the option and
 // shows the offending value. Only this file reads raw user options.
+import { createHash } from 'node:crypto';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { native, type NativeConfig } from './native';
 
@@ -117,6 +118,16 @@ function seconds(
   return value;
 }
 
+/** The longest prefix of `text` within `bytes` UTF-8 bytes, never splitting a character. */
+function truncateBytes(text: string, bytes: number): string {
+  let out = '';
+  for (const ch of text) {
+    if (Buffer.byteLength(out + ch) > bytes) break;
+    out += ch;
+  }
+  return out;
+}
+
 /** Quotes an SQL identifier: `"` doubled, the whole wrapped in `"`. */
 function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -135,7 +146,13 @@ function tableNames(value: unknown): { table: string; index: string; housekeepin
     );
   }
   const name = parts[parts.length - 1]!;
-  const index = `${name.slice(0, 63 - '_expire_idx'.length)}_expire_idx`;
+  // Identifiers stop at 63 bytes: a long name keeps a prefix plus a hash of the
+  // whole, so two long names sharing a prefix still get distinct indexes.
+  let index = `${name}_expire_idx`;
+  if (Buffer.byteLength(index) > 63) {
+    const hash = createHash('sha1').update(name).digest('hex').slice(0, 8);
+    index = `${truncateBytes(name, 63 - '_expire_idx'.length - 9)}_${hash}_expire_idx`;
+  }
   const schema = parts.length === 2 ? `${quoteIdentifier(parts[0]!)}.` : '';
   return {
     table: parts.map(quoteIdentifier).join('.'),
@@ -193,15 +210,17 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
     throw invalid(`Expected an options object but received ${show(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!(key in defaults)) throw invalid(`Unknown option "${key}"`);
+    if (!Object.hasOwn(defaults, key)) throw invalid(`Unknown option "${key}"`);
   }
   const placement = options.placement ?? defaults.placement;
   if (placement !== 'rendezvous' && placement !== 'php') {
     throw invalid(`Expected "rendezvous" or "php" for "placement" but received ${show(placement)}`);
   }
   const sessionName = options.sessionName ?? defaults.sessionName;
-  if (typeof sessionName !== 'string') {
-    throw invalid(`Expected a string for "sessionName" but received ${show(sessionName)}`);
+  if (typeof sessionName !== 'string' || sessionName.includes('\0')) {
+    throw invalid(
+      `Expected a string without NUL characters for "sessionName" but received ${show(sessionName)}`,
+    );
   }
   const maxDataSize = options.maxDataSize ?? defaults.maxDataSize;
   if (!Number.isSafeInteger(maxDataSize) || maxDataSize <= 0) {

@@ -154,7 +154,7 @@ export class Session {
    * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` for an unknown level (nothing changes).
    */
   addError(level: ErrorLevel, message?: string): void {
-    const counter = levels[String(level)];
+    const counter = Object.hasOwn(levels, String(level)) ? levels[String(level)] : undefined;
     if (counter === undefined) {
       throw new SessionPgsqlError(
         `Unknown error level ${JSON.stringify(level)}: use 'error', 'warning', 'notice' or a PHP E_* number`,

@@ -51,8 +51,9 @@ Connection::~Connection() { addon_->Unregister(this); }
 ErrorInfo Connection::Start() {
   // why: expand_dbname lets the whole entry (key=value or URI) ride in "dbname";
   // later keywords only fill in what the entry leaves unset.
-  const char* keys[] = {"dbname", "fallback_application_name", nullptr};
-  const char* values[] = {config_.conninfo.c_str(), "session-pgsql", nullptr};
+  // client_encoding comes last so it wins: JS strings always arrive as UTF-8.
+  const char* keys[] = {"dbname", "fallback_application_name", "client_encoding", nullptr};
+  const char* values[] = {config_.conninfo.c_str(), "session-pgsql", "UTF8", nullptr};
   conn_ = PQconnectStartParams(keys, values, 1);
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
     ErrorInfo error =
@@ -60,6 +61,9 @@ ErrorInfo Connection::Start() {
     Close();
     return error;
   }
+  // Server notices (e.g. "relation already exists, skipping") are not the
+  // application's business; libpq would print them on stderr.
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
   phase_ = Phase::kConnecting;
   timer_ = new uv_timer_t;
   uv_timer_init(addon_->loop(), timer_);

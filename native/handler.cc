@@ -135,7 +135,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
                      &timings.retry_min_ms, &timings.retry_max_ms}) {
     *ms *= 1000;
   }
-  max_lifetime_ = std::llround(max_lifetime);
+  // The table counts whole seconds; a fraction rounds up so no session is born expired.
+  max_lifetime_ = static_cast<long long>(std::ceil(max_lifetime));
   timings.max_batch = max_batch < 1 ? 1 : static_cast<size_t>(max_batch);
   max_data_size_ = static_cast<size_t>(max_data_size);
 
@@ -145,7 +146,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
     return;
   }
   Napi::Array entries = list.As<Napi::Array>();
-  std::vector<std::string> identities;
+  std::vector<std::string> identities, plain_identities;
   for (uint32_t i = 0; i < entries.Length(); ++i) {
     Napi::Value entry = entries.Get(i);
     if (!entry.IsString()) {
@@ -160,7 +161,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
     }
     // why: the same server listed twice still needs two distinct identities.
     int twins = 0;
-    for (const std::string& seen : identities) twins += seen.rfind(spec.identity, 0) == 0;
+    for (const std::string& seen : plain_identities) twins += seen == spec.identity;
+    plain_identities.push_back(spec.identity);
     if (twins > 0) spec.identity += "#" + std::to_string(twins);
     identities.push_back(spec.identity);
     servers_.push_back(std::make_unique<Server>(addon_, this, static_cast<int>(i), std::move(spec),
@@ -376,6 +378,22 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int server) {
   return row;
 }
 
+bool Handler::Recovering(const Server* home) const {
+  return servers_.size() > 1 && home->recovered_at() > 0 &&
+         NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
+}
+
+std::vector<Server*> Handler::Fallbacks(const std::string& id, const Server* home) {
+  placement_->Order(id, &order_);
+  std::vector<Server*> after;
+  bool past_home = false;
+  for (int i : order_) {
+    if (past_home && servers_[i]->routable()) after.push_back(servers_[i].get());
+    past_home = past_home || i == home->index();
+  }
+  return after;
+}
+
 void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   auto op = std::make_unique<Op>();
   op->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
@@ -388,48 +406,49 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
       return;
     }
-    const PGresult* r = op.results[0].get();
-    const bool live = PQntuples(r) > 0 && PQgetvalue(r, 0, 11)[0] != 't';
     Server* home = servers_[op.server].get();
     // Sessions written elsewhere while this server was down live on the servers
-    // after it in the id's order until they expire; look there on a miss.
-    if (!live && servers_.size() > 1 && home->recovered_at() > 0 &&
-        NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_)) {
-      std::shared_ptr<PGresult> miss(op.results[0].release(), PQclear);
-      LookAside(home, op.key, deferred, std::move(miss));
-      return;
+    // after it in the id's order until they expire: while that can be, look
+    // there too and keep the newest copy.
+    if (Recovering(home)) {
+      std::vector<Server*> fallbacks = Fallbacks(op.key, home);
+      if (!fallbacks.empty()) {
+        std::shared_ptr<PGresult> at_home(op.results[0].release(), PQclear);
+        LookAside(home, op.key, deferred, std::move(at_home), std::move(fallbacks), 0);
+        return;
+      }
     }
-    deferred.Resolve(BuildRow(deferred.Env(), r, op.server));
+    deferred.Resolve(BuildRow(deferred.Env(), op.results[0].get(), op.server));
   };
   Submit(server, std::move(op));
 }
 
 void Handler::LookAside(Server* home, std::string id, Deferred deferred,
-                        std::shared_ptr<PGresult> miss) {
-  placement_->Order(id, &order_);
-  Server* other = nullptr;
-  bool past_home = false;
-  for (int i : order_) {
-    if (past_home && servers_[i]->routable()) {
-      other = servers_[i].get();
-      break;
-    }
-    past_home = past_home || i == home->index();
-  }
-  if (other == nullptr) {
-    deferred.Resolve(BuildRow(deferred.Env(), miss.get(), home->index()));
+                        std::shared_ptr<PGresult> at_home, std::vector<Server*> fallbacks,
+                        size_t next) {
+  if (next == fallbacks.size()) {
+    deferred.Resolve(BuildRow(deferred.Env(), at_home.get(), home->index()));
     return;
   }
+  Server* other = fallbacks[next];
   auto fetch = std::make_unique<Op>();
   fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
-  fetch->done = [this, home, other, id, deferred, miss](Op& op) {
+  fetch->done = [this, home, other, id, deferred, at_home, fallbacks, next](Op& op) {
     const PGresult* r = op.error ? nullptr : op.results[0].get();
-    if (r == nullptr || PQntuples(r) == 0) {  // not there either (or unreachable)
-      deferred.Resolve(BuildRow(deferred.Env(), miss.get(), home->index()));
+    if (r == nullptr || PQntuples(r) == 0) {  // not there (or unreachable): try the next
+      LookAside(home, id, deferred, at_home, fallbacks, next + 1);
+      return;
+    }
+    // Column 3 of the fetch and column 7 of the read are sess_modified. A copy
+    // written during the outage is never older than home's, so a tie goes to it.
+    const bool home_live = PQntuples(at_home.get()) > 0 && PQgetvalue(at_home.get(), 0, 11)[0] != 't';
+    if (home_live && ParseInt(at_home.get(), 0, 7) > ParseInt(r, 0, 3)) {
+      DropCopies(id, {other}, [] {});  // a stale copy: home was written since
+      LookAside(home, id, deferred, at_home, fallbacks, next + 1);
       return;
     }
     // Store the row at home and read it back in the same transaction, then
-    // drop the stray copy.
+    // drop the copy.
     auto adopt = std::make_unique<Op>();
     Statement insert = Statement::Prepared(kAdoptStmt);
     insert.Bind(id);
@@ -447,15 +466,31 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred,
         deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
         return;
       }
-      deferred.Resolve(BuildRow(deferred.Env(), op.results[1].get(), op.server));
-      auto drop = std::make_unique<Op>();
-      drop->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
-      drop->done = [](Op&) {};
-      if (other->routable()) Submit(other, std::move(drop));
+      std::shared_ptr<PGresult> row(op.results[1].release(), PQclear);
+      const int server = op.server;
+      DropCopies(id, {other}, [this, deferred, row, server] {
+        deferred.Resolve(BuildRow(deferred.Env(), row.get(), server));
+      });
     };
     Submit(home, std::move(adopt));
   };
   Submit(other, std::move(fetch));
+}
+
+void Handler::DropCopies(const std::string& id, const std::vector<Server*>& servers,
+                         std::function<void()> then) {
+  auto remaining = std::make_shared<size_t>(servers.size() + 1);
+  auto step = [remaining, then] {
+    if (--*remaining == 0) then();
+  };
+  for (Server* server : servers) {
+    auto drop = std::make_unique<Op>();
+    drop->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+    drop->batchable = true;
+    drop->done = [step](Op&) { step(); };
+    Submit(server, std::move(drop));
+  }
+  step();
 }
 
 // write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message, baseline)
@@ -503,27 +538,45 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
     return deferred.Promise();
   }
 
-  EnsureStarted();
+  // libpq sends text parameters as C strings: a NUL would silently cut them.
   std::string id = Utf8(info[0]);
+  std::string address = Utf8(info[2]);
+  std::string custom = IsNullish(info[4]) ? std::string() : Utf8(info[4]);
+  std::string message = IsNullish(info[8]) ? std::string() : Utf8(info[8]);
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"session id", &id},
+                                    {"address", &address},
+                                    {"custom field", &custom},
+                                    {"error message", &message}}) {
+    if (value->find('\0') != std::string::npos) {
+      return Reject(env, code::kDataHasNul, std::string("the ") + name + " contains a NUL byte");
+    }
+  }
+
+  EnsureStarted();
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
 
   Statement s = Statement::Prepared(kWriteStmt);
-  s.Bind(id).Bind(session_name_).Bind(std::move(data)).Bind(Utf8(info[2]));
+  s.Bind(id).Bind(session_name_).Bind(std::move(data));
+  if (address.empty()) {
+    s.BindNull();  // unknown: an update keeps the stored address
+  } else {
+    s.Bind(std::move(address));
+  }
   if (!BindExpires(s, info[3])) {
     return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
   }
   if (IsNullish(info[4])) {
     s.BindNull();
   } else {
-    s.Bind(Utf8(info[4]));
+    s.Bind(std::move(custom));
   }
   s.Bind(std::to_string(errors)).Bind(std::to_string(warnings)).Bind(std::to_string(notices));
   if (IsNullish(info[8])) {
     s.BindNull();
   } else {
-    s.Bind(Utf8(info[8]));
+    s.Bind(std::move(message));
   }
 
   auto deferred = Napi::Promise::Deferred::New(env);
@@ -537,8 +590,16 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      return;
+    }
+    auto stored = [deferred] { deferred.Resolve(Napi::Boolean::New(deferred.Env(), true)); };
+    Server* home = servers_[op.server].get();
+    // While copies written during an outage may exist, a write at home makes
+    // them stale: they go before the write is reported, so none can return.
+    if (Recovering(home)) {
+      DropCopies(op.key, Fallbacks(op.key, home), stored);
     } else {
-      deferred.Resolve(Napi::Boolean::New(deferred.Env(), true));
+      stored();
     }
   };
   Submit(server, std::move(op));

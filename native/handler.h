@@ -69,9 +69,18 @@ class Handler : public Napi::ObjectWrap<Handler> {
   void EnsureStarted();
   using Deferred = Napi::Promise::Deferred;
   void ReadAt(Server* server, std::string id, Deferred deferred);
-  // After a miss at `home`, which came back from an outage recently, looks for
-  // the session on the servers after it and moves a live copy home.
-  void LookAside(Server* home, std::string id, Deferred deferred, std::shared_ptr<PGresult> miss);
+  // Whether `home` came back from an outage less than maxLifetime ago, so
+  // sessions written elsewhere meanwhile may still live on the servers after it.
+  bool Recovering(const Server* home) const;
+  // The servers after `home` in the id's order that are up.
+  std::vector<Server*> Fallbacks(const std::string& id, const Server* home);
+  // Looks for the session on fallbacks[next...] and moves a copy newer than
+  // home's (`at_home`, the read result there) home before answering.
+  void LookAside(Server* home, std::string id, Deferred deferred,
+                 std::shared_ptr<PGresult> at_home, std::vector<Server*> fallbacks, size_t next);
+  // Deletes the id on `servers` (best effort), then calls `then`.
+  void DropCopies(const std::string& id, const std::vector<Server*>& servers,
+                  std::function<void()> then);
   Napi::Object BuildRow(Napi::Env env, const PGresult* r, int server);
   // The first routable server in the id's order, or nullptr (error set).
   Server* Route(const std::string& id, ErrorInfo* error);

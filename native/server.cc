@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <vector>
 #include <sstream>
 #include <utility>
 
@@ -35,6 +36,34 @@ std::string Quoted(const std::string& value) {
   return out + "'";
 }
 
+// The text after "password=" (quoted or not) and the password part of a URI's
+// user info ("postgresql://user:secret@host").
+std::vector<std::string> PasswordCandidates(const std::string& entry) {
+  std::vector<std::string> out;
+  for (size_t at = entry.find("password"); at != std::string::npos;
+       at = entry.find("password", at + 1)) {
+    size_t p = entry.find_first_not_of(" \t", at + 8);
+    if (p == std::string::npos || entry[p] != '=') continue;
+    p = entry.find_first_not_of(" \t", p + 1);
+    if (p == std::string::npos) continue;
+    const bool quoted = entry[p] == '\'';
+    if (quoted) ++p;
+    size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
+    out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
+  }
+  const size_t scheme = entry.find("://");
+  if (scheme != std::string::npos) {
+    const size_t at = entry.rfind('@');
+    const size_t colon = entry.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      out.push_back(entry.substr(colon + 1, at - colon - 1));
+    }
+  }
+  out.erase(std::remove_if(out.begin(), out.end(), [](const std::string& s) { return s.empty(); }),
+            out.end());
+  return out;
+}
+
 }  // namespace
 
 bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error) {
@@ -44,14 +73,10 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
     std::string message = raw_error ? raw_error : "out of memory";
     if (raw_error) PQfreemem(raw_error);
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    // why: a malformed entry may not parse far enough to find its password, so
-    // anything after a password keyword is cut from the message.
-    for (const char* key : {"password", ":"}) {
-      size_t at = message.find(key);
-      if (at != std::string::npos && entry.find("password") != std::string::npos) {
-        message = message.substr(0, at) + "…";
-      }
-    }
+    // why: a malformed entry does not parse far enough to find its password,
+    // and libpq quotes the offending token, so every password-looking part of
+    // the entry is scrubbed from the message.
+    for (const std::string& secret : PasswordCandidates(entry)) message = Scrub(message, secret);
     *error = message;
     return false;
   }

@@ -42,8 +42,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
       "sess_expire, sess_addr_created, sess_addr_modified, sess_counter, sess_error, "
       "sess_warning, sess_notice, sess_err_message, sess_custom) "
-      "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), $4, "
-      "NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '') "
+      "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), "
+      "coalesce($4, ''), NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '') "
       "FROM (SELECT " + now + " AS now) n "
       "ON CONFLICT (sess_id) DO UPDATE SET "
       "sess_data = EXCLUDED.sess_data, "
@@ -53,7 +53,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "sess_created = CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END, "
       "sess_addr_created = CASE WHEN " + fresh +
       " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END, "
-      "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL ELSE EXCLUDED.sess_addr_created END, "
+      "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL "
+      "ELSE coalesce($4, s.sess_addr_modified) END, "
       "sess_counter = CASE WHEN " + fresh + " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END, "
       "sess_error = CASE WHEN " + fresh +
       " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error END, "
@@ -96,7 +97,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "EXCLUDED.sess_addr_created, EXCLUDED.sess_addr_modified, EXCLUDED.sess_counter, "
       "EXCLUDED.sess_error, EXCLUDED.sess_warning, EXCLUDED.sess_notice, "
       "EXCLUDED.sess_err_message, EXCLUDED.sess_custom) "
-      "WHERE coalesce(s.sess_modified, 0) < EXCLUDED.sess_modified";
+      "WHERE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
 
   prepared = {{kFetchStmt, fetch, 1}, {kAdoptStmt, adopt, 14}, {kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1}};

@@ -1,0 +1,276 @@
+// status() (the original session_pgsql_status(), passwords redacted) and reset() (reconnect
+// every server; operations in flight still complete).
+import { expect } from 'chai';
+import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { db, newId, query, servers, uniqueTable } from './support/db';
+
+const SECRET = 'secretpw';
+
+function withPassword(conninfo: string): string {
+  return `${conninfo} password=${SECRET}`;
+}
+
+function asUri(conninfo: string): string {
+  const kv = Object.fromEntries(conninfo.split(/\s+/).map((p) => p.split('=') as [string, string]));
+  return `postgresql://${kv.user}:${SECRET}@${kv.host}:${kv.port}/${kv.dbname}`;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).to.be.instanceOf(SessionPgsqlError);
+    return err as SessionPgsqlError;
+  }
+  throw new Error('expected the promise to reject');
+}
+
+function expectNoSecret(value: unknown, what: string): void {
+  const text =
+    value instanceof Error
+      ? `${value.message}\n${value.stack}\n${JSON.stringify(value)}`
+      : JSON.stringify(value);
+  expect(text, what).to.not.include(SECRET);
+}
+
+describe('18 handler: status() and reset()', () => {
+  let table: string;
+  const handlers: SessionPgsql[] = [];
+  function make(options: SessionPgsqlOptions = {}): SessionPgsql {
+    const handler = new SessionPgsql({
+      db: db(1),
+      table,
+      gcInterval: 0,
+      vacuumInterval: 0,
+      ...options,
+    });
+    handlers.push(handler);
+    return handler;
+  }
+
+  beforeEach(() => {
+    table = uniqueTable();
+  });
+  afterEach(async () => {
+    await Promise.all(handlers.splice(0).map((h) => h.close()));
+  });
+
+  describe('status()', () => {
+    it('has the documented shape; servers[0] is up after open()', async () => {
+      const handler = make({ shortCircuit: true, keepExpired: true });
+      const before = handler.status();
+      expect(before.servers).to.have.length(1);
+      expect(before.servers[0]!.state).to.not.equal('up');
+      await handler.open();
+      const status = handler.status();
+      expect(status).to.include({
+        numberOfServers: 1,
+        failoverMode: false,
+        shortCircuit: true,
+        keepExpired: true,
+      });
+      expect(status.servers).to.have.length(1);
+      const server = status.servers[0]!;
+      expect(server.id).to.equal(0);
+      expect(server.state).to.equal('up');
+      expect(server.server).to.be.a('string');
+      const port = /port=(\d+)/.exec(servers()[0]!)![1]!;
+      expect(server.server).to.include(`port=${port}`);
+      expect(['up', 'down', 'connecting']).to.include(server.state);
+    });
+
+    it('a status snapshot is plain data (JSON round trip) and does not change afterwards', async () => {
+      const handler = make();
+      await handler.open();
+      const status = handler.status();
+      expect(JSON.parse(JSON.stringify(status))).to.deep.equal(status);
+      const frozen = JSON.stringify(status);
+      await handler.write(newId(), 'x');
+      expect(JSON.stringify(status)).to.equal(frozen);
+    });
+
+    it('numberOfServers 3 with db(3), ids 0..2 in list order, all up', async () => {
+      const handler = make({ db: db(3) });
+      await handler.open();
+      const status = handler.status();
+      expect(status.numberOfServers).to.equal(3);
+      expect(status.servers.map((s) => s.id)).to.deep.equal([0, 1, 2]);
+      expect(status.servers.map((s) => s.state)).to.deep.equal(['up', 'up', 'up']);
+      servers()
+        .slice(0, 3)
+        .forEach((conninfo, i) => {
+          const port = /port=(\d+)/.exec(conninfo)![1]!;
+          expect(status.servers[i]!.server).to.include(`port=${port}`);
+        });
+    });
+
+    it('failoverMode shows in status()', async () => {
+      const handler = make({ db: db(2), failoverMode: true });
+      expect(handler.status().failoverMode).to.equal(true);
+      expect(handler.status().numberOfServers).to.equal(2);
+    });
+  });
+
+  describe('passwords never show', () => {
+    it('key=value password: not in status(), info(), getError() or error messages', async () => {
+      const handler = make({ db: withPassword(servers()[0]!), shortCircuit: true });
+      expectNoSecret(handler.status(), 'status() before open');
+      await handler.open();
+      expectNoSecret(handler.status(), 'status() after open');
+      expect(handler.status().servers[0]!.server).to.include('password=');
+      const id = newId();
+      const s = await handler.read(id, { address: '192.0.2.1' });
+      expectNoSecret(s.info(), 'info()');
+      s.addError('error', 'm');
+      expectNoSecret(await s.getError(true), 'getError()');
+      await handler.write(s, 'x');
+      expectNoSecret((await handler.read(id)).info(), 'info() of a stored session');
+      expectNoSecret(await rejection(handler.read('bad')), 'invalid id error');
+      expectNoSecret(await rejection(handler.write(id, 'a\0b')), 'NUL error');
+    });
+
+    it('URI password: redacted the same way', async () => {
+      const handler = make({ db: asUri(servers()[0]!) });
+      await handler.open();
+      expect(handler.status().servers[0]!.state).to.equal('up');
+      expectNoSecret(handler.status(), 'status()');
+      expectNoSecret((await handler.read(newId())).info(), 'info()');
+    });
+
+    it('open() errors (table missing / invalid) do not show it', async () => {
+      const missing = make({
+        db: withPassword(servers()[0]!),
+        createTable: false,
+        retryMinDelay: 5,
+      });
+      const err = await rejection(missing.open());
+      expect(err.code).to.equal(ErrorCode.TableMissing);
+      expectNoSecret(err, 'SPG_TABLE_MISSING');
+      expectNoSecret(missing.status(), 'status() after a failed open');
+
+      await query(0, `CREATE TABLE ${table} (sess_id text PRIMARY KEY)`);
+      const invalid = make({ db: withPassword(servers()[0]!), retryMinDelay: 5 });
+      const err2 = await rejection(invalid.open());
+      expect(err2.code).to.equal(ErrorCode.TableInvalid);
+      expectNoSecret(err2, 'SPG_TABLE_INVALID');
+    });
+
+    it('connection errors (refused, bad database) do not show it', async () => {
+      const refused = make({
+        db: `host=127.0.0.1 port=1 dbname=x user=y password=${SECRET}`,
+        connectTimeout: 2,
+        retryMinDelay: 5,
+      });
+      const err = await rejection(refused.open());
+      expectNoSecret(err, 'refused');
+      expectNoSecret(refused.status(), 'status() of a refused server');
+
+      const noDb = make({
+        db: withPassword(servers()[0]!).replace('dbname=postgres', 'dbname=no_such_db'),
+        retryMinDelay: 5,
+      });
+      const err2 = await rejection(noDb.open());
+      expect(err2.message).to.include('no_such_db');
+      expectNoSecret(err2, 'unknown database');
+      expectNoSecret(noDb.status(), 'status() of a server with an unknown database');
+    });
+  });
+
+  describe('reset()', () => {
+    it('resolves true and the handler keeps working', async () => {
+      const handler = make();
+      await handler.open();
+      const id = newId();
+      await handler.write(id, 'before');
+      expect(await handler.reset()).to.equal(true);
+      expect(handler.status().servers[0]!.state).to.equal('up');
+      expect((await handler.read(id)).data).to.equal('before');
+      await handler.write(id, 'after');
+      expect((await handler.read(id)).data).to.equal('after');
+      expect(await handler.reset()).to.equal(true);
+      expect(await handler.reset()).to.equal(true);
+      expect((await handler.read(id)).data).to.equal('after');
+    });
+
+    it('replaces the connection (a new backend) without leaking the old one', async () => {
+      const app = `spg_reset_${newId().slice(0, 12).replace(/-/g, '_')}`;
+      const handler = make({ db: `${servers()[0]!} application_name=${app}` });
+      await handler.open();
+      const backends = async (): Promise<number[]> => {
+        const rows = await query<{ pid: number }>(
+          0,
+          `SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid`,
+          [app],
+        );
+        return rows.map((r) => r.pid);
+      };
+      const before = await backends();
+      expect(before).to.have.length(1);
+      expect(await handler.reset()).to.equal(true);
+      await handler.write(newId(), 'x');
+      let after = await backends();
+      for (let i = 0; i < 30 && after.length !== 1; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await backends();
+      }
+      expect(after).to.have.length(1);
+      expect(after[0]).to.not.equal(before[0]);
+    });
+
+    it('before open(): connects and resolves true', async () => {
+      const handler = make();
+      expect(await handler.reset()).to.equal(true);
+      expect(handler.status().servers[0]!.state).to.equal('up');
+      await handler.write(newId(), 'x');
+    });
+
+    it('with 3 servers: true, all up afterwards', async () => {
+      const handler = make({ db: db(3) });
+      await handler.open();
+      expect(await handler.reset()).to.equal(true);
+      expect(handler.status().servers.map((s) => s.state)).to.deep.equal(['up', 'up', 'up']);
+    });
+
+    it('with no reachable server: resolves false', async () => {
+      const handler = make({
+        db: 'host=127.0.0.1 port=1 dbname=x',
+        connectTimeout: 2,
+        retryMinDelay: 5,
+      });
+      expect(await handler.reset()).to.equal(false);
+    });
+
+    it('200 reads in flight during reset() all resolve with the right data', async function () {
+      this.timeout(30_000);
+      const handler = make();
+      await handler.open();
+      const ids = Array.from({ length: 20 }, () => newId());
+      await Promise.all(ids.map((id, i) => handler.write(id, `data-${i}`)));
+      const reads = Array.from({ length: 200 }, (_, i) => handler.read(ids[i % ids.length]!));
+      const reset = handler.reset();
+      const more = Array.from({ length: 50 }, (_, i) => handler.read(ids[i % ids.length]!));
+      const results = await Promise.allSettled([...reads, ...more]);
+      const failures = results.filter((r) => r.status === 'rejected');
+      expect(failures.map((f) => String((f as PromiseRejectedResult).reason))).to.deep.equal([]);
+      results.forEach((r, i) => {
+        const s = (r as PromiseFulfilledResult<{ data: string }>).value;
+        expect(s.data).to.equal(`data-${(i % 200) % ids.length}`);
+      });
+      expect(await reset).to.equal(true);
+    });
+
+    it('writes in flight during reset() are all stored', async function () {
+      this.timeout(30_000);
+      const handler = make();
+      await handler.open();
+      const ids = Array.from({ length: 200 }, () => newId());
+      const writes = ids.map((id, i) => handler.write(id, `w${i}`));
+      const reset = handler.reset();
+      const results = await Promise.allSettled(writes);
+      expect(results.filter((r) => r.status === 'rejected')).to.have.length(0);
+      expect(await reset).to.equal(true);
+      const rows = await query<{ n: number }>(0, `SELECT count(*)::int AS n FROM ${table}`);
+      expect(rows[0]!.n).to.equal(200);
+    });
+  });
+});
