@@ -335,6 +335,7 @@ Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
   }
   closing_ = true;
   close_waiters_.push_back(deferred);
+  for (auto& server : servers_) server->housekeeping().Cancel();
   if (in_flight_ == 0) FinishClose();
   return deferred.Promise();
 }

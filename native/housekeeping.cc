@@ -99,7 +99,7 @@ void Housekeeping::OnTimer(uv_timer_t* timer) {
   if (self->handler_->closing() || self->server_->state() != Server::State::kUp) return;
   if (timer == self->gc_timer_ && !self->gc_running_) {
     self->Gc(false, [](const ErrorInfo&, long long) {});
-  } else if (timer == self->vacuum_timer_ && self->vacuum_conn_ == nullptr) {
+  } else if (timer == self->vacuum_timer_ && !self->vacuum_busy_) {
     self->Vacuum(false, [](const ErrorInfo&, bool) {});
   }
 }
@@ -114,8 +114,10 @@ void Housekeeping::Gc(bool forced, GcDone done) {
   claim->done = [this, state](Op& op) {
     if (op.error && !(state->forced && op.error.code == "42P01")) {
       if (!state->forced) gc_running_ = false;
+      last_gc_ = {};
       last_gc_.valid = true;
       last_gc_.at = state->started;
+      last_gc_.duration = NowSeconds() - state->started;
       last_gc_.error = op.error.message;
       state->done(op.error, 0);
       return;
@@ -173,34 +175,23 @@ void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& err
 }
 
 void Housekeeping::Vacuum(bool forced, VacuumDone done) {
-  if (vacuum_conn_ != nullptr) {  // one VACUUM at a time; later callers share it
-    vacuum_waiters_.push_back(std::move(done));
-    return;
-  }
   vacuum_waiters_.push_back(std::move(done));
+  if (vacuum_busy_) return;  // one VACUUM at a time; later callers share it
+  vacuum_busy_ = true;
   vacuum_run_ = {};
   vacuum_run_.at = NowSeconds();
-  // Claim the run and check the right to vacuum on the session connection, then
-  // run the VACUUM on a connection of its own so session traffic never waits.
-  auto claim = std::make_unique<Op>();
-  claim->statements.push_back(Statement::Text(handler_->sql().claim)
-                                  .Bind(vacuum_job_)
-                                  .Bind(std::to_string(forced ? 0.0 : vacuum_interval_)));
-  claim->statements.push_back(
+  // The right to vacuum is checked before the job is claimed, so a role without
+  // it never takes the interval from a process that could run it.
+  auto check = std::make_unique<Op>();
+  check->statements.push_back(
       Statement::Text(handler_->sql().may_vacuum).Bind(handler_->table_text()));
-  const bool forced_run = forced;
-  claim->done = [this, forced_run](Op& op) {
-    if (op.error && !(forced_run && op.error.code == "42P01")) {
+  check->done = [this, forced](Op& op) {
+    if (op.error) {
       VacuumFinished(op.error);
       return;
     }
-    if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
-      auto waiters = std::move(vacuum_waiters_);
-      for (auto& w : waiters) w({}, false);
-      return;
-    }
-    const PGresult* may = op.error ? nullptr : op.results[1].get();
-    if (may != nullptr && (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't')) {
+    const PGresult* may = op.results[0].get();
+    if (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't') {
       VacuumFinished(MakeError("42501",
                                "server " + std::to_string(server_->index()) +
                                    ": the role may not VACUUM " + handler_->table_text() +
@@ -209,38 +200,70 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
                                server_->index(), false));
       return;
     }
-    if (handler_->closing()) {
-      VacuumFinished(MakeError(code::kClosed, "the handler is closing"));
-      return;
-    }
-    ConnectionConfig config;
-    config.server = server_->index();
-    config.conninfo = server_->spec().conninfo;
-    config.secret = server_->spec().secret;
-    config.connect_timeout_ms = server_->timings().connect_timeout_ms;
-    config.statement_timeout_ms = server_->timings().statement_timeout_ms;
-    auto* conn = new Connection(addon_, this, std::move(config));
-    ErrorInfo error = conn->Start();
-    if (error) {
-      VacuumFinished(std::move(error));
-      return;
-    }
-    vacuum_conn_ = conn;
-    // Queued before the connection is up, so the pending VACUUM keeps the
-    // process alive like any operation someone waits for.
-    auto vacuum = std::make_unique<Op>();
-    vacuum->setup = true;
-    vacuum->no_deadline = true;  // VACUUM takes as long as it takes, off the session path
-    vacuum->statements.push_back(Statement::Text(handler_->sql().vacuum));
-    vacuum->done = [this, conn](Op& op) {
-      ErrorInfo error = op.error;
-      vacuum_conn_ = nullptr;
-      conn->Close();
-      VacuumFinished(std::move(error));
+    auto claim = std::make_unique<Op>();
+    claim->statements.push_back(Statement::Text(handler_->sql().claim)
+                                    .Bind(vacuum_job_)
+                                    .Bind(std::to_string(forced ? 0.0 : vacuum_interval_)));
+    claim->done = [this, forced](Op& op) {
+      // A forced run without the record table (never initialised) still runs.
+      if (op.error && !(forced && op.error.code == "42P01")) {
+        VacuumFinished(op.error);
+        return;
+      }
+      if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
+        vacuum_busy_ = false;
+        auto waiters = std::move(vacuum_waiters_);
+        for (auto& w : waiters) w({}, false);
+        return;
+      }
+      StartVacuum();
     };
-    conn->Enqueue(std::move(vacuum));
+    handler_->SubmitTo(server_, std::move(claim));
   };
-  handler_->SubmitTo(server_, std::move(claim));
+  handler_->SubmitTo(server_, std::move(check));
+}
+
+// VACUUM runs on a connection of its own so session traffic never waits on it.
+void Housekeeping::StartVacuum() {
+  if (handler_->closing()) {
+    VacuumFinished(MakeError(code::kClosed, "the handler is closing"));
+    return;
+  }
+  ConnectionConfig config;
+  config.server = server_->index();
+  config.conninfo = server_->spec().conninfo;
+  config.secret = server_->spec().secret;
+  config.connect_timeout_ms = server_->timings().connect_timeout_ms;
+  config.statement_timeout_ms = server_->timings().statement_timeout_ms;
+  auto* conn = new Connection(addon_, this, std::move(config));
+  ErrorInfo error = conn->Start();
+  if (error) {
+    VacuumFinished(std::move(error));
+    return;
+  }
+  vacuum_conn_ = conn;
+  // Queued before the connection is up, so the pending VACUUM keeps the
+  // process alive like any operation someone waits for.
+  auto vacuum = std::make_unique<Op>();
+  vacuum->setup = true;
+  vacuum->no_deadline = true;  // VACUUM takes as long as it takes, off the session path
+  vacuum->statements.push_back(Statement::Text(handler_->sql().vacuum));
+  vacuum->done = [this, conn](Op& op) {
+    ErrorInfo error = op.error;
+    vacuum_conn_ = nullptr;
+    conn->Close();
+    VacuumFinished(std::move(error));
+  };
+  conn->Enqueue(std::move(vacuum));
+}
+
+void Housekeeping::Cancel() {
+  if (!vacuum_busy_) return;
+  if (vacuum_conn_ != nullptr) {
+    vacuum_conn_->Close();  // the server ends the VACUUM with the connection
+    vacuum_conn_ = nullptr;
+  }
+  VacuumFinished(MakeError(code::kClosed, "the handler was closed during VACUUM"));
 }
 
 void Housekeeping::OnConnected(Connection*) {}
@@ -251,6 +274,7 @@ void Housekeeping::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr>
 }
 
 void Housekeeping::VacuumFinished(ErrorInfo error) {
+  vacuum_busy_ = false;
   vacuum_run_.valid = true;
   vacuum_run_.duration = NowSeconds() - vacuum_run_.at;
   vacuum_run_.error = error ? error.message : "";

@@ -41,6 +41,9 @@ class Housekeeping : public ConnectionDelegate {
   // The server is up: start the timers (once).
   void ServerUp();
   void Close();
+  // The handler is closing: a VACUUM in progress is stopped and its callers
+  // told so (SPG_CLOSED), since close() must not wait for a long VACUUM.
+  void Cancel();
   // `forced` runs whatever the interval says (gc(), the CLI); otherwise the run
   // happens only if no process has started one within the interval.
   void Gc(bool forced, GcDone done);
@@ -60,6 +63,7 @@ class Housekeeping : public ConnectionDelegate {
   void CloseTimer(uv_timer_t** timer);
   void GcBatch(std::shared_ptr<struct GcState> state);
   void Record(const std::string& job, Run* run, const ErrorInfo& error);
+  void StartVacuum();
   void VacuumFinished(ErrorInfo error);
 
   Addon* addon_;
@@ -73,6 +77,7 @@ class Housekeeping : public ConnectionDelegate {
   bool gc_running_ = false;
   bool denied_reported_ = false;
   Run last_gc_, last_vacuum_;
+  bool vacuum_busy_ = false;           // a VACUUM run (check, claim, VACUUM) is under way
   Connection* vacuum_conn_ = nullptr;  // the running VACUUM's own connection
   Run vacuum_run_;                     // the VACUUM in progress
   std::vector<VacuumDone> vacuum_waiters_;

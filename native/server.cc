@@ -64,6 +64,10 @@ std::vector<std::string> PasswordCandidates(const std::string& entry) {
   return out;
 }
 
+// Every session-pgsql DDL in a database runs under this one advisory lock: the
+// housekeeping record table is shared by all the session tables of a schema.
+constexpr const char* kDdlLock = "session-pgsql ddl";
+
 }  // namespace
 
 bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error) {
@@ -229,7 +233,7 @@ void Server::SetupChecked(Op& op) {
     created_ = true;
     auto create = std::make_unique<Op>();
     create->setup = true;
-    create->statements.push_back(Statement::Text(sql.lock).Bind("session-pgsql " + table));
+    create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
     create->statements.push_back(Statement::Text(sql.create_table));
     create->statements.push_back(Statement::Text(sql.create_index));
     create->statements.push_back(Statement::Text(sql.create_housekeeping));
@@ -267,7 +271,7 @@ void Server::SetupChecked(Op& op) {
     created_ = true;
     auto create = std::make_unique<Op>();
     create->setup = true;
-    create->statements.push_back(Statement::Text(sql.lock).Bind("session-pgsql " + table));
+    create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
     create->statements.push_back(Statement::Text(sql.create_housekeeping));
     create->done = [this](Op& op) {
       if (conn_ != nullptr) Prepare();
