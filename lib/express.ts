@@ -108,9 +108,15 @@ export class ExpressStore extends session.Store {
   override touch(sid: string, sess: SessionData, callback?: Callback): void {
     const req = (sess as { req?: object }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
+    // setField/addError on an unchanged session still have to be stored.
+    if (loaded?.forced()) {
+      this.set(sid, sess, callback);
+      return;
+    }
     const expires = toUnixSeconds(sess.cookie?.expires);
-    // Cheap and rare: skipped when the stored expiry is recent enough.
-    if (loaded && expires !== null && expires - loaded.info().expires < this.#touchAfter) {
+    // Cheap and rare: skipped when the stored expiry would move by less than touchAfter.
+    const next = expires ?? Date.now() / 1000 + this.handler.status().maxLifetime;
+    if (loaded && next - loaded.info().expires < this.#touchAfter) {
       callback?.(null);
       return;
     }
@@ -143,9 +149,10 @@ export class ExpressStore extends session.Store {
     settle(all, callback);
   }
 
+  /** The number of live sessions that all() would return. */
   override length(callback: Callback<number>): void {
     settle(
-      this.handler.list().then((rows) => rows.length),
+      this.handler.list().then((rows) => rows.filter(({ data }) => decode(data) !== null).length),
       callback,
     );
   }

@@ -26,7 +26,13 @@ export class KoaStore {
   async get(key: string, _maxAge?: number | 'session', _opts?: { ctx?: KoaContext }): Promise<any> {
     try {
       const s = await this.handler.read(key);
-      return s.isNew || s.expired ? undefined : (decode(s.data) ?? undefined);
+      const data = s.isNew || s.expired ? null : decode(s.data);
+      if (data === null) return undefined;
+      // koa-session keeps its own expiry in the data; an expiry-only refresh
+      // (changed: false) moved the row's, so that one is the truth. The row
+      // outlives the cookie by the 10 s koa-session adds to the store's maxAge.
+      if (typeof data._expire === 'number') data._expire = s.info().expires * 1000 - 10_000;
+      return data;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

@@ -72,6 +72,8 @@ export interface NativeStatus {
   failoverMode: boolean;
   shortCircuit: boolean;
   keepExpired: boolean;
+  /** Seconds a session lives after its last write (whole seconds). */
+  maxLifetime: number;
   placement: 'rendezvous' | 'php' | 'failover';
   table: string;
   inFlight: number;

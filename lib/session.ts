@@ -199,6 +199,12 @@ export class Session {
     };
   }
 
+  /** @internal Whether setField or addError asked for the next write. */
+  forced(): boolean {
+    const p = this.#pending;
+    return this.#custom !== null || this.#message !== null || p.errors + p.warnings + p.notices > 0;
+  }
+
   /** @internal After a write was stored: the new data is the baseline, nothing is pending. */
   written(data: string, stored: boolean): void {
     if (!stored) return;

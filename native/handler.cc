@@ -976,6 +976,7 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
   out.Set("failoverMode", failover_mode_);
   out.Set("shortCircuit", short_circuit_);
   out.Set("keepExpired", keep_expired_);
+  out.Set("maxLifetime", static_cast<double>(max_lifetime_));
   out.Set("placement", failover_mode_ ? std::string("failover") : placement_name_);
   out.Set("table", table_);
   out.Set("inFlight", static_cast<double>(in_flight_));
