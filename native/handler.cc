@@ -245,13 +245,13 @@ void Handler::OpSettled() {
 void Handler::FinishClose() {
   closed_ = true;
   for (auto& server : servers_) server->Close();
-  std::vector<Napi::Promise::Deferred> waiters = std::move(close_waiters_);
+  std::vector<Deferred> waiters = std::move(close_waiters_);
   for (auto& waiter : waiters) waiter.Resolve(waiter.Env().Undefined());
   if (started_) Unref();
 }
 
 Napi::Value Handler::Reject(Napi::Env env, const ErrorInfo& error) {
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   deferred.Reject(ToJs(env, error_class_, error));
   return deferred.Promise();
 }
@@ -301,7 +301,7 @@ Napi::Value Handler::JsOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   Barrier([this, deferred](bool any, ErrorInfo error) {
     if (any) {
       deferred.Resolve(deferred.Env().Undefined());
@@ -319,7 +319,7 @@ Napi::Value Handler::JsReset(const Napi::CallbackInfo& info) {
     for (auto& server : servers_) server->Reconnect();
   }
   EnsureStarted();
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   Barrier([deferred](bool any, ErrorInfo) {
     deferred.Resolve(Napi::Boolean::New(deferred.Env(), any));
   });
@@ -328,7 +328,7 @@ Napi::Value Handler::JsReset(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   if (closed_ || abandoned_) {
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
@@ -351,7 +351,7 @@ Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   ReadAt(server, std::move(id), deferred);
   return deferred.Promise();
 }
@@ -534,7 +534,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   // Short circuit: a session read live whose data is byte-equal and on which
   // nothing was forced is not written at all (its expiry is not refreshed).
   if (short_circuit_ && !forced && info[9].IsString() && Utf8(info[9]) == data) {
-    auto deferred = Napi::Promise::Deferred::New(env);
+    auto deferred = Deferred::New(env);
     deferred.Resolve(Napi::Boolean::New(env, false));
     return deferred.Promise();
   }
@@ -580,7 +580,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
     s.Bind(std::move(message));
   }
 
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();
   op->statements.push_back(std::move(s));
   // why: the write carries the whole new state, so resending it after a lost
@@ -623,7 +623,7 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   if (!BindExpires(s, info.Length() > 1 ? info[1] : env.Undefined())) {
     return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
   }
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();
   op->statements.push_back(std::move(s));
   op->key = std::move(id);
@@ -701,7 +701,7 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
-  auto deferred = Napi::Promise::Deferred::New(env);
+  auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();
   op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(id));
   op->key = std::move(id);

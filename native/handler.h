@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "deferred.h"
 #include "errors.h"
 #include "placement.h"
 #include "server.h"
@@ -67,7 +68,6 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value JsClose(const Napi::CallbackInfo& info);
 
   void EnsureStarted();
-  using Deferred = Napi::Promise::Deferred;
   void ReadAt(Server* server, std::string id, Deferred deferred);
   // Whether `home` came back from an outage less than maxLifetime ago, so
   // sessions written elsewhere meanwhile may still live on the servers after it.
@@ -117,7 +117,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   bool closed_ = false;
   bool abandoned_ = false;
   size_t in_flight_ = 0;  // ops submitted and not yet settled
-  std::vector<Napi::Promise::Deferred> close_waiters_;
+  std::vector<Deferred> close_waiters_;
   std::vector<int> order_;  // scratch for Route()
 };
 

@@ -1,0 +1,183 @@
+// Connecting never blocks the event loop and never waits forever (SPEC §2.1 connectTimeout,
+// §3.5): a server that accepts TCP connections but never answers times out after
+// connectTimeout with a retryable SPG_CONNECT_TIMEOUT while timers keep firing; a port with
+// nothing listening fails at once with SPG_CONNECT_FAILED; nothing hangs afterwards.
+import { expect } from 'chai';
+import * as net from 'node:net';
+import { SessionPgsql, SessionPgsqlError } from '../lib';
+import { newId, servers, uniqueTable } from './support/db';
+
+/** A loopback listener that accepts connections and never says a word. */
+class SilentServer {
+  readonly sockets = new Set<net.Socket>();
+  readonly server = net.createServer((socket) => {
+    this.sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => this.sockets.delete(socket));
+  });
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', resolve);
+    });
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** A loopback port that nothing listens on (bound once, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The rejection of `promise` (fails the test if it resolves or takes longer than `ms`). */
+async function rejection(promise: Promise<unknown>, ms: number): Promise<SessionPgsqlError> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    promise.then(
+      (value) => ({ resolved: value }),
+      (error: unknown) => ({ error }),
+    ),
+    new Promise<{ hung: true }>((resolve) => {
+      timer = setTimeout(() => resolve({ hung: true }), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if ('hung' in outcome) throw new Error(`still pending after ${ms} ms`);
+  if ('resolved' in outcome) throw new Error(`resolved (${String(outcome.resolved)})`);
+  expect(outcome.error).to.be.instanceOf(SessionPgsqlError);
+  return outcome.error as SessionPgsqlError;
+}
+
+describe('lifecycle: connect timeout', function () {
+  this.timeout(20_000);
+
+  let silent: SilentServer;
+  let silentPort: number;
+  const handlers: SessionPgsql[] = [];
+
+  /** A handler that afterEach closes. */
+  function handler(db: string, options: { connectTimeout?: number; table?: string } = {}) {
+    const h = new SessionPgsql({ db, table: uniqueTable('t50'), ...options });
+    handlers.push(h);
+    return h;
+  }
+
+  before(async () => {
+    silent = new SilentServer();
+    silentPort = await silent.listen();
+  });
+
+  afterEach(async () => {
+    await Promise.all(handlers.splice(0).map((h) => h.close()));
+  });
+
+  after(async () => {
+    await silent.close();
+  });
+
+  it('open() against a silent server rejects with SPG_CONNECT_TIMEOUT after connectTimeout, without blocking the event loop', async () => {
+    const h = handler(`host=127.0.0.1 port=${silentPort} dbname=x user=y`, {
+      connectTimeout: 0.5,
+    });
+    let ticks = 0;
+    const interval = setInterval(() => ticks++, 10);
+    const started = Date.now();
+    let error: SessionPgsqlError;
+    try {
+      error = await rejection(h.open(), 10_000);
+    } finally {
+      clearInterval(interval);
+    }
+    const elapsed = Date.now() - started;
+
+    expect(error.code).to.equal('SPG_CONNECT_TIMEOUT');
+    expect(error.retryable).to.equal(true);
+    expect(error.server).to.equal(0);
+    expect(elapsed, 'elapsed ms').to.be.within(400, 3000);
+    // ~50 ticks of 10 ms fit in 0.5 s; a blocked loop would deliver one or two.
+    expect(ticks, `interval ticks in ${elapsed} ms`).to.be.at.least(25);
+    expect(silent.sockets.size, 'connections the silent server accepted').to.be.at.least(1);
+  });
+
+  it('a read() waiting for that connection rejects with SPG_CONNECT_TIMEOUT too', async () => {
+    const h = handler(`host=127.0.0.1 port=${silentPort} dbname=x user=y`, {
+      connectTimeout: 0.5,
+    });
+    const started = Date.now();
+    const error = await rejection(h.read(newId()), 10_000);
+    expect(error.code).to.equal('SPG_CONNECT_TIMEOUT');
+    expect(error.retryable).to.equal(true);
+    expect(Date.now() - started, 'elapsed ms').to.be.within(400, 3000);
+  });
+
+  it('after the timeout, read() rejects at once with a retryable error and status() shows the server down', async () => {
+    const h = handler(`host=127.0.0.1 port=${silentPort} dbname=x user=y`, {
+      connectTimeout: 0.5,
+    });
+    await rejection(h.open(), 10_000);
+    const started = Date.now();
+    const error = await rejection(h.read(newId()), 2000);
+    expect(Date.now() - started, 'elapsed ms').to.be.below(1000);
+    expect(error.retryable).to.equal(true);
+    expect(error.code).to.be.oneOf(['SPG_NO_SERVER', 'SPG_CONNECT_TIMEOUT']);
+    const status = h.status().servers[0]!;
+    expect(status.state).to.be.oneOf(['down', 'connecting']);
+    expect(status.failures).to.be.at.least(1);
+    expect(status.lastError?.code).to.equal('SPG_CONNECT_TIMEOUT');
+  });
+
+  it('open() against a port with nothing listening rejects promptly with SPG_CONNECT_FAILED', async () => {
+    const port = await closedPort();
+    // A long connectTimeout: the refusal must not wait for it.
+    const h = handler(`host=127.0.0.1 port=${port} dbname=x user=y`, { connectTimeout: 5 });
+    const started = Date.now();
+    const error = await rejection(h.open(), 10_000);
+    expect(Date.now() - started, 'elapsed ms').to.be.below(2000);
+    expect(error.code).to.equal('SPG_CONNECT_FAILED');
+    expect(error.retryable).to.equal(true);
+    expect(error.server).to.equal(0);
+  });
+
+  it('read() on a handler whose server refuses connections rejects promptly with a retryable code', async () => {
+    const port = await closedPort();
+    const h = handler(`host=127.0.0.1 port=${port} dbname=x user=y`, { connectTimeout: 5 });
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now();
+      const error = await rejection(h.read(newId()), 10_000);
+      expect(Date.now() - started, `read ${i}: elapsed ms`).to.be.below(2000);
+      expect(error.retryable, `read ${i}: ${error.code}`).to.equal(true);
+      expect(error.code).to.be.oneOf(['SPG_CONNECT_FAILED', 'SPG_NO_SERVER']);
+    }
+  });
+
+  it('the SPG_CONNECT_FAILED message names the reason (connection refused)', async () => {
+    const port = await closedPort();
+    const h = handler(`host=127.0.0.1 port=${port} dbname=x user=y`, { connectTimeout: 5 });
+    const error = await rejection(h.open(), 10_000);
+    expect(error.code).to.equal('SPG_CONNECT_FAILED');
+    expect(error.message).to.match(/refused/i);
+  });
+
+  it('a refused host of a multi-host entry falls through to the next host (libpq semantics)', async () => {
+    const port = await closedPort();
+    const live = /port=(\d+)/.exec(servers()[0]!)![1];
+    const h = handler(
+      `host=127.0.0.1,127.0.0.1 port=${port},${live} dbname=postgres user=postgres`,
+      { connectTimeout: 5 },
+    );
+    await h.open();
+    const id = newId();
+    await h.write(id, 'via the second host');
+    expect((await h.read(id)).data).to.equal('via the second host');
+  });
+});
