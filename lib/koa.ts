@@ -31,7 +31,11 @@ export class KoaStore {
       // koa-session keeps its own expiry in the data; an expiry-only refresh
       // (changed: false) moved the row's, so that one is the truth. The row
       // outlives the cookie by the 10 s koa-session adds to the store's maxAge.
-      if (typeof data._expire === 'number') data._expire = s.info().expires * 1000 - 10_000;
+      // (The row counts whole seconds: only a clearly later expiry replaces koa's own.)
+      const refreshed = s.info().expires * 1000 - 10_000;
+      if (typeof data._expire === 'number' && refreshed > data._expire + 1000) {
+        data._expire = refreshed;
+      }
       return data;
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -1,0 +1,99 @@
+'use strict';
+// One contender in a fresh process: connect, warm up, run C virtual users for T seconds, report.
+// Forked by index.js with one JSON argument { contender, db, concurrency, seconds, warmup };
+// talks to it over IPC: { type: 'measuring' } when the counted window opens, { type: 'done' }
+// when it closes, then { type: 'result', ... }. Exits when the parent goes away.
+const path = require('node:path');
+const { Histogram, randomId } = require('./common.js');
+
+const SETTLE_MS = 10_000; // how long in-flight iterations may take to finish after the window
+const ERROR_PAUSE_MS = 1; // after a failed iteration, so a dead server is not a busy loop
+
+const config = JSON.parse(process.argv[2]);
+const send = (message) =>
+  new Promise((resolve) => {
+    if (!process.send) return resolve();
+    process.send(message, () => resolve());
+  });
+process.on('disconnect', () => process.exit(1));
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function main() {
+  const contender = require(path.join(__dirname, 'contenders', `${config.contender}.js`));
+  const client = await contender.open(config.db);
+
+  const histogram = new Histogram();
+  const state = { measuring: false, stop: false, t0: 0n, t1: 0n, errors: 0, firstError: null };
+  const maxIterations = 1_000_000 * (config.warmup + config.seconds + 1); // a bound, never reached
+
+  async function virtualUser() {
+    for (let n = 0; n < maxIterations && !state.stop; n++) {
+      const id = randomId();
+      const start = process.hrtime.bigint();
+      try {
+        await client.request(id);
+      } catch (err) {
+        if (state.measuring && !state.stop) {
+          state.errors += 1;
+          if (state.firstError === null)
+            state.firstError = String(err && err.message ? err.message : err);
+        }
+        await sleep(ERROR_PAUSE_MS);
+        continue;
+      }
+      const end = process.hrtime.bigint();
+      // Counted: iterations started and finished inside the window.
+      if (state.measuring && start >= state.t0 && !state.stop) {
+        histogram.record(Number(end - start) / 1000);
+      }
+    }
+  }
+
+  const users = Array.from({ length: config.concurrency }, virtualUser);
+  let cpuStart = null;
+  await sleep(config.warmup * 1000);
+  state.t0 = process.hrtime.bigint();
+  cpuStart = process.cpuUsage();
+  state.measuring = true;
+  await send({ type: 'measuring' });
+  await sleep(config.seconds * 1000);
+  state.stop = true;
+  state.t1 = process.hrtime.bigint();
+  const cpu = process.cpuUsage(cpuStart);
+  await send({ type: 'done' });
+
+  const settled = await Promise.race([
+    Promise.all(users).then(() => true),
+    sleep(SETTLE_MS).then(() => false),
+  ]);
+  const windowSeconds = Number(state.t1 - state.t0) / 1e9;
+  const summary = histogram.summary();
+  await send({
+    type: 'result',
+    contender: config.contender,
+    label: contender.label,
+    pool: contender.pool,
+    concurrency: config.concurrency,
+    seconds: windowSeconds,
+    iterations: summary.count,
+    reqPerSec: summary.count / windowSeconds,
+    meanMs: summary.meanMs,
+    p50Ms: summary.p50Ms,
+    p99Ms: summary.p99Ms,
+    maxMs: summary.maxMs,
+    errors: state.errors,
+    firstError: state.firstError,
+    clientCpu: (cpu.user + cpu.system) / 1e6 / windowSeconds,
+    settled,
+  });
+  if (settled) await Promise.race([client.close(), sleep(SETTLE_MS)]);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err) => {
+    await send({ type: 'failed', error: String(err && err.stack ? err.stack : err) });
+    process.exit(1);
+  },
+);
