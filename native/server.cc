@@ -130,6 +130,7 @@ void Server::SetState(State state) {
 
 void Server::Start() {
   if (conn_ != nullptr || handler_->closing()) return;
+  created_ = rechecked_ = false;  // each connection does its own setup
   ConnectionConfig config;
   config.server = index_;
   config.conninfo = spec_.conninfo;
@@ -250,6 +251,20 @@ void Server::SetupChecked(Op& op) {
   for (const std::string& column : kRequiredColumns) {
     if (present.count(column) == 0) missing += (missing.empty() ? "" : ", ") + column;
   }
+  if (!missing.empty() && !rechecked_) {
+    // why: a table another process is creating right now can be visible to
+    // to_regclass (catalog cache) before its columns are (statement snapshot).
+    // Under the DDL lock that process has committed, so look once more.
+    rechecked_ = true;
+    auto again = std::make_unique<Op>();
+    again->setup = true;
+    again->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
+    again->statements.push_back(
+        Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
+    again->done = [this](Op& op) { SetupChecked(op); };
+    conn_->Enqueue(std::move(again));
+    return;
+  }
   if (!missing.empty()) {
     conn_->Fail(MakeError(code::kTableInvalid,
                           "server " + std::to_string(index_) + ": table " + table +
@@ -310,6 +325,7 @@ void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) 
   if (conn == conn_) {
     conn_ = nullptr;
     created_ = false;
+    rechecked_ = false;
     Failed(error);
   } else {
     retired_.erase(conn);

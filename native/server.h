@@ -105,6 +105,7 @@ class Server : public ConnectionDelegate {
   Connection* conn_ = nullptr;                // the connection new ops go to
   std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect()
   bool created_ = false;                     // this connection already tried CREATE TABLE
+  bool rechecked_ = false;                   // this connection checked again under the lock
   uv_timer_t* retry_timer_ = nullptr;  // owned; unref'd so it never keeps a process alive
   int attempts_ = 0;                   // consecutive failed connects
   uint64_t operations_ = 0;
