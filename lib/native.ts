@@ -23,6 +23,7 @@ export interface NativeConfig {
   gcInterval: number;
   vacuumInterval: number;
   maxBatch: number;
+  connections: number;
   synchronousCommit: boolean;
 }
 

@@ -42,7 +42,9 @@ export interface SessionPgsqlOptions {
   retryMaxDelay?: number;
   /**
    * Group commit: at most this many operations waiting for the same server
-   * share one round trip and one commit. Default `1` (each commits alone).
+   * share one round trip and one commit; `1` makes each commit alone. Default
+   * `64` (`npm run bench`: about 3x the requests per second of `1` at 16
+   * concurrent users on one connection).
    */
   maxBatch?: number;
   /**
@@ -51,6 +53,11 @@ export interface SessionPgsqlOptions {
    * trade-off, `synchronous_commit = off`), never corrupt them. Default `true`.
    */
   synchronousCommit?: boolean;
+  /**
+   * Connections per server. One session's operations always use the same one,
+   * so they run in order. Default `1`.
+   */
+  connections?: number;
 }
 
 export interface ResolvedOptions {
@@ -76,8 +83,9 @@ export const defaults = {
   maxDataSize: 1048576,
   retryMinDelay: 0.1,
   retryMaxDelay: 5,
-  maxBatch: 1,
+  maxBatch: 64,
   synchronousCommit: true,
+  connections: 1,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -234,6 +242,12 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       `Expected an integer from 1 to 10000 for "maxBatch" but received ${show(maxBatch)}`,
     );
   }
+  const connections = options.connections ?? defaults.connections;
+  if (!Number.isSafeInteger(connections) || connections < 1 || connections > 64) {
+    throw invalid(
+      `Expected an integer from 1 to 64 for "connections" but received ${show(connections)}`,
+    );
+  }
   const retryMin = seconds(options, 'retryMinDelay', false);
   const retryMax = seconds(options, 'retryMaxDelay', false);
   if (retryMax < retryMin) {
@@ -263,6 +277,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       gcInterval: seconds(options, 'gcInterval', true),
       vacuumInterval: seconds(options, 'vacuumInterval', true),
       maxBatch,
+      connections,
       synchronousCommit: boolean(options, 'synchronousCommit'),
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),

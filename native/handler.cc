@@ -114,7 +114,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
   };
 
   std::string index;
-  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1;
+  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1,
+         connections = 1;
   ServerTimings timings;
   if (!string("table", &table_) || !string("index", &index) ||
       !string("housekeeping", &housekeeping_) ||
@@ -124,7 +125,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !boolean("synchronousCommit", &timings.synchronous_commit) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
-      !number("maxBatch", &max_batch) ||
+      !number("maxBatch", &max_batch) || !number("connections", &connections) ||
       !number("connectTimeout", &timings.connect_timeout_ms) ||
       !number("statementTimeout", &timings.statement_timeout_ms) ||
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
@@ -138,6 +139,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   // The table counts whole seconds; a fraction rounds up so no session is born expired.
   max_lifetime_ = static_cast<long long>(std::ceil(max_lifetime));
   timings.max_batch = max_batch < 1 ? 1 : static_cast<size_t>(max_batch);
+  timings.connections = connections < 1 ? 1 : static_cast<size_t>(connections);
   max_data_size_ = static_cast<size_t>(max_data_size);
 
   Napi::Value list = Get(config, "servers");

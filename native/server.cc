@@ -11,6 +11,7 @@
 
 #include "addon.h"
 #include "handler.h"
+#include "placement.h"
 #include "sql.h"
 
 namespace spg {
@@ -128,55 +129,86 @@ void Server::SetState(State state) {
   if (was_up != (state == State::kUp)) handler_->ServerChanged(index_, state == State::kUp);
 }
 
-void Server::Start() {
-  if (conn_ != nullptr || handler_->closing()) return;
-  created_ = rechecked_ = false;  // each connection does its own setup
-  ConnectionConfig config;
-  config.server = index_;
-  config.conninfo = spec_.conninfo;
-  config.secret = spec_.secret;
-  config.connect_timeout_ms = timings_.connect_timeout_ms;
-  config.statement_timeout_ms = timings_.statement_timeout_ms;
-  config.max_batch = timings_.max_batch;
-  auto* conn = new Connection(addon_, this, std::move(config));
-  ErrorInfo error = conn->Start();  // on failure `conn` is already gone
-  if (error) {
-    Failed(std::move(error));
-    return;
+Server::Slot* Server::SlotOf(const Connection* conn) {
+  for (Slot& slot : slots_) {
+    if (slot.conn == conn) return &slot;
   }
-  conn_ = conn;
+  return nullptr;
+}
+
+void Server::Start() {
+  if (!slots_.empty() || handler_->closing()) return;
+  slots_.resize(std::max<size_t>(1, timings_.connections));
+  for (Slot& slot : slots_) {
+    ConnectionConfig config;
+    config.server = index_;
+    config.conninfo = spec_.conninfo;
+    config.secret = spec_.secret;
+    config.connect_timeout_ms = timings_.connect_timeout_ms;
+    config.statement_timeout_ms = timings_.statement_timeout_ms;
+    config.max_batch = timings_.max_batch;
+    auto* conn = new Connection(addon_, this, std::move(config));
+    ErrorInfo error = conn->Start();  // on failure `conn` is already gone
+    if (error) {
+      DropConnections(error);
+      Failed(std::move(error));
+      return;
+    }
+    slot.conn = conn;
+  }
   SetState(State::kConnecting);
 }
 
 void Server::Submit(OpPtr op) {
   ++operations_;
   op->server = index_;
-  if (conn_ == nullptr) {
+  if (slots_.empty()) {
     op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_,
                           true);
     if (op->done) op->done(*op);
     return;
   }
-  conn_->Enqueue(std::move(op));
+  // One session's operations always take the same connection, so they run in
+  // the order they were issued; other work goes where the queue is shortest.
+  Slot* slot = &slots_[0];
+  if (!op->key.empty()) {
+    slot = &slots_[Hash64(op->key) % slots_.size()];
+  } else {
+    for (Slot& s : slots_) {
+      if (s.conn->pending() < slot->conn->pending()) slot = &s;
+    }
+  }
+  slot->conn->Enqueue(std::move(op));
 }
 
 void Server::Reconnect() {
-  if (conn_ != nullptr) {
-    Connection* old = conn_;
-    conn_ = nullptr;
-    retired_.insert(old);
-    old->Retire();  // may close (and forget) it at once when idle
+  for (Slot& slot : slots_) {
+    retired_.insert(slot.conn);
+    slot.conn->Retire();  // may close (and forget) it at once when idle
   }
+  slots_.clear();
   attempts_ = 0;
   if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   Start();
 }
 
-void Server::Close() {
-  if (conn_ != nullptr) {
-    conn_->Close();
-    conn_ = nullptr;
+// Closes every current connection after a failure of one of them (or of a
+// start); their unsettled ops are resent or settled by OnBroken.
+void Server::DropConnections(const ErrorInfo& error) {
+  std::vector<Slot> slots = std::move(slots_);
+  slots_.clear();
+  for (Slot& slot : slots) {
+    if (slot.conn == nullptr) continue;
+    retired_.insert(slot.conn);  // so OnBroken treats it as not current
+    slot.conn->Fail(error);
   }
+}
+
+void Server::Close() {
+  for (Slot& slot : slots_) {
+    if (slot.conn != nullptr) slot.conn->Close();
+  }
+  slots_.clear();
   for (Connection* old : retired_) old->Close();
   retired_.clear();
   housekeeping_.Close();
@@ -207,14 +239,15 @@ void Server::OnConnected(Connection* conn) {
   op->statements.push_back(Statement::Text(handler_->sql().check)
                                .Bind(handler_->table_text())
                                .Bind(handler_->housekeeping_table()));
-  op->done = [this](Op& op) { SetupChecked(op); };
+  op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
   conn->Enqueue(std::move(op));
 }
 
-void Server::SetupChecked(Op& op) {
-  if (conn_ == nullptr) return;
+void Server::SetupChecked(Connection* conn, Op& op) {
+  Slot* slot = SlotOf(conn);
+  if (slot == nullptr) return;
   if (op.error) {
-    conn_->Fail(std::move(op.error));
+    conn->Fail(std::move(op.error));
     return;
   }
   const PGresult* r = op.results.back().get();
@@ -222,8 +255,8 @@ void Server::SetupChecked(Op& op) {
   const std::string table = handler_->table_text();
   const Sql& sql = handler_->sql();
   if (!exists) {
-    if (!handler_->create_table() || created_) {
-      conn_->Fail(MakeError(code::kTableMissing,
+    if (!handler_->create_table() || slot->created) {
+      conn->Fail(MakeError(code::kTableMissing,
                             "server " + std::to_string(index_) + ": table " + table +
                                 " does not exist and createTable is off",
                             index_, false));
@@ -231,7 +264,7 @@ void Server::SetupChecked(Op& op) {
     }
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
-    created_ = true;
+    slot->created = true;
     auto create = std::make_unique<Op>();
     create->setup = true;
     create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
@@ -240,8 +273,8 @@ void Server::SetupChecked(Op& op) {
     create->statements.push_back(Statement::Text(sql.create_housekeeping));
     create->statements.push_back(
         Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
-    create->done = [this](Op& op) { SetupChecked(op); };
-    conn_->Enqueue(std::move(create));
+    create->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+    conn->Enqueue(std::move(create));
     return;
   }
   std::set<std::string> present;
@@ -251,81 +284,89 @@ void Server::SetupChecked(Op& op) {
   for (const std::string& column : kRequiredColumns) {
     if (present.count(column) == 0) missing += (missing.empty() ? "" : ", ") + column;
   }
-  if (!missing.empty() && !rechecked_) {
+  if (!missing.empty() && !slot->rechecked) {
     // why: a table another process is creating right now can be visible to
     // to_regclass (catalog cache) before its columns are (statement snapshot).
     // Under the DDL lock that process has committed, so look once more.
-    rechecked_ = true;
+    slot->rechecked = true;
     auto again = std::make_unique<Op>();
     again->setup = true;
     again->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
     again->statements.push_back(
         Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
-    again->done = [this](Op& op) { SetupChecked(op); };
-    conn_->Enqueue(std::move(again));
+    again->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+    conn->Enqueue(std::move(again));
     return;
   }
   if (!missing.empty()) {
-    conn_->Fail(MakeError(code::kTableInvalid,
+    conn->Fail(MakeError(code::kTableInvalid,
                           "server " + std::to_string(index_) + ": table " + table +
                               " lacks required column(s): " + missing,
                           index_, false));
     return;
   }
   if (PQgetvalue(r, 0, 2)[0] != 't') {
-    conn_->Fail(MakeError(code::kTableInvalid,
+    conn->Fail(MakeError(code::kTableInvalid,
                           "server " + std::to_string(index_) + ": table " + table +
                               " needs a primary key or unique index on sess_id",
                           index_, false));
     return;
   }
-  if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !created_) {
+  if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !slot->created) {
     // The session table exists (perhaps made by PHP) but the record of
     // housekeeping runs does not yet. Failing to create it (no CREATE right)
     // only leaves housekeeping uncoordinated; sessions are served regardless.
-    created_ = true;
+    slot->created = true;
     auto create = std::make_unique<Op>();
     create->setup = true;
     create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
     create->statements.push_back(Statement::Text(sql.create_housekeeping));
-    create->done = [this](Op& op) {
-      if (conn_ != nullptr) Prepare();
+    create->done = [this, conn](Op&) {
+      if (SlotOf(conn) != nullptr) Prepare(conn);
     };
-    conn_->Enqueue(std::move(create));
+    conn->Enqueue(std::move(create));
     return;
   }
-  Prepare();
+  Prepare(conn);
 }
 
-void Server::Prepare() {
+void Server::Prepare(Connection* conn) {
   auto prepare = std::make_unique<Op>();
   prepare->setup = true;
   for (const Sql::Prepared& p : handler_->sql().prepared) {
     prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
   }
-  prepare->done = [this](Op& op) { SetupPrepared(op); };
-  conn_->Enqueue(std::move(prepare));
+  prepare->done = [this, conn](Op& op) { SetupPrepared(conn, op); };
+  conn->Enqueue(std::move(prepare));
 }
 
-void Server::SetupPrepared(Op& op) {
-  if (conn_ == nullptr) return;
+void Server::SetupPrepared(Connection* conn, Op& op) {
+  Slot* slot = SlotOf(conn);
+  if (slot == nullptr) return;
   if (op.error) {
-    conn_->Fail(std::move(op.error));
+    conn->Fail(std::move(op.error));
     return;
+  }
+  slot->ready = true;
+  conn->MarkReady();
+  for (const Slot& s : slots_) {
+    if (!s.ready) return;  // up once every connection is
   }
   attempts_ = 0;
   last_error_ = {};
   if (failures_ > 0) recovered_at_ = NowSeconds();
   SetState(State::kUp);
-  conn_->MarkReady();
   housekeeping_.ServerUp();
 }
 
 void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) {
-  if (conn == conn_) {
-    conn_ = nullptr;
-    created_ = false;
-    rechecked_ = false;
+  if (SlotOf(conn) != nullptr) {
+    // One connection failing means the server failed: the others go too (their
+    // ops are resent), and the server is retried as a whole.
+    for (Slot& slot : slots_) {
+      if (slot.conn == conn) slot.conn = nullptr;
+    }
+    DropConnections(error);
     Failed(error);
   } else {
     retired_.erase(conn);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "connection.h"
 #include "errors.h"
@@ -39,6 +40,7 @@ struct ServerTimings {
   double retry_min_ms = 100;
   double retry_max_ms = 5000;
   size_t max_batch = 1;  // ops per Sync (group commit)
+  size_t connections = 1;  // per server
   bool synchronous_commit = true;
 };
 
@@ -88,9 +90,18 @@ class Server : public ConnectionDelegate {
 
  private:
   void SetState(State state);
-  void SetupChecked(Op& op);
-  void Prepare();
-  void SetupPrepared(Op& op);
+  // One connection of the server, with its own setup progress.
+  struct Slot {
+    Connection* conn = nullptr;
+    bool created = false;    // this connection already tried CREATE TABLE
+    bool rechecked = false;  // this connection checked again under the lock
+    bool ready = false;      // setup done: ordinary ops go out
+  };
+  Slot* SlotOf(const Connection* conn);
+  void DropConnections(const ErrorInfo& error);
+  void SetupChecked(Connection* conn, Op& op);
+  void Prepare(Connection* conn);
+  void SetupPrepared(Connection* conn, Op& op);
   void ScheduleRetry();
   void Failed(ErrorInfo error);
   static void OnRetryTimer(uv_timer_t* timer);
@@ -102,10 +113,8 @@ class Server : public ConnectionDelegate {
   ServerTimings timings_;
   State state_ = State::kDown;
   double state_since_ = 0;
-  Connection* conn_ = nullptr;                // the connection new ops go to
-  std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect()
-  bool created_ = false;                     // this connection already tried CREATE TABLE
-  bool rechecked_ = false;                   // this connection checked again under the lock
+  std::vector<Slot> slots_;                  // the connections new ops go to; empty when down
+  std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect(), or failing
   uv_timer_t* retry_timer_ = nullptr;  // owned; unref'd so it never keeps a process alive
   int attempts_ = 0;                   // consecutive failed connects
   uint64_t operations_ = 0;

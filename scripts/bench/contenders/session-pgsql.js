@@ -9,7 +9,9 @@ module.exports = {
   label: 'session-pgsql',
   pool: 'its own (defaults)',
   async open(db) {
-    const handler = new SessionPgsql({ db, table: TABLE });
+    // SESSION_PGSQL_BENCH_OPTIONS (JSON) tries other options, e.g. '{"maxBatch":1}'.
+    const extra = JSON.parse(process.env.SESSION_PGSQL_BENCH_OPTIONS || '{}');
+    const handler = new SessionPgsql({ db, table: TABLE, ...extra });
     await handler.open();
     return {
       async request(id) {
