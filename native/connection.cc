@@ -82,9 +82,23 @@ ErrorInfo Connection::Start() {
 
 void Connection::Enqueue(OpPtr op) {
   op->results.resize(op->statements.size());
-  unsent_.push_back(std::move(op));
+  if (op->batchable) {
+    ++pending_writes_[op->key];
+    writes_.push_back(std::move(op));
+  } else if (op->read_only && !op->key.empty() && pending_writes_.count(op->key) != 0) {
+    writes_.push_back(std::move(op));  // must see the writes issued before it
+  } else {
+    others_.push_back(std::move(op));
+  }
   UpdateRef();
   MarkDirty();
+}
+
+// Bookkeeping when an op leaves the connection (settled or handed back).
+void Connection::Settled(const Op& op) {
+  if (!op.batchable) return;
+  auto it = pending_writes_.find(op.key);
+  if (it != pending_writes_.end() && --it->second == 0) pending_writes_.erase(it);
 }
 
 void Connection::MarkReady() {
@@ -217,59 +231,71 @@ void Connection::Flush() {
   FlushOutput();
 }
 
+bool Connection::SendOne(Op& op) {
+  for (const Statement& s : op.statements) {
+    std::vector<const char*> values(s.params.size());
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      values[i] = s.is_null[i] ? nullptr : s.params[i].c_str();
+    }
+    const int n = static_cast<int>(values.size());
+    int ok = 0;
+    switch (s.kind) {
+      case Statement::Kind::kPrepare:
+        ok = PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr);
+        break;
+      case Statement::Kind::kPrepared:
+        ok = PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0);
+        break;
+      case Statement::Kind::kParams:
+        ok = PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
+                               0);
+        break;
+    }
+    if (!ok) return false;
+  }
+  if (op.syncs && !PQpipelineSync(conn_)) return false;
+  return true;
+}
+
 void Connection::SendQueued() {
   bool sent_any = false;
-  size_t in_batch = 0;  // ops sent since the last Sync
-  auto sendable = [this](const Op& op) { return ready_ || op.setup; };
-  for (auto it = unsent_.begin(); it != unsent_.end() && pending_sent() < config_.max_in_flight;) {
+  // Reads and other single ops go out at once, pipelined, each with its own Sync.
+  for (auto it = others_.begin(); it != others_.end() && pending_sent() < config_.max_in_flight;) {
     Op& op = **it;
-    if (!sendable(op)) {
+    if (!ready_ && !op.setup) {
       ++it;
       continue;
     }
-    for (const Statement& s : op.statements) {
-      std::vector<const char*> values(s.params.size());
-      for (size_t i = 0; i < s.params.size(); ++i) {
-        values[i] = s.is_null[i] ? nullptr : s.params[i].c_str();
-      }
-      const int n = static_cast<int>(values.size());
-      int ok = 0;
-      switch (s.kind) {
-        case Statement::Kind::kPrepare:
-          ok = PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr);
-          break;
-        case Statement::Kind::kPrepared:
-          ok = PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0);
-          break;
-        case Statement::Kind::kParams:
-          ok = PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr,
-                                 nullptr, 0);
-          break;
-      }
-      if (!ok) {
-        Fail(LostError(code::kConnectionLost));
-        return;
-      }
-    }
-    // The batch grows while the next waiting op can join it; whatever is queued
-    // when the connection flushes goes out together, nothing waits for more.
-    auto next = std::next(it);
-    const bool extend = op.batchable && in_batch + 1 < config_.max_batch &&
-                        next != unsent_.end() && (*next)->batchable && sendable(**next) &&
-                        pending_sent() + 1 < config_.max_in_flight;
-    op.syncs = !extend;
-    if (op.syncs) {
-      if (!PQpipelineSync(conn_)) {
-        Fail(LostError(code::kConnectionLost));
-        return;
-      }
-      in_batch = 0;
-    } else {
-      ++in_batch;
+    op.syncs = true;
+    if (!SendOne(op)) {
+      Fail(LostError(code::kConnectionLost));
+      return;
     }
     sent_.push_back(std::move(*it));
-    it = unsent_.erase(it);
+    it = others_.erase(it);
     sent_any = true;
+  }
+  // One write batch at a time: whatever waits when the previous one has
+  // committed goes out together, nothing waits for more.
+  if (ready_ && !batch_in_flight_ && !writes_.empty()) {
+    size_t n = 0;
+    while (!writes_.empty() && n < config_.max_batch && pending_sent() < config_.max_in_flight) {
+      Op& op = *writes_.front();
+      if (op.solo && n > 0) break;
+      op.in_batch = true;
+      op.syncs = writes_.size() == 1 || n + 1 == config_.max_batch || op.solo ||
+                 writes_[1]->solo || pending_sent() + 1 == config_.max_in_flight;
+      if (!SendOne(op)) {
+        Fail(LostError(code::kConnectionLost));
+        return;
+      }
+      sent_.push_back(std::move(writes_.front()));
+      writes_.pop_front();
+      ++n;
+      sent_any = true;
+      if (sent_.back()->syncs) break;
+    }
+    batch_in_flight_ = n > 0;
   }
   if (sent_any) UpdateDeadline();
 }
@@ -327,6 +353,9 @@ bool Connection::ProcessResults() {
         break;
       case PGRES_FATAL_ERROR:
         if (!head.error) head.error = ResultError(raw, config_.server);
+        // After its last statement's results an error belongs to the COMMIT of
+        // the whole batch (a deferred constraint, a serialization failure).
+        if (head_statement_ >= head.statements.size()) head.failed_at_commit = true;
         break;
       case PGRES_PIPELINE_ABORTED:
         head.aborted = true;
@@ -341,57 +370,62 @@ bool Connection::ProcessResults() {
   return !closed_;
 }
 
-// The head op has all its results but shares a Sync with ops sent after it.
+// The head op has all its results but shares a Sync (and a commit) with ops
+// sent after it: it waits for that commit, reads included, since a read in a
+// batch may have seen the batch's own uncommitted writes.
 void Connection::StatementsDone() {
   OpPtr op = std::move(sent_.front());
   sent_.pop_front();
   head_statement_ = 0;
   UpdateDeadline();
-  if (op->read_only && !op->error && !op->aborted) {
-    // Rows read are valid whatever becomes of the batch's writes.
-    if (op->done) op->done(*op);
-    UpdateRef();
-    return;
-  }
   batch_.push_back(std::move(op));
 }
 
 // A Sync arrived: the batch (ops in batch_ plus the head) has committed, or,
-// if one of its statements failed, PostgreSQL rolled all of it back.
+// if one of its statements or its COMMIT failed, PostgreSQL rolled all of it back.
 void Connection::Complete() {
   std::deque<OpPtr> batch = std::move(batch_);
   batch_.clear();
   batch.push_back(std::move(sent_.front()));
   sent_.pop_front();
   head_statement_ = 0;
+  if (batch.back()->in_batch) batch_in_flight_ = false;
   UpdateDeadline();
 
-  bool failed = false;
-  for (const OpPtr& op : batch) failed = failed || (op->error && !op->aborted);
+  bool failed = false, at_commit = false;
+  for (const OpPtr& op : batch) {
+    failed = failed || (op->error && !op->aborted);
+    at_commit = at_commit || op->failed_at_commit;
+  }
   std::deque<OpPtr> retry;
   for (OpPtr& op : batch) {
-    if (failed && !op->error) {
-      // Rolled back or skipped for a neighbour's failure: send it again, in
-      // its place, so one bad write neither fails nor loses the others.
+    // Rolled back or skipped for a neighbour's failure: send it again, in its
+    // place, so one bad write neither fails nor loses the others. A failure at
+    // COMMIT names no statement: each op is then sent alone to find the culprit.
+    const bool innocent = failed && !op->error;
+    const bool suspect = at_commit && batch.size() > 1;
+    if (innocent || suspect) {
+      op->error = {};
       op->aborted = false;
+      op->failed_at_commit = false;
+      op->solo = op->solo || suspect;
       for (ResultPtr& r : op->results) r.reset();
       retry.push_back(std::move(op));
       continue;
     }
+    Settled(*op);
     if (op->done) op->done(*op);
     if (closed_) return;
   }
-  if (!retry.empty()) {
-    for (auto it = retry.rbegin(); it != retry.rend(); ++it) unsent_.push_front(std::move(*it));
-    MarkDirty();
-  }
+  // No other write batch is in flight, so the front of the queue is their place.
+  for (auto it = retry.rbegin(); it != retry.rend(); ++it) writes_.push_front(std::move(*it));
   UpdateRef();
   if (retiring_ && pending() == 0) {
     delegate_->OnRetired(this);
     Close();
     return;
   }
-  if (!unsent_.empty()) MarkDirty();  // room in the window again
+  if (!others_.empty() || !writes_.empty()) MarkDirty();
 }
 
 void Connection::UpdateDeadline() {
@@ -425,11 +459,14 @@ void Connection::UpdateRef() {
 
 std::deque<OpPtr> Connection::TakeOps() {
   std::deque<OpPtr> ops = std::move(batch_);
-  for (auto& op : sent_) ops.push_back(std::move(op));
-  for (auto& op : unsent_) ops.push_back(std::move(op));
+  for (auto* queue : {&sent_, &writes_, &others_}) {
+    for (auto& op : *queue) ops.push_back(std::move(op));
+    queue->clear();
+  }
   batch_.clear();
-  sent_.clear();
-  unsent_.clear();
+  pending_writes_.clear();
+  batch_in_flight_ = false;
+  for (auto& op : ops) op->in_batch = op->solo = false;
   return ops;
 }
 

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "errors.h"
@@ -56,9 +57,10 @@ struct Op {
   std::function<void(Op&)> done;
   bool setup = false;        // may be sent before the connection is ready
   bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
-  // Group commit: a batchable op may share one Sync (one round trip, one
-  // commit) with the batchable ops sent right after it. A read-only one settles
-  // as soon as its rows arrive instead of waiting for the batch's commit.
+  // Group commit: batchable ops (writes) wait while the connection's write
+  // batch is in flight, then go out together: one round trip, one commit.
+  // Other ops go out at once, each with its own Sync. A read of a session with
+  // a write still pending queues behind that write, so order per id holds.
   bool batchable = false;
   bool read_only = false;
 
@@ -73,6 +75,9 @@ struct Op {
   std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
   bool aborted = false;            // skipped because an earlier op of its batch failed
   bool syncs = true;               // a Sync follows it (it ends its batch)
+  bool in_batch = false;           // sent as part of a write batch
+  bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
+  bool solo = false;               // resent alone, to find which op a COMMIT failure was for
 };
 using OpPtr = std::unique_ptr<Op>;
 
@@ -124,7 +129,9 @@ class Connection {
 
   bool ready() const { return ready_; }
   bool closed() const { return closed_; }
-  size_t pending() const { return sent_.size() + unsent_.size() + batch_.size(); }
+  size_t pending() const {
+    return sent_.size() + others_.size() + writes_.size() + batch_.size();
+  }
   size_t pending_sent() const { return sent_.size() + batch_.size(); }
   PGconn* pg() const { return conn_; }
 
@@ -150,6 +157,8 @@ class Connection {
   void MarkDirty();
   void CloseHandles();
   std::deque<OpPtr> TakeOps();
+  void Settled(const Op& op);
+  bool SendOne(Op& op);
   ErrorInfo LostError(const char* code);
 
   Addon* addon_;
@@ -168,9 +177,14 @@ class Connection {
   uv_timer_t* timer_ = nullptr;
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
   size_t head_statement_ = 0;         // which statement of sent_.front() results are for
-  std::deque<OpPtr> unsent_;
-  std::deque<OpPtr> sent_;   // sent, results not all in yet; the head gets the next result
-  std::deque<OpPtr> batch_;  // results in, waiting for their batch's Sync (commit)
+  std::deque<OpPtr> others_;  // to send at the next flush, each with its own Sync
+  std::deque<OpPtr> writes_;  // the next write batch (plus reads that depend on it)
+  std::deque<OpPtr> sent_;    // sent, results not all in yet; the head gets the next result
+  std::deque<OpPtr> batch_;   // results in, waiting for their batch's Sync (commit)
+  bool batch_in_flight_ = false;  // a write batch is sent and not yet committed
+  // Session id -> writes enqueued and not yet settled: a read of such a session
+  // must not overtake them.
+  std::unordered_map<std::string, int> pending_writes_;
 
   friend class Addon;
 };

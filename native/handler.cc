@@ -402,7 +402,6 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   op->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
   op->key = std::move(id);
   op->reroutable = true;
-  op->batchable = true;
   op->read_only = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
@@ -708,7 +707,6 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   op->statements.push_back(Statement::Prepared(kMessageStmt).Bind(id));
   op->key = std::move(id);
   op->reroutable = true;
-  op->batchable = true;
   op->read_only = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
