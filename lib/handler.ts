@@ -221,7 +221,8 @@ export class SessionPgsql extends EventEmitter {
   }
 
   #checkId(id: unknown): asserts id is string {
-    if (typeof id !== 'string' || !this.#options.idPattern.test(id)) {
+    // A NUL would cut the id short on its way to libpq, whatever the pattern allows.
+    if (typeof id !== 'string' || !this.#options.idPattern.test(id) || id.includes('\0')) {
       // The id itself is a secret (or an attacker's input): only its shape is told.
       const shown = typeof id === 'string' ? `of ${id.length} characters` : `(a ${typeof id})`;
       throw new SessionPgsqlError(

@@ -41,10 +41,11 @@ export interface SessionPgsqlOptions {
   /** Upper bound of the reconnect backoff in seconds. Default `5`. */
   retryMaxDelay?: number;
   /**
-   * Group commit: at most this many operations waiting for the same server
-   * share one round trip and one commit; `1` makes each commit alone. Default
-   * `64` (`npm run bench`: about 3x the requests per second of `1` at 16
-   * concurrent users on one connection).
+   * Group commit: writes (and touches and destroys) waiting for the same
+   * server while its previous batch commits go out together, at most this
+   * many per round trip and commit; `1` makes each commit alone. Default `64`
+   * (see the README's benchmark: one connection with group commit serves more
+   * concurrent users than a pool of ten).
    */
   maxBatch?: number;
   /**

@@ -133,6 +133,8 @@ class Connection {
     return sent_.size() + others_.size() + writes_.size() + batch_.size();
   }
   size_t pending_sent() const { return sent_.size() + batch_.size(); }
+  // Whether a write to this session id is queued or in flight here.
+  bool HasPendingWrite(const std::string& key) const { return pending_writes_.count(key) != 0; }
   PGconn* pg() const { return conn_; }
 
  private:

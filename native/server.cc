@@ -168,14 +168,17 @@ void Server::Submit(OpPtr op) {
     if (op->done) op->done(*op);
     return;
   }
-  // One session's operations always take the same connection, so they run in
-  // the order they were issued; other work goes where the queue is shortest.
+  // Every write goes through the first connection, so writes share its batches
+  // and keep their order. With more connections, reads (and other work) use
+  // the others and never wait behind a batch's commit, except a read of a
+  // session with a write still pending, which stays behind that write.
   Slot* slot = &slots_[0];
-  if (!op->key.empty()) {
-    slot = &slots_[Hash64(op->key) % slots_.size()];
-  } else {
-    for (Slot& s : slots_) {
-      if (s.conn->pending() < slot->conn->pending()) slot = &s;
+  const bool behind_write =
+      op->batchable || (op->read_only && slot->conn->HasPendingWrite(op->key));
+  if (!behind_write && slots_.size() > 1) {
+    slot = &slots_[1];
+    for (size_t i = 2; i < slots_.size(); ++i) {
+      if (slots_[i].conn->pending() < slot->conn->pending()) slot = &slots_[i];
     }
   }
   slot->conn->Enqueue(std::move(op));
