@@ -55,8 +55,8 @@ export interface SessionPgsqlOptions {
    */
   synchronousCommit?: boolean;
   /**
-   * Connections per server. One session's operations always use the same one,
-   * so they run in order. Default `1`.
+   * Connections per server. Writes always use the first (they share its
+   * batches and keep their order); with more, reads use the others. Default `1`.
    */
   connections?: number;
 }
