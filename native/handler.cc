@@ -721,66 +721,86 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
+std::vector<Server*> Handler::Routable() const {
+  std::vector<Server*> out;
+  for (const auto& server : servers_) {
+    if (server->routable()) out.push_back(server.get());
+  }
+  return out;
+}
+
+std::shared_ptr<Handler::Join> Handler::NewJoin(Napi::Env env, size_t steps,
+                                                std::function<Napi::Value(Napi::Env)> result) {
+  auto join = std::make_shared<Join>(Join{steps, {}, Deferred::New(env), std::move(result)});
+  return join;
+}
+
+void Handler::StepDone(const std::shared_ptr<Join>& join, const ErrorInfo& error) {
+  if (error && !join->error) join->error = error;
+  if (--join->remaining > 0) return;
+  Napi::Env env = join->deferred.Env();
+  if (join->error) {
+    join->deferred.Reject(ToJs(env, error_class_, join->error));
+  } else {
+    join->deferred.Resolve(join->result(env));
+  }
+}
+
+Napi::Value Handler::OnEveryServer(Napi::Env env, const std::string& sql,
+                                   std::function<void(const PGresult*)> each,
+                                   std::function<Napi::Value(Napi::Env)> result) {
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  std::vector<Server*> servers = Routable();
+  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  auto join = NewJoin(env, servers.size(), std::move(result));
+  for (Server* server : servers) {
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Text(sql));
+    op->done = [this, join, each](Op& op) {
+      if (!op.error) each(op.results[0].get());
+      StepDone(join, op.error);
+    };
+    Submit(server, std::move(op));
+  }
+  return join->deferred.Promise();
+}
+
 Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  struct State {
-    size_t remaining = 0;
-    double removed = 0;
-    ErrorInfo error;
-    Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env);
-  for (auto& server : servers_) state->remaining += server->routable();
-  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
-  for (auto& server : servers_) {
-    if (!server->routable()) continue;
-    server->housekeeping().Gc(true, [this, state](const ErrorInfo& error, long long removed) {
-      state->removed += static_cast<double>(removed);
-      if (error && !state->error) state->error = error;
-      if (--state->remaining > 0) return;
-      Napi::Env env = state->deferred.Env();
-      if (state->error) {
-        state->deferred.Reject(ToJs(env, error_class_, state->error));
-      } else {
-        state->deferred.Resolve(Napi::Number::New(env, state->removed));
-      }
+  std::vector<Server*> servers = Routable();
+  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  auto removed = std::make_shared<double>(0);
+  auto join = NewJoin(env, servers.size(),
+                      [removed](Napi::Env env) { return Napi::Number::New(env, *removed); });
+  for (Server* server : servers) {
+    server->housekeeping().Gc(true, [this, join, removed](const ErrorInfo& error, long long n) {
+      *removed += static_cast<double>(n);
+      StepDone(join, error);
     });
   }
-  return state->deferred.Promise();
+  return join->deferred.Promise();
 }
 
+// Resolves to the number of servers where VACUUM ran.
 Napi::Value Handler::JsVacuum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  struct State {
-    size_t remaining = 0;
-    double ran = 0;
-    ErrorInfo error;
-    Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env);
-  for (auto& server : servers_) state->remaining += server->routable();
-  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
-  for (auto& server : servers_) {
-    if (!server->routable()) continue;
-    server->housekeeping().Vacuum(true, [this, state](const ErrorInfo& error, bool ran) {
-      state->ran += ran;
-      if (error && !state->error) state->error = error;
-      if (--state->remaining > 0) return;
-      Napi::Env env = state->deferred.Env();
-      if (state->error) {
-        state->deferred.Reject(ToJs(env, error_class_, state->error));
-      } else {
-        state->deferred.Resolve(Napi::Number::New(env, state->ran));
-      }
+  std::vector<Server*> servers = Routable();
+  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  auto ran = std::make_shared<double>(0);
+  auto join =
+      NewJoin(env, servers.size(), [ran](Napi::Env env) { return Napi::Number::New(env, *ran); });
+  for (Server* server : servers) {
+    server->housekeeping().Vacuum(true, [this, join, ran](const ErrorInfo& error, bool did) {
+      *ran += did;
+      StepDone(join, error);
     });
   }
-  return state->deferred.Promise();
+  return join->deferred.Promise();
 }
 
 // Per server: { rows, expired, bytes } or { error } when it could not be asked.
@@ -835,86 +855,31 @@ void Handler::ServerChanged(int server, bool up) {
 // Every live session on every server that is up, as [{ id, data }]; a server
 // that fails makes the whole call fail (a partial list would mislead).
 Napi::Value Handler::JsList(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  struct State {
-    size_t remaining = 0;
-    ErrorInfo error;
-    std::vector<std::pair<std::string, std::string>> rows;
-    Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env);
-  for (auto& server : servers_) state->remaining += server->routable();
-  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
-  for (auto& server : servers_) {
-    if (!server->routable()) continue;
-    auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Text(sql_->list));
-    op->done = [this, state](Op& op) {
-      if (op.error) {
-        if (!state->error) state->error = op.error;
-      } else {
-        const PGresult* r = op.results[0].get();
-        for (int i = 0; i < PQntuples(r); ++i) state->rows.emplace_back(Text(r, i, 0), Text(r, i, 1));
-      }
-      if (--state->remaining > 0) return;
-      Napi::Env env = state->deferred.Env();
-      if (state->error) {
-        state->deferred.Reject(ToJs(env, error_class_, state->error));
-        return;
-      }
-      Napi::Array out = Napi::Array::New(env, state->rows.size());
-      for (size_t i = 0; i < state->rows.size(); ++i) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("id", state->rows[i].first);
-        o.Set("data", state->rows[i].second);
-        out.Set(static_cast<uint32_t>(i), o);
-      }
-      state->deferred.Resolve(out);
-    };
-    Submit(server.get(), std::move(op));
-  }
-  return state->deferred.Promise();
+  auto rows = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+  return OnEveryServer(
+      info.Env(), sql_->list,
+      [rows](const PGresult* r) {
+        for (int i = 0; i < PQntuples(r); ++i) rows->emplace_back(Text(r, i, 0), Text(r, i, 1));
+      },
+      [rows](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, rows->size());
+        for (size_t i = 0; i < rows->size(); ++i) {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("id", (*rows)[i].first);
+          o.Set("data", (*rows)[i].second);
+          out.Set(static_cast<uint32_t>(i), o);
+        }
+        return out;
+      });
 }
 
 // Deletes every session on every server that is up; resolves to the count.
 Napi::Value Handler::JsClear(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  struct State {
-    size_t remaining = 0;
-    double removed = 0;
-    ErrorInfo error;
-    Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env);
-  for (auto& server : servers_) state->remaining += server->routable();
-  if (state->remaining == 0) return Reject(env, code::kNoServer, "no server is up");
-  for (auto& server : servers_) {
-    if (!server->routable()) continue;
-    auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Text(sql_->clear));
-    op->done = [this, state](Op& op) {
-      if (op.error) {
-        if (!state->error) state->error = op.error;
-      } else {
-        state->removed += static_cast<double>(AffectedRows(op.results[0].get()));
-      }
-      if (--state->remaining > 0) return;
-      Napi::Env env = state->deferred.Env();
-      if (state->error) {
-        state->deferred.Reject(ToJs(env, error_class_, state->error));
-      } else {
-        state->deferred.Resolve(Napi::Number::New(env, state->removed));
-      }
-    };
-    Submit(server.get(), std::move(op));
-  }
-  return state->deferred.Promise();
+  auto removed = std::make_shared<double>(0);
+  return OnEveryServer(
+      info.Env(), sql_->clear,
+      [removed](const PGresult* r) { *removed += static_cast<double>(AffectedRows(r)); },
+      [removed](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *removed); });
 }
 
 void Handler::Warn(const ErrorInfo& error) {

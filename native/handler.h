@@ -9,6 +9,7 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,22 @@ class Handler : public Napi::ObjectWrap<Handler> {
   // Waits for an empty op (a Sync round trip) on every server; `done` gets
   // whether any answered.
   void Barrier(std::function<void(bool, ErrorInfo)> done);
+  // One step per server joined into one promise: it rejects with the first
+  // error, else resolves with what `result` builds once every step is done.
+  struct Join {
+    size_t remaining;
+    ErrorInfo error;
+    Deferred deferred;
+    std::function<Napi::Value(Napi::Env)> result;
+  };
+  std::shared_ptr<Join> NewJoin(Napi::Env env, size_t steps,
+                                std::function<Napi::Value(Napi::Env)> result);
+  void StepDone(const std::shared_ptr<Join>& join, const ErrorInfo& error);
+  std::vector<Server*> Routable() const;
+  // Runs `sql` on every server that is up; `each` sees each result.
+  Napi::Value OnEveryServer(Napi::Env env, const std::string& sql,
+                            std::function<void(const PGresult*)> each,
+                            std::function<Napi::Value(Napi::Env)> result);
   Napi::Value Reject(Napi::Env env, const ErrorInfo& error);
   Napi::Value Reject(Napi::Env env, const char* code, const std::string& message);
   Napi::Value ClosedError(Napi::Env env);
