@@ -654,7 +654,11 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   if (home == nullptr) return Reject(env, error);
   // A session may live on a fallback server (written there during an outage),
   // so it is deleted from every server that is up; the home server decides the
-  // outcome, the others are best effort.
+  // outcome, the others are best effort. When the id's own home is down, the
+  // server standing in for it keeps a tombstone instead, so the row the home
+  // still has cannot come back when it returns.
+  placement_->Order(id, &order_);
+  const bool home_down = servers_[order_.front()].get() != home;
   struct State {
     size_t remaining = 0;
     bool removed = false;
@@ -667,8 +671,9 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
     if (server.get() != home && !server->routable()) continue;
     ++state->remaining;
     auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
     const bool is_home = server.get() == home;
+    op->statements.push_back(
+        Statement::Prepared(is_home && home_down ? kTombstoneStmt : kDestroyStmt).Bind(id));
     op->key = id;
     op->reroutable = is_home;
     op->batchable = true;

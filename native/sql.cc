@@ -76,19 +76,35 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   std::string message = "SELECT sess_err_message FROM " + t + " WHERE sess_id = $1";
 
   // $1 grace seconds: rows expired for longer than that go, one bounded batch at
-  // a time so no statement holds many row locks for long.
+  // a time so no statement holds many row locks for long. A tombstone (below)
+  // stays until the lifetime it was written for has passed.
   std::string gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t +
-                   " WHERE sess_expire < " + now + " - $1::bigint LIMIT " +
-                   std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
+                   " WHERE sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
+                   " LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
 
-  // Moving a session home after an outage: the whole live row from the server
-  // that held it meanwhile ($1 id), stored at home unless home has a newer one.
+  // $1 id. A session destroyed while its home server is down leaves a tombstone
+  // on the server that stands in: an empty row whose negative sess_expire
+  // (minus the end of its lifetime) reads as expired everywhere, PHP included.
+  // Moved home like any copy, it hides the row the home server still has.
+  std::string tombstone =
+      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
+      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom) "
+      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, '' "
+      "FROM (SELECT " + now + " AS now) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
+      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
+      "sess_expire = EXCLUDED.sess_expire";
+
+  // Moving a session home after an outage: the whole row (live, or a tombstone)
+  // from the server that held it meanwhile ($1 id), stored at home unless home
+  // has a newer one.
   const std::string columns =
       "sess_name, sess_data, sess_created, sess_modified, sess_expire, sess_addr_created, "
       "sess_addr_modified, sess_counter, sess_error, sess_warning, sess_notice, "
       "sess_err_message, sess_custom";
   std::string fetch = "SELECT " + columns + " FROM " + t +
-                      " WHERE sess_id = $1 AND coalesce(sess_expire, 0) >= " + now;
+                      " WHERE sess_id = $1 AND (coalesce(sess_expire, 0) >= " + now +
+                      " OR sess_expire < 0)";
   std::string adopt =
       "INSERT INTO " + t + " AS s (sess_id, " + columns + ") VALUES ($1, $2, $3, $4::bigint, "
       "$5::bigint, $6::bigint, $7, $8, $9::int, $10::int, $11::int, $12::int, $13, $14) "
@@ -100,7 +116,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "WHERE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
 
   prepared = {{kFetchStmt, fetch, 1}, {kAdoptStmt, adopt, 14}, {kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
-              {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1}};
+              {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1},
+              {kTombstoneStmt, tombstone, 1}};
 
   check =
       "SELECT c.oid IS NOT NULL, "

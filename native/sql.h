@@ -17,6 +17,7 @@ inline constexpr const char* kMessageStmt = "spg_message";
 inline constexpr const char* kGcStmt = "spg_gc";
 inline constexpr const char* kFetchStmt = "spg_fetch";
 inline constexpr const char* kAdoptStmt = "spg_adopt";
+inline constexpr const char* kTombstoneStmt = "spg_tombstone";
 
 // The columns a session table must have (the original's 14).
 extern const std::vector<std::string> kRequiredColumns;

@@ -296,11 +296,36 @@ describe('servers: outages', function () {
       await h.write(id, 'on the fallback');
       expect((await rowsOn(F, table, [id])).has(id)).to.equal(true);
       expect(await h.destroy(id)).to.equal(true);
-      expect((await rowsOn(F, table, [id])).has(id)).to.equal(false);
+      // What stays on the fallback is a tombstone: no data, expired for every reader.
+      const [stone] = await query<{ sess_data: string; sess_expire: string }>(
+        F,
+        `SELECT sess_data, sess_expire FROM "${table}" WHERE sess_id = $1`,
+        [id],
+      );
+      expect(stone?.sess_data ?? '').to.equal('');
+      if (stone) expect(Number(stone.sess_expire)).to.be.below(0);
       expect((await h.read(id)).isNew).to.equal(true);
       await clusters()[K]!.start();
       await waitUp(h, K);
       expect((await h.read(id)).isNew).to.equal(true);
+    });
+
+    it('at home before the outage, destroyed during it: the home row does not come back', async () => {
+      const table = uniqueTable('out');
+      const h = (handler = new SessionPgsql(options(table)));
+      await h.open();
+      const id = idHomedOn(h, K, F);
+      await h.write(id, 'written at home');
+      expect(await whereIs(table, id)).to.deep.equal([K]);
+      await clusters()[K]!.stop({ mode: 'immediate' });
+      expect(await h.destroy(id)).to.equal(true);
+      await clusters()[K]!.start();
+      await waitUp(h, K);
+      const s = await h.read(id);
+      expect(s.isNew, 'the destroyed session reads as new').to.equal(true);
+      expect(s.data).to.equal('');
+      // The tombstone moved home and hides the old row; nothing is left on the fallback.
+      expect((await rowsOn(F, table, [id])).has(id)).to.equal(false);
     });
 
     it('on the fallback, after the home returned and before any read moved it home', async () => {
