@@ -3,29 +3,10 @@
 // connection failures below go to a port nothing listens on.
 import { expect } from 'chai';
 import { ErrorCode, SessionPgsql, SessionPgsqlError } from '../lib';
+import { rejection, thrown } from './support/errors';
 
 const DEAD = 'host=127.0.0.1 port=1 dbname=x user=y';
 const ID = 'abcdefghijklmnopqrstuvwxyz012345';
-
-async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected the promise to reject');
-}
-
-function thrown(fn: () => unknown): SessionPgsqlError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected a throw');
-}
 
 describe('02 SessionPgsqlError', () => {
   describe('the class', () => {

@@ -3,8 +3,10 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
-import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { ErrorCode } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
+import { rejection } from './support/errors';
+import { handlerFactory } from './support/handlers';
 
 const COLUMNS = [
   'sess_id',
@@ -28,16 +30,6 @@ function phpDdl(table: string): string {
   return `CREATE TABLE ${table} ( sess_id            text	PRIMARY KEY, sess_name          text, sess_data          text, sess_created       integer, sess_modified      integer, sess_expire        integer, sess_addr_created  text, sess_addr_modified text, sess_counter       integer, sess_error         integer, sess_warning       integer, sess_notice        integer, sess_err_message   text, sess_custom        text)`;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected the promise to reject');
-}
-
 async function columnsOf(schema: string, table: string) {
   return query<{ column_name: string; data_type: string }>(
     0,
@@ -59,15 +51,8 @@ async function primaryKeyOf(regclass: string): Promise<string[]> {
 }
 
 describe('10 handler: open()', () => {
-  const handlers: SessionPgsql[] = [];
-  function make(options: SessionPgsqlOptions): SessionPgsql {
-    const handler = new SessionPgsql({ db: db(1), gcInterval: 0, vacuumInterval: 0, ...options });
-    handlers.push(handler);
-    return handler;
-  }
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
-  });
+  // Unopened handlers on test server 0, housekeeping timers off; closed after each test.
+  const { make } = handlerFactory();
 
   it('creates the table with the 14 columns, bigint times and a primary key on sess_id', async () => {
     const table = uniqueTable();

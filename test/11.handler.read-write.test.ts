@@ -2,7 +2,9 @@
 // vanished since the read, concurrent writers, and Sessions that share an id.
 import { expect } from 'chai';
 import { Session, SessionPgsql, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
+import { newId, query, uniqueTable } from './support/db';
+import { handlerFactory } from './support/handlers';
+import { allRows, sessionRows } from './support/rows';
 
 interface Row {
   sess_id: string;
@@ -18,29 +20,18 @@ interface Row {
 
 describe('11 handler: read() and write()', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, ...options });
   }
-  async function rows(id?: string): Promise<Row[]> {
-    if (id === undefined) return query<Row>(0, `SELECT * FROM ${table} ORDER BY sess_id`);
-    return query<Row>(0, `SELECT * FROM ${table} WHERE sess_id = $1`, [id]);
+  /** The row of `id`, or every row (by id) when omitted. */
+  function rows(id?: string): Promise<Row[]> {
+    return id === undefined ? allRows<Row>(table) : sessionRows<Row>(table, id);
   }
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('a new session', () => {

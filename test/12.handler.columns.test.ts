@@ -3,7 +3,9 @@
 // inserting request are stored, custom can be cleared, the counter is incremented in SQL.
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
+import { newId, query, uniqueTable } from './support/db';
+import { handlerFactory } from './support/handlers';
+import { sessionRows } from './support/rows';
 
 interface Row {
   sess_id: string;
@@ -26,27 +28,14 @@ const LIFETIME = 100;
 
 describe('12 handler: column values after insert and update', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: LIFETIME,
-      sessionName: 'MYSESSID',
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, maxLifetime: LIFETIME, sessionName: 'MYSESSID', ...options });
   }
+  /** The one row of `id`, its times as numbers. */
   async function row(id: string): Promise<Row> {
-    const rows = await query<Record<string, unknown>>(
-      0,
-      `SELECT * FROM ${table} WHERE sess_id = $1`,
-      [id],
-    );
+    const rows = await sessionRows(table, id);
     expect(rows, `rows for ${id}`).to.have.length(1);
     const r = rows[0]!;
     for (const c of ['sess_created', 'sess_modified', 'sess_expire']) {
@@ -70,9 +59,6 @@ describe('12 handler: column values after insert and update', () => {
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('after the first write (INSERT)', () => {

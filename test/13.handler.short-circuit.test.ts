@@ -2,7 +2,9 @@
 // setField nor addError was called; inserts are never skipped (SPEC §3.2, original §5).
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
+import { newId, query, uniqueTable } from './support/db';
+import { handlerFactory } from './support/handlers';
+import { sessionRow } from './support/rows';
 
 interface Row {
   sess_data: string;
@@ -17,24 +19,13 @@ interface Row {
 
 describe('13 handler: shortCircuit', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: 100,
-      shortCircuit: true,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, maxLifetime: 100, shortCircuit: true, ...options });
   }
-  async function row(id: string): Promise<Row | undefined> {
-    const rows = await query<Row>(0, `SELECT * FROM ${table} WHERE sess_id = $1`, [id]);
-    return rows[0];
+  function row(id: string): Promise<Row | undefined> {
+    return sessionRow<Row>(table, id);
   }
   /** Stores `data` for a new id, then marks the row's times so any rewrite shows. */
   async function stored(handler: SessionPgsql, data: string): Promise<string> {
@@ -51,9 +42,6 @@ describe('13 handler: shortCircuit', () => {
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   it('status() reports shortCircuit true', async () => {

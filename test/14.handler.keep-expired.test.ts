@@ -2,7 +2,9 @@
 // replaces them; with keepExpired their metadata is kept and the row is updated.
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
+import { newId, query, uniqueTable } from './support/db';
+import { handlerFactory } from './support/handlers';
+import { sessionRows } from './support/rows';
 
 interface Row {
   sess_name: string;
@@ -22,26 +24,14 @@ interface Row {
 
 describe('14 handler: expired sessions and keepExpired', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: 100,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, maxLifetime: 100, ...options });
   }
+  /** The one row of `id`, its times as numbers. */
   async function row(id: string): Promise<Row> {
-    const rows = await query<Record<string, unknown>>(
-      0,
-      `SELECT * FROM ${table} WHERE sess_id = $1`,
-      [id],
-    );
+    const rows = await sessionRows(table, id);
     expect(rows).to.have.length(1);
     const r = rows[0]!;
     for (const c of ['sess_created', 'sess_modified', 'sess_expire']) r[c] = Number(r[c]);
@@ -70,9 +60,6 @@ describe('14 handler: expired sessions and keepExpired', () => {
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('keepExpired false (default)', () => {

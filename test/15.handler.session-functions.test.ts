@@ -9,47 +9,23 @@ import {
   type SessionPgsqlOptions,
 } from '../lib';
 import { db, newId, query, servers, uniqueTable } from './support/db';
-
-function thrown(fn: () => unknown): SessionPgsqlError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected a throw');
-}
+import { thrown } from './support/errors';
+import { handlerFactory } from './support/handlers';
+import { sessionRow } from './support/rows';
 
 describe('15 handler: Session functions', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: 100,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, maxLifetime: 100, ...options });
   }
-  async function row(id: string, server = 0) {
-    const rows = await query<Record<string, unknown>>(
-      server,
-      `SELECT * FROM ${table} WHERE sess_id = $1`,
-      [id],
-    );
-    return rows[0];
+  function row(id: string, server = 0) {
+    return sessionRow(table, id, server);
   }
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('info()', () => {

@@ -1,42 +1,27 @@
 // touch() refreshes only the expiry of a live session; destroy() deletes; gc() removes expired
 // rows (and only those) on every server, in batches, honouring keepExpired's grace period.
 import { expect } from 'chai';
-import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { ErrorCode, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
+import { rejection } from './support/errors';
+import { handlerFactory } from './support/handlers';
+import { idsIn, sessionRow } from './support/rows';
 
 const LIFETIME = 100;
 const NOW = 'floor(extract(epoch from now()))::bigint';
 
 describe('16 handler: touch(), destroy(), gc()', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: LIFETIME,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, maxLifetime: LIFETIME, ...options });
   }
-  async function row(id: string, server = 0) {
-    const rows = await query<Record<string, unknown>>(
-      server,
-      `SELECT * FROM ${table} WHERE sess_id = $1`,
-      [id],
-    );
-    return rows[0];
+  function row(id: string, server = 0) {
+    return sessionRow(table, id, server);
   }
-  async function ids(server = 0): Promise<string[]> {
-    const rows = await query<{ sess_id: string }>(
-      server,
-      `SELECT sess_id FROM ${table} ORDER BY sess_id`,
-    );
-    return rows.map((r) => r.sess_id);
+  function ids(server = 0): Promise<string[]> {
+    return idsIn(table, server);
   }
   /** Sets sess_expire to now + offset seconds (database clock). */
   async function expireIn(id: string, offset: number, server = 0): Promise<void> {
@@ -46,21 +31,9 @@ describe('16 handler: touch(), destroy(), gc()', () => {
       [id, offset],
     );
   }
-  async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
-    try {
-      await promise;
-    } catch (err) {
-      expect(err).to.be.instanceOf(SessionPgsqlError);
-      return err as SessionPgsqlError;
-    }
-    throw new Error('expected the promise to reject');
-  }
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('touch()', () => {

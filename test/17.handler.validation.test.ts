@@ -2,17 +2,10 @@
 // non-string data are rejected before anything is sent, and nothing stored changes.
 import { expect } from 'chai';
 import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
-
-async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected the promise to reject');
-}
+import { newId, uniqueTable } from './support/db';
+import { rejection } from './support/errors';
+import { handlerFactory } from './support/handlers';
+import { allRows } from './support/rows';
 
 const BAD_IDS: Array<[string, unknown]> = [
   ['too short (15)', 'a'.repeat(15)],
@@ -33,21 +26,13 @@ const BAD_IDS: Array<[string, unknown]> = [
 
 describe('17 handler: validation', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  const handlers = handlerFactory();
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, ...options });
   }
-  async function rows() {
-    return query<Record<string, unknown>>(0, `SELECT * FROM ${table} ORDER BY sess_id`);
+  function rows() {
+    return allRows(table);
   }
   /** Operations sent to server 0 so far (to prove nothing was sent). */
   function sent(handler: SessionPgsql): number {
@@ -56,9 +41,6 @@ describe('17 handler: validation', () => {
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('ids outside idPattern reject SPG_INVALID_ID, nothing sent or stored', () => {

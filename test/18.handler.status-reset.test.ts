@@ -1,8 +1,10 @@
 // status() (the original session_pgsql_status(), passwords redacted) and reset() (reconnect
 // every server; operations in flight still complete).
 import { expect } from 'chai';
-import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { ErrorCode, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, servers, uniqueTable } from './support/db';
+import { rejection } from './support/errors';
+import { handlerFactory } from './support/handlers';
 
 const SECRET = 'secretpw';
 
@@ -15,16 +17,6 @@ function asUri(conninfo: string): string {
   return `postgresql://${kv.user}:${SECRET}@${kv.host}:${kv.port}/${kv.dbname}`;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SessionPgsqlError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(SessionPgsqlError);
-    return err as SessionPgsqlError;
-  }
-  throw new Error('expected the promise to reject');
-}
-
 function expectNoSecret(value: unknown, what: string): void {
   const text =
     value instanceof Error
@@ -35,24 +27,14 @@ function expectNoSecret(value: unknown, what: string): void {
 
 describe('18 handler: status() and reset()', () => {
   let table: string;
-  const handlers: SessionPgsql[] = [];
+  const handlers = handlerFactory();
+  /** An unopened handler on this test's table (server 0, housekeeping timers off). */
   function make(options: SessionPgsqlOptions = {}): SessionPgsql {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      ...options,
-    });
-    handlers.push(handler);
-    return handler;
+    return handlers.make({ table, ...options });
   }
 
   beforeEach(() => {
     table = uniqueTable();
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('status()', () => {

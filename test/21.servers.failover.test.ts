@@ -3,49 +3,10 @@
 // These tests stop and start test server 0; every test leaves all servers running.
 import { expect } from 'chai';
 import { SessionPgsql, SessionPgsqlError } from '../lib';
-import { clusters, db, newId, query, uniqueTable } from './support/db';
-
-/** Fast failure detection and recovery, so the tests take seconds. */
-function options(table: string) {
-  return {
-    db: db(3),
-    table,
-    connectTimeout: 1,
-    statementTimeout: 2,
-    retryMinDelay: 0.05,
-    retryMaxDelay: 0.5,
-    maxLifetime: 3600,
-  };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` every 50 ms until it returns true; fails after `ms`. */
-async function waitFor(what: string, ms: number, check: () => boolean | Promise<boolean>) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** sess_id -> sess_data of the given ids stored on test server `index`. */
-async function rowsOn(index: number, table: string, ids: string[]): Promise<Map<string, string>> {
-  const rows = await query<{ sess_id: string; sess_data: string }>(
-    index,
-    `SELECT sess_id, sess_data FROM "${table}" WHERE sess_id = ANY($1)`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.sess_id, r.sess_data]));
-}
-
-/** Starts every test server that is down; resolves once each accepts connections. */
-async function restartAll(): Promise<void> {
-  for (const c of clusters()) if (!c.isRunning()) await c.start();
-}
+import { clusters, newId, restartAll, uniqueTable } from './support/db';
+import { fastRecovery } from './support/handlers';
+import { rowsOn } from './support/rows';
+import { sleep, waitUntil } from './support/wait';
 
 /** Reads then writes a new session the way a request does; resolves to the Session's server. */
 async function store(h: SessionPgsql, id: string, data: string): Promise<void> {
@@ -69,7 +30,7 @@ describe('servers: failover with real servers', function () {
   describe('failoverMode', () => {
     it('stores every session on server 0 while it lives', async () => {
       const table = uniqueTable('fo');
-      const h = (handler = new SessionPgsql({ ...options(table), failoverMode: true }));
+      const h = (handler = new SessionPgsql({ ...fastRecovery(table), failoverMode: true }));
       await h.open();
       const ids = Array.from({ length: 20 }, () => newId());
       for (const id of ids) await store(h, id, `data of ${id}`);
@@ -83,7 +44,7 @@ describe('servers: failover with real servers', function () {
 
     it('moves to server 1 within seconds of stopping server 0, and back once it returns', async () => {
       const table = uniqueTable('fo');
-      const h = (handler = new SessionPgsql({ ...options(table), failoverMode: true }));
+      const h = (handler = new SessionPgsql({ ...fastRecovery(table), failoverMode: true }));
       await h.open();
       const before = newId();
       await store(h, before, 'before the outage');
@@ -127,7 +88,11 @@ describe('servers: failover with real servers', function () {
 
       await clusters()[0]!.start();
       const started = Date.now();
-      await waitFor('server 0 to be up again', 5_000, () => h.status().servers[0]!.state === 'up');
+      await waitUntil(
+        'server 0 to be up again',
+        5_000,
+        () => h.status().servers[0]!.state === 'up',
+      );
       expect(Date.now() - started).to.be.below(5_000);
 
       // New sessions go back to server 0 ...
@@ -147,7 +112,7 @@ describe('servers: failover with real servers', function () {
     it('uses server 1 from the start when server 0 is down at open()', async () => {
       const table = uniqueTable('fo');
       await clusters()[0]!.stop({ mode: 'immediate' });
-      const h = (handler = new SessionPgsql({ ...options(table), failoverMode: true }));
+      const h = (handler = new SessionPgsql({ ...fastRecovery(table), failoverMode: true }));
       await h.open();
       const ids = Array.from({ length: 5 }, () => newId());
       for (const id of ids) await store(h, id, `x ${id}`);
@@ -155,7 +120,7 @@ describe('servers: failover with real servers', function () {
       expect(h.status().servers[0]!.state).to.not.equal('up');
 
       await clusters()[0]!.start();
-      await waitFor('server 0 to come up', 5_000, () => h.status().servers[0]!.state === 'up');
+      await waitUntil('server 0 to come up', 5_000, () => h.status().servers[0]!.state === 'up');
       const later = newId();
       await store(h, later, 'later');
       expect((await rowsOn(0, table, [later])).get(later)).to.equal('later');
@@ -165,7 +130,7 @@ describe('servers: failover with real servers', function () {
   describe('rendezvous placement', () => {
     it('stores each session on its home, serversFor(id)[0], and nowhere else', async () => {
       const table = uniqueTable('rv');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const ids = Array.from({ length: 60 }, () => newId());
       await Promise.all(ids.map((id) => store(h, id, `rv ${id}`)));
@@ -192,7 +157,7 @@ describe('servers: failover with real servers', function () {
 
     it('a plain upsert by id lands on the home too', async () => {
       const table = uniqueTable('rv');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const ids = Array.from({ length: 30 }, () => newId());
       await Promise.all(ids.map((id) => h.write(id, `plain ${id}`)));

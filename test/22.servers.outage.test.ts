@@ -5,7 +5,10 @@
 import { expect } from 'chai';
 import { performance } from 'node:perf_hooks';
 import { SessionPgsql, SessionPgsqlError, type Session } from '../lib';
-import { clusters, db, newId, query, uniqueTable } from './support/db';
+import { clusters, newId, query, restartAll, uniqueTable } from './support/db';
+import { fastRecovery } from './support/handlers';
+import { rowsOn } from './support/rows';
+import { sleep, waitUntil } from './support/wait';
 
 /** Codes an operation may fail with while servers are down: each means "try again later". */
 const RETRYABLE = [
@@ -16,53 +19,11 @@ const RETRYABLE = [
   'SPG_TIMEOUT',
 ];
 
-/** Fast failure detection and recovery, and a lifetime long enough for the look-aside. */
-function options(table: string) {
-  return {
-    db: db(3),
-    table,
-    connectTimeout: 1,
-    statementTimeout: 2,
-    retryMinDelay: 0.05,
-    retryMaxDelay: 0.5,
-    maxLifetime: 3600,
-  };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` every 50 ms until it returns true; fails after `ms`. */
-async function waitFor(what: string, ms: number, check: () => boolean | Promise<boolean>) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** sess_id -> sess_data of the given ids stored on test server `index`. */
-async function rowsOn(index: number, table: string, ids: string[]): Promise<Map<string, string>> {
-  const rows = await query<{ sess_id: string; sess_data: string }>(
-    index,
-    `SELECT sess_id, sess_data FROM "${table}" WHERE sess_id = ANY($1)`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.sess_id, r.sess_data]));
-}
-
 /** Where the row of `id` is stored, as a list of server indexes. */
 async function whereIs(table: string, id: string): Promise<number[]> {
   const found: number[] = [];
   for (const i of [0, 1, 2]) if ((await rowsOn(i, table, [id])).has(id)) found.push(i);
   return found;
-}
-
-/** Starts every test server that is down; resolves once each accepts connections. */
-async function restartAll(): Promise<void> {
-  await Promise.all(clusters().map((c) => (c.isRunning() ? undefined : c.start())));
 }
 
 /** A fresh id whose placement order starts with `home` (and, if given, then `next`). */
@@ -75,7 +36,7 @@ function idHomedOn(h: SessionPgsql, home: number, next?: number): string {
 }
 
 async function waitUp(h: SessionPgsql, index: number, ms = 5_000): Promise<void> {
-  await waitFor(`server ${index} to be up`, ms, () => h.status().servers[index]!.state === 'up');
+  await waitUntil(`server ${index} to be up`, ms, () => h.status().servers[index]!.state === 'up');
 }
 
 describe('servers: outages', function () {
@@ -96,7 +57,7 @@ describe('servers: outages', function () {
     const LOAD_MS = 6_000;
     const KILL_AT_MS = 2_000;
     const table = uniqueTable('out');
-    const h = (handler = new SessionPgsql(options(table)));
+    const h = (handler = new SessionPgsql(fastRecovery(table)));
     await h.open();
 
     // Each virtual user owns one session; a third of them live on the server we kill.
@@ -204,7 +165,7 @@ describe('servers: outages', function () {
 
     it('created during the outage is read back intact (and moved home) once its home returns', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
 
@@ -227,7 +188,7 @@ describe('servers: outages', function () {
       expect(back.info().warnings).to.equal(1);
       expect(back.info().serverId).to.equal(K);
       // moved home: on K now, and gone from the fallback
-      await waitFor('the stray copy to leave the fallback', 2_000, async () => {
+      await waitUntil('the stray copy to leave the fallback', 2_000, async () => {
         return (await whereIs(table, id)).join() === String(K);
       });
       expect((await rowsOn(K, table, [id])).get(id)).to.equal('written while home was down');
@@ -239,7 +200,7 @@ describe('servers: outages', function () {
 
     it('updated during the outage reads back the update, not the copy at home from before', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
       const s0 = await h.read(id);
@@ -267,7 +228,7 @@ describe('servers: outages', function () {
 
   it('a session written on its last fallback while two servers were down is found once both return', async () => {
     const table = uniqueTable('out');
-    const h = (handler = new SessionPgsql(options(table)));
+    const h = (handler = new SessionPgsql(fastRecovery(table)));
     await h.open();
     const id = idHomedOn(h, 0, 1); // order [0, 1, 2]
     await Promise.all([0, 1].map((i) => clusters()[i]!.stop({ mode: 'immediate' })));
@@ -289,7 +250,7 @@ describe('servers: outages', function () {
 
     it('on the fallback, while the home is down', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
       await clusters()[K]!.stop({ mode: 'immediate' });
@@ -312,7 +273,7 @@ describe('servers: outages', function () {
 
     it('at home before the outage, destroyed during it: the home row does not come back', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
       await h.write(id, 'written at home');
@@ -330,7 +291,7 @@ describe('servers: outages', function () {
 
     it('on the fallback, after the home returned and before any read moved it home', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
       await clusters()[K]!.stop({ mode: 'immediate' });
@@ -347,7 +308,7 @@ describe('servers: outages', function () {
 
     it('at home and on the fallback at once', async () => {
       const table = uniqueTable('out');
-      const h = (handler = new SessionPgsql(options(table)));
+      const h = (handler = new SessionPgsql(fastRecovery(table)));
       await h.open();
       const id = idHomedOn(h, K, F);
       await h.write(id, 'at home');
@@ -364,7 +325,7 @@ describe('servers: outages', function () {
 
   it('every server down: operations reject promptly with a retryable code, and succeed again when one returns', async () => {
     const table = uniqueTable('out');
-    const h = (handler = new SessionPgsql(options(table)));
+    const h = (handler = new SessionPgsql(fastRecovery(table)));
     await h.open();
     const known = newId();
     await h.write(known, 'stored before');
@@ -411,7 +372,7 @@ describe('servers: outages', function () {
     await clusters()[BACK]!.start();
     const t0 = Date.now();
     const probe = newId();
-    await waitFor('an operation to succeed', 5_000, async () => {
+    await waitUntil('an operation to succeed', 5_000, async () => {
       try {
         await h.write(probe, 'after the return');
         return true;

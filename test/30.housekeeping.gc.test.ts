@@ -5,9 +5,11 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
-import { Client } from 'pg';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
-import { db, newId, query, servers, uniqueTable } from './support/db';
+import { db, newId, query, uniqueTable } from './support/db';
+import { handlerFactory, pgClients } from './support/handlers';
+import { housekeepingRecord, idsIn } from './support/rows';
+import { sleep } from './support/wait';
 
 const NOW = 'floor(extract(epoch from now()))::bigint';
 
@@ -21,40 +23,15 @@ interface RecordRow {
   last_error: string | null;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A pg client on test server `index` that stays open (query() opens one per call). */
-async function client(index: number): Promise<Client> {
-  const kv = Object.fromEntries(
-    servers()
-      [index]!.split(/\s+/)
-      .map((p) => p.split('=') as [string, string]),
-  );
-  const c = new Client({
-    connectionString: `postgresql://${kv.user}@${kv.host}:${kv.port}/${kv.dbname}`,
-  });
-  await c.connect();
-  return c;
-}
-
 describe('30 housekeeping: garbage collection', function () {
   this.timeout(60_000);
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  const clients: Client[] = [];
+  const clients = pgClients(); // ended after each test, before the handlers are closed
+  const handlers = handlerFactory();
 
+  /** A handler on this test's table (server 0, housekeeping timers off), opened unless told. */
   async function make(options: SessionPgsqlOptions = {}, open = true): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxLifetime: 100,
-      ...options,
-    });
-    handlers.push(handler);
+    const handler = handlers.make({ table, maxLifetime: 100, ...options });
     if (open) await handler.open();
     return handler;
   }
@@ -78,12 +55,8 @@ describe('30 housekeeping: garbage collection', function () {
     }
   }
 
-  async function ids(server = 0): Promise<string[]> {
-    const rows = await query<{ sess_id: string }>(
-      server,
-      `SELECT sess_id FROM ${table} ORDER BY sess_id`,
-    );
-    return rows.map((r) => r.sess_id);
+  function ids(server = 0): Promise<string[]> {
+    return idsIn(table, server);
   }
 
   async function countRows(name: string, server = 0): Promise<number> {
@@ -91,21 +64,12 @@ describe('30 housekeeping: garbage collection', function () {
     return rows[0]!.n;
   }
 
-  async function record(server = 0, job = `gc "${table}"`): Promise<RecordRow | undefined> {
-    const rows = await query<RecordRow>(
-      server,
-      'SELECT * FROM session_pgsql_housekeeping WHERE job = $1',
-      [job],
-    );
-    return rows[0];
+  function record(server = 0, job = `gc "${table}"`): Promise<RecordRow | undefined> {
+    return housekeepingRecord<RecordRow>(job, server);
   }
 
   beforeEach(() => {
     table = uniqueTable('hk_gc');
-  });
-  afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => {})));
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('gc()', () => {
@@ -189,8 +153,7 @@ describe('30 housekeeping: garbage collection', function () {
         { id: locked, offset: -50 },
         { id: other, offset: -50 },
       ]);
-      const c = await client(0);
-      clients.push(c);
+      const c = await clients.connect(0);
       await c.query('BEGIN');
       await c.query(`SELECT 1 FROM ${table} WHERE sess_id = $1 FOR UPDATE`, [locked]);
       const started = Date.now();
@@ -280,8 +243,7 @@ describe('30 housekeeping: garbage collection', function () {
       for (const id of live) await handler.write(id, `live ${id}`);
 
       // A monitor on a connection of its own sees each batch commit.
-      const monitor = await client(0);
-      clients.push(monitor);
+      const monitor = await clients.connect(0);
       const seen = new Set<number>();
       let gcDone = false;
       const watching = (async () => {
@@ -407,7 +369,7 @@ describe('30 housekeeping: garbage collection', function () {
       );
     });
     afterEach(async () => {
-      await Promise.all(handlers.splice(0).map((h) => h.close()));
+      await handlers.closeAll();
       await query(0, `DROP SCHEMA ${schema} CASCADE`);
     });
 

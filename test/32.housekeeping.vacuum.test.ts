@@ -3,31 +3,16 @@
 // and a role without the right to vacuum gets one clear warning while sessions keep working.
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import { Client } from 'pg';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, servers, uniqueTable } from './support/db';
+import { handlerFactory, pgClients } from './support/handlers';
+import { housekeepingRecord } from './support/rows';
+import { sleep } from './support/wait';
 
 interface VacuumStats {
   last_vacuum: Date | null;
   last_analyze: Date | null;
   last_autovacuum: Date | null;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function client(index: number): Promise<Client> {
-  const kv = Object.fromEntries(
-    servers()
-      [index]!.split(/\s+/)
-      .map((p) => p.split('=') as [string, string]),
-  );
-  const c = new Client({
-    connectionString: `postgresql://${kv.user}@${kv.host}:${kv.port}/${kv.dbname}`,
-  });
-  await c.connect();
-  return c;
 }
 
 /** Settles to 'resolved: …', 'rejected: CODE' or 'pending' after `ms`. */
@@ -44,20 +29,12 @@ function settledWithin(p: Promise<unknown>, ms: number): Promise<string> {
 describe('32 housekeeping: VACUUM', function () {
   this.timeout(60_000);
   let table: string;
-  const handlers: SessionPgsql[] = [];
-  const clients: Client[] = [];
+  const clients = pgClients(); // ended after each test, before the handlers are closed
+  const handlers = handlerFactory();
 
-  async function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: db(1),
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  /** An open handler on this test's table (server 0, housekeeping timers off). */
+  function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
+    return handlers.open({ table, ...options });
   }
 
   async function stats(server = 0): Promise<VacuumStats> {
@@ -83,19 +60,12 @@ describe('32 housekeeping: VACUUM', function () {
     }
   }
 
-  async function record(server = 0): Promise<Record<string, unknown> | undefined> {
-    const rows = await query(server, 'SELECT * FROM session_pgsql_housekeeping WHERE job = $1', [
-      `vacuum "${table}"`,
-    ]);
-    return rows[0];
+  function record(server = 0): Promise<Record<string, unknown> | undefined> {
+    return housekeepingRecord(`vacuum "${table}"`, server);
   }
 
   beforeEach(() => {
     table = uniqueTable('hk_vac');
-  });
-  afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => {})));
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('vacuum()', () => {
@@ -145,8 +115,7 @@ describe('32 housekeeping: VACUUM', function () {
       const handler = await make({ statementTimeout: 1 });
       const id = newId();
       await handler.write(id, 'before');
-      const locker = await client(0);
-      clients.push(locker);
+      const locker = await clients.connect(0);
       await locker.query('BEGIN');
       // Conflicts with VACUUM, not with reads and writes.
       await locker.query(`LOCK TABLE "${table}" IN SHARE UPDATE EXCLUSIVE MODE`);
@@ -177,8 +146,7 @@ describe('32 housekeeping: VACUUM', function () {
       // close() "waits for operations in flight": a vacuum() in flight must resolve or reject,
       // never stay pending forever.
       const handler = await make();
-      const locker = await client(0);
-      clients.push(locker);
+      const locker = await clients.connect(0);
       await locker.query('BEGIN');
       await locker.query(`LOCK TABLE "${table}" IN SHARE UPDATE EXCLUSIVE MODE`);
       const vacuum = handler.vacuum();
@@ -246,7 +214,7 @@ describe('32 housekeeping: VACUUM', function () {
       );
     });
     afterEach(async () => {
-      await Promise.all(handlers.splice(0).map((h) => h.close()));
+      await handlers.closeAll();
       await query(0, `REASSIGN OWNED BY ${role} TO postgres; DROP OWNED BY ${role}`);
       await query(0, `DROP ROLE ${role}`);
     });

@@ -3,10 +3,11 @@
 // show a password, --json as exactly one JSON document, and per-server output.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import { db, newId, query, servers, uniqueTable } from './support/db';
+import { closedPort } from './support/net';
+import { sleep } from './support/wait';
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -48,15 +49,6 @@ function oneLine(stderr: string): string {
   expect(lines[1]).to.equal('');
   expect(lines[0]!.trim()).to.not.equal('');
   return lines[0]!;
-}
-
-/** A TCP port on 127.0.0.1 with nothing listening. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function parseJson(stdout: string): JsonReport {
@@ -104,7 +96,7 @@ describe('33 CLI', function () {
         [table],
       );
       if (row?.v || Date.now() > deadline) return row?.v ?? null;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
 
@@ -288,13 +280,13 @@ describe('33 CLI', function () {
       expect(r.stdout).to.match(/^server 0 \(.*\): state=up/m);
       const first = await lastVacuum();
       expect(first, 'last_vacuum after the first run').to.be.instanceOf(Date);
-      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await sleep(1100);
       const again = await cli(['vacuum', '--db', db(1), '--table', table]);
       expect(again.code, again.stderr).to.equal(0);
       const deadline = Date.now() + 5000;
       let second = await lastVacuum();
       while (second!.getTime() <= first!.getTime() && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
         second = await lastVacuum();
       }
       expect(second!.getTime()).to.be.above(first!.getTime());
@@ -401,7 +393,7 @@ describe('33 CLI', function () {
     let dead: string;
     let port: number;
     beforeEach(async () => {
-      port = await deadPort();
+      port = await closedPort();
       dead = `host=127.0.0.1 port=${port} dbname=postgres user=postgres password=${password} connect_timeout=3`;
     });
 

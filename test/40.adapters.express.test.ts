@@ -9,7 +9,18 @@ import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { ExpressStore, type ExpressStoreOptions } from '../lib/express';
 import type { SessionPgsqlOptions } from '../lib/options';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
-import { closeServer, CookieJar, listen, type HttpResponse } from './support/http';
+import { handlerFactory } from './support/handlers';
+import {
+  closeServer,
+  CookieJar,
+  expectFailOrFresh,
+  listen,
+  okJson,
+  pollUntilBack,
+  type HttpResponse,
+} from './support/http';
+import { sessionRow } from './support/rows';
+import { sleep, waitUntil } from './support/wait';
 
 declare module 'express-session' {
   interface SessionData {
@@ -21,19 +32,6 @@ declare module 'express-session' {
 const SECRET = 'express adapter test secret';
 const COOKIE = 'connect.sid';
 const RESTART_SERVER = 2;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` every 50 ms until it returns true; fails after `ms`. */
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** cookie-signature's sign(): what express-session puts after "s:". */
 function sign(value: string, secret: string): string {
@@ -62,12 +60,7 @@ interface Row {
 }
 
 async function row(table: string, id: string, server = 0): Promise<Row | undefined> {
-  const rows = await query<Record<string, unknown>>(
-    server,
-    `SELECT * FROM "${table}" WHERE sess_id = $1`,
-    [id],
-  );
-  const r = rows[0];
+  const r = await sessionRow(table, id, server);
   if (!r) return undefined;
   return {
     ...(r as unknown as Row),
@@ -100,12 +93,10 @@ interface App {
 /** Everything the tests start, closed after each test (servers first, then stores, then handlers). */
 const servers_: http.Server[] = [];
 const stores: ExpressStore[] = [];
-const handlers: SessionPgsql[] = [];
 
 async function cleanup(): Promise<void> {
   await Promise.all(servers_.splice(0).map((s) => closeServer(s)));
   await Promise.all(stores.splice(0).map((s) => s.close()));
-  await Promise.all(handlers.splice(0).map((h) => h.close()));
 }
 
 function makeStore(
@@ -181,15 +172,15 @@ async function startApp(
   return { url, server, store, jar: () => new CookieJar(url) };
 }
 
-async function views(jar: CookieJar, path = '/count'): Promise<{ id: string; views: number }> {
-  const res = await jar.get(path);
-  expect(res.status, `GET ${path}: ${res.text.slice(0, 200)}`).to.equal(200);
-  return res.json();
+/** GET /count (or `path`): the session id and its views. */
+function views(jar: CookieJar, path = '/count'): Promise<{ id: string; views: number }> {
+  return okJson(jar, path);
 }
 
 describe('40 adapters: express (express-session over HTTP)', function () {
   this.timeout(60_000);
   afterEach(cleanup);
+  const handlers = handlerFactory(); // closed after cleanup()
 
   describe('sessions across requests', () => {
     const table = uniqueTable('t40');
@@ -549,12 +540,12 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       let connected = 0;
       store.on('connect', () => connected++);
       expect(store.handler).to.be.instanceOf(SessionPgsql);
-      await waitFor(
-        () => store.handler.status().servers[0]!.state === 'up',
-        10_000,
+      await waitUntil(
         'the store to open its handler',
+        10_000,
+        () => store.handler.status().servers[0]!.state === 'up',
       );
-      await waitFor(() => connected === 1, 2000, "'connect'");
+      await waitUntil("'connect'", 2000, () => connected === 1);
       const app = await startApp(store);
       const jar = app.jar();
       await views(jar);
@@ -573,9 +564,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
     });
 
     it('from an existing SessionPgsql: uses it, and close() leaves it open', async () => {
-      const handler = new SessionPgsql({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 });
-      handlers.push(handler);
-      await handler.open();
+      const handler = await handlers.open({ table });
       const store = new ExpressStore(handler);
       stores.push(store);
       expect(store.handler).to.equal(handler);
@@ -613,16 +602,16 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const events: string[] = [];
       store.on('connect', () => events.push('connect'));
       store.on('disconnect', () => events.push('disconnect'));
-      await waitFor(() => events.length === 1, 10_000, "the first 'connect'");
+      await waitUntil("the first 'connect'", 10_000, () => events.length === 1);
       expect(events).to.deep.equal(['connect']);
       try {
         await cluster.stop({ mode: 'fast' });
-        await waitFor(() => events.length === 2, 10_000, "'disconnect' after the server stopped");
+        await waitUntil("'disconnect' after the server stopped", 10_000, () => events.length === 2);
         expect(events).to.deep.equal(['connect', 'disconnect']);
       } finally {
         await cluster.start();
       }
-      await waitFor(() => events.length === 3, 15_000, "'connect' after the server started");
+      await waitUntil("'connect' after the server started", 15_000, () => events.length === 3);
       expect(events).to.deep.equal(['connect', 'disconnect', 'connect']);
     });
 
@@ -632,16 +621,16 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       store.on('connect', () => events.push('connect'));
       store.on('disconnect', () => events.push('disconnect'));
       const state = (i: number) => store.handler.status().servers[i]!.state;
-      await waitFor(() => state(0) === 'up' && state(1) === 'up', 10_000, 'both servers up');
+      await waitUntil('both servers up', 10_000, () => state(0) === 'up' && state(1) === 'up');
       try {
         await cluster.stop({ mode: 'fast' });
-        await waitFor(() => state(1) !== 'up', 10_000, 'server 1 seen down');
+        await waitUntil('server 1 seen down', 10_000, () => state(1) !== 'up');
         await sleep(500);
         expect(events, 'after one of two servers went down').to.deep.equal(['connect']);
       } finally {
         await cluster.start();
       }
-      await waitFor(() => state(1) === 'up', 15_000, 'server 1 up again');
+      await waitUntil('server 1 up again', 15_000, () => state(1) === 'up');
       await sleep(200);
       expect(events).to.deep.equal(['connect']);
     });
@@ -655,27 +644,16 @@ describe('40 adapters: express (express-session over HTTP)', function () {
 
       try {
         await cluster.stop({ mode: 'fast' });
-        for (let i = 0; i < 4; i++) {
-          // save: false keeps the jar's cookie for the session written before the outage.
-          const res = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-          if (res.status === 200) {
-            expect(res.json().views, `request ${i} during the outage`).to.equal(1);
-          } else {
-            expect(res.status, `request ${i} during the outage: ${res.text}`).to.equal(500);
-          }
-          await sleep(250);
-        }
+        await expectFailOrFresh(jar);
       } finally {
         await cluster.start();
       }
 
-      const started = Date.now();
-      let last: HttpResponse | undefined;
-      while (Date.now() - started < 15_000) {
-        last = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-        if (last.status === 200 && last.json().id === id) break;
-        await sleep(200);
-      }
+      const last = await pollUntilBack(
+        jar,
+        '/count',
+        (res) => res.status === 200 && res.json().id === id,
+      );
       expect(last!.status, `not back 15 s after the restart: ${last!.text}`).to.equal(200);
       expect(last!.json()).to.deep.equal({ id, views: 3 });
       expect(await views(jar)).to.deep.equal({ id, views: 4 });

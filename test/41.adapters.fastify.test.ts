@@ -10,7 +10,16 @@ import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { FastifyStore } from '../lib/fastify';
 import type { SessionPgsqlOptions } from '../lib/options';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
-import { CookieJar, type HttpResponse } from './support/http';
+import { handlerFactory } from './support/handlers';
+import {
+  CookieJar,
+  expectFailOrFresh,
+  okJson,
+  pollUntilBack,
+  type HttpResponse,
+} from './support/http';
+import { sessionRow } from './support/rows';
+import { sleep, waitUntil } from './support/wait';
 
 declare module 'fastify' {
   interface Session {
@@ -21,18 +30,6 @@ declare module 'fastify' {
 const SECRET = 'a fastify adapter test secret of at least 32 characters';
 const COOKIE = 'sessionId';
 const RESTART_SERVER = 2;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The session id inside the jar's signed sessionId cookie (`<id>.<signature>`). */
 function sidOf(jar: CookieJar): string {
@@ -51,12 +48,7 @@ interface Row {
 }
 
 async function row(table: string, id: string, server = 0): Promise<Row | undefined> {
-  const rows = await query<Record<string, unknown>>(
-    server,
-    `SELECT sess_id, sess_data, sess_modified, sess_expire, sess_counter FROM "${table}" WHERE sess_id = $1`,
-    [id],
-  );
-  const r = rows[0];
+  const r = await sessionRow(table, id, server);
   if (!r) return undefined;
   return {
     sess_id: String(r.sess_id),
@@ -74,14 +66,13 @@ function appData(r: Row | undefined): Record<string, unknown> {
   return rest;
 }
 
+/** Everything the tests start, closed after each test (apps first, then stores, then handlers). */
 const apps: FastifyInstance[] = [];
 const stores: FastifyStore[] = [];
-const handlers: SessionPgsql[] = [];
 
 async function cleanup(): Promise<void> {
   await Promise.all(apps.splice(0).map((a) => a.close()));
   await Promise.all(stores.splice(0).map((s) => s.close()));
-  await Promise.all(handlers.splice(0).map((h) => h.close()));
 }
 
 function makeStore(options: SessionPgsqlOptions): FastifyStore {
@@ -133,15 +124,15 @@ async function startApp(
   return { url, jar: () => new CookieJar(url) };
 }
 
-async function views(jar: CookieJar, path = '/count'): Promise<{ id: string; views: number }> {
-  const res = await jar.get(path);
-  expect(res.status, `GET ${path}: ${res.text.slice(0, 200)}`).to.equal(200);
-  return res.json();
+/** GET /count (or `path`): the session id and its views. */
+function views(jar: CookieJar, path = '/count'): Promise<{ id: string; views: number }> {
+  return okJson(jar, path);
 }
 
 describe('41 adapters: fastify (@fastify/session over HTTP)', function () {
   this.timeout(60_000);
   afterEach(cleanup);
+  const handlers = handlerFactory(); // closed after cleanup()
 
   describe('sessions across requests', () => {
     const table = uniqueTable('t41');
@@ -343,10 +334,10 @@ describe('41 adapters: fastify (@fastify/session over HTTP)', function () {
     it('from options: opens its own handler with no request; close() closes it', async () => {
       const store = makeStore({ db: db(1), table });
       expect(store.handler).to.be.instanceOf(SessionPgsql);
-      await waitFor(
-        () => store.handler.status().servers[0]!.state === 'up',
-        10_000,
+      await waitUntil(
         'the store to open its handler',
+        10_000,
+        () => store.handler.status().servers[0]!.state === 'up',
       );
       const app = await startApp(store);
       const jar = app.jar();
@@ -366,9 +357,7 @@ describe('41 adapters: fastify (@fastify/session over HTTP)', function () {
     });
 
     it('from an existing SessionPgsql: uses it, and close() leaves it open', async () => {
-      const handler = new SessionPgsql({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 });
-      handlers.push(handler);
-      await handler.open();
+      const handler = await handlers.open({ table });
       const store = new FastifyStore(handler);
       stores.push(store);
       expect(store.handler).to.equal(handler);
@@ -403,26 +392,16 @@ describe('41 adapters: fastify (@fastify/session over HTTP)', function () {
 
       try {
         await cluster.stop({ mode: 'fast' });
-        for (let i = 0; i < 4; i++) {
-          const res = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-          if (res.status === 200) {
-            expect(res.json().views, `request ${i} during the outage`).to.equal(1);
-          } else {
-            expect(res.status, `request ${i} during the outage: ${res.text}`).to.equal(500);
-          }
-          await sleep(250);
-        }
+        await expectFailOrFresh(jar);
       } finally {
         await cluster.start();
       }
 
-      const started = Date.now();
-      let last: HttpResponse | undefined;
-      while (Date.now() - started < 15_000) {
-        last = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-        if (last.status === 200 && last.json().id === id) break;
-        await sleep(200);
-      }
+      const last = await pollUntilBack(
+        jar,
+        '/count',
+        (res) => res.status === 200 && res.json().id === id,
+      );
       expect(last!.status, `not back 15 s after the restart: ${last!.text}`).to.equal(200);
       expect(last!.json()).to.deep.equal({ id, views: 3 });
       expect(await views(jar)).to.deep.equal({ id, views: 4 });

@@ -11,23 +11,22 @@ import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { KoaStore } from '../lib/koa';
 import type { SessionPgsqlOptions } from '../lib/options';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
-import { closeServer, CookieJar, listen, type HttpResponse } from './support/http';
+import { handlerFactory } from './support/handlers';
+import {
+  closeServer,
+  CookieJar,
+  expectFailOrFresh,
+  listen,
+  okJson,
+  pollUntilBack,
+  type HttpResponse,
+} from './support/http';
+import { sessionRow } from './support/rows';
+import { sleep, waitUntil } from './support/wait';
 
 const KEYS = ['koa adapter test key'];
 const COOKIE = 'koa.sess';
 const RESTART_SERVER = 2;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** What Keygrip (koa's cookie signer, sha1) puts in `<name>.sig` for `<name>=<value>`. */
 function signature(name: string, value: string, key: string): string {
@@ -59,13 +58,7 @@ interface Row {
 }
 
 async function row(table: string, id: string, server = 0): Promise<Row | undefined> {
-  const rows = await query<Record<string, unknown>>(
-    server,
-    `SELECT sess_id, sess_data, sess_modified, sess_expire, sess_counter, sess_addr_created
-       FROM "${table}" WHERE sess_id = $1`,
-    [id],
-  );
-  const r = rows[0];
+  const r = await sessionRow(table, id, server);
   if (!r) return undefined;
   return {
     sess_id: String(r.sess_id),
@@ -84,14 +77,13 @@ function appData(r: Row | undefined): Record<string, unknown> {
   return Object.fromEntries(Object.entries(data).filter(([k]) => !k.startsWith('_')));
 }
 
+/** Everything the tests start, closed after each test (servers first, then stores, then handlers). */
 const httpServers: http.Server[] = [];
 const stores: KoaStore[] = [];
-const handlers: SessionPgsql[] = [];
 
 async function cleanup(): Promise<void> {
   await Promise.all(httpServers.splice(0).map((s) => closeServer(s)));
   await Promise.all(stores.splice(0).map((s) => s.close()));
-  await Promise.all(handlers.splice(0).map((h) => h.close()));
 }
 
 function makeStore(options: SessionPgsqlOptions): KoaStore {
@@ -143,15 +135,15 @@ async function startApp(store: KoaStore, options: CreateSessionOptions = {}): Pr
   return { url, server, jar: () => new CookieJar(url) };
 }
 
+/** GET /count (or `path`): the session's views. */
 async function views(jar: CookieJar, path = '/count'): Promise<number | null> {
-  const res = await jar.get(path);
-  expect(res.status, `GET ${path}: ${res.text.slice(0, 200)}`).to.equal(200);
-  return res.json().views;
+  return (await okJson(jar, path)).views;
 }
 
 describe('42 adapters: koa (koa-session over HTTP)', function () {
   this.timeout(60_000);
   afterEach(cleanup);
+  const handlers = handlerFactory(); // closed after cleanup()
 
   describe('sessions across requests', () => {
     const table = uniqueTable('t42');
@@ -441,10 +433,10 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
     it('from options: opens its own handler with no request; close() closes it', async () => {
       const store = makeStore({ db: db(1), table });
       expect(store.handler).to.be.instanceOf(SessionPgsql);
-      await waitFor(
-        () => store.handler.status().servers[0]!.state === 'up',
-        10_000,
+      await waitUntil(
         'the store to open its handler',
+        10_000,
+        () => store.handler.status().servers[0]!.state === 'up',
       );
       const app = await startApp(store);
       const jar = app.jar();
@@ -464,9 +456,7 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
     });
 
     it('from an existing SessionPgsql: uses it, and close() leaves it open', async () => {
-      const handler = new SessionPgsql({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 });
-      handlers.push(handler);
-      await handler.open();
+      const handler = await handlers.open({ table });
       const store = new KoaStore(handler);
       stores.push(store);
       expect(store.handler).to.equal(handler);
@@ -501,26 +491,16 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
 
       try {
         await cluster.stop({ mode: 'fast' });
-        for (let i = 0; i < 4; i++) {
-          const res = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-          if (res.status === 200) {
-            expect(res.json().views, `request ${i} during the outage`).to.equal(1);
-          } else {
-            expect(res.status, `request ${i} during the outage: ${res.text}`).to.equal(500);
-          }
-          await sleep(250);
-        }
+        await expectFailOrFresh(jar);
       } finally {
         await cluster.start();
       }
 
-      const started = Date.now();
-      let last: HttpResponse | undefined;
-      while (Date.now() - started < 15_000) {
-        last = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-        if (last.status === 200 && last.json().views !== 1) break;
-        await sleep(200);
-      }
+      const last = await pollUntilBack(
+        jar,
+        '/count',
+        (res) => res.status === 200 && res.json().views !== 1,
+      );
       expect(last!.status, `not back 15 s after the restart: ${last!.text}`).to.equal(200);
       expect(last!.json().views).to.equal(3);
       expect(await views(jar)).to.equal(4);

@@ -3,41 +3,10 @@
 // connectTimeout with a retryable SPG_CONNECT_TIMEOUT while timers keep firing; a port with
 // nothing listening fails at once with SPG_CONNECT_FAILED; nothing hangs afterwards.
 import { expect } from 'chai';
-import * as net from 'node:net';
 import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { newId, servers, uniqueTable } from './support/db';
-
-/** A loopback listener that accepts connections and never says a word. */
-class SilentServer {
-  readonly sockets = new Set<net.Socket>();
-  readonly server = net.createServer((socket) => {
-    this.sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => this.sockets.delete(socket));
-  });
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(0, '127.0.0.1', resolve);
-    });
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-/** A loopback port that nothing listens on (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { closedAfterEach } from './support/handlers';
+import { closedPort, SilentServer } from './support/net';
 
 /** The rejection of `promise` (fails the test if it resolves or takes longer than `ms`). */
 async function rejection(promise: Promise<unknown>, ms: number): Promise<SessionPgsqlError> {
@@ -63,22 +32,16 @@ describe('lifecycle: connect timeout', function () {
 
   let silent: SilentServer;
   let silentPort: number;
-  const handlers: SessionPgsql[] = [];
+  const handlers = closedAfterEach<SessionPgsql>();
 
   /** A handler that afterEach closes. */
   function handler(db: string, options: { connectTimeout?: number; table?: string } = {}) {
-    const h = new SessionPgsql({ db, table: uniqueTable('t50'), ...options });
-    handlers.push(h);
-    return h;
+    return handlers.keep(new SessionPgsql({ db, table: uniqueTable('t50'), ...options }));
   }
 
   before(async () => {
     silent = new SilentServer();
     silentPort = await silent.listen();
-  });
-
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   after(async () => {

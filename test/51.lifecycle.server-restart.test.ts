@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { clusters, newId, query, servers, uniqueTable } from './support/db';
+import { settleWithin, sleep } from './support/wait';
 
 const SERVER = 2;
 
@@ -17,10 +18,6 @@ const RETRYABLE_CODES = [
   'SPG_CONNECT_TIMEOUT',
 ];
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Checks an error from a crashed or down server: retryable, with an outage code. */
 function expectOutageError(error: unknown, what: string): void {
   expect(error, what).to.be.instanceOf(SessionPgsqlError);
@@ -30,25 +27,6 @@ function expectOutageError(error: unknown, what: string): void {
   expect(sqlstate || RETRYABLE_CODES.includes(code), `${what}: code ${code} (${message})`).to.equal(
     true,
   );
-}
-
-/** Resolves with the outcome of `promise`, or with 'pending' after `ms`. */
-async function settleWithin<T>(
-  promise: Promise<T>,
-  ms: number,
-): Promise<{ value: T } | { error: unknown } | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    promise.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ),
-    new Promise<'pending'>((resolve) => {
-      timer = setTimeout(() => resolve('pending'), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return result;
 }
 
 describe('lifecycle: server crash and restart', function () {

@@ -2,28 +2,11 @@
 // operation started before close() settles, close() resolves once they have, later calls
 // reject with SPG_CLOSED, and a server that never answers cannot hold close() hostage.
 import { expect } from 'chai';
-import * as net from 'node:net';
 import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
-
-/** Resolves with the outcome of `promise`, or with 'pending' after `ms`. */
-async function settleWithin<T>(
-  promise: Promise<T>,
-  ms: number,
-): Promise<{ value: T } | { error: unknown } | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    promise.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ),
-    new Promise<'pending'>((resolve) => {
-      timer = setTimeout(() => resolve('pending'), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return result;
-}
+import { closedAfterEach } from './support/handlers';
+import { SilentServer } from './support/net';
+import { settleWithin } from './support/wait';
 
 /** Asserts that `promise` rejects with SPG_CLOSED within a second. */
 async function expectClosed(promise: Promise<unknown>, what: string): Promise<void> {
@@ -38,17 +21,12 @@ async function expectClosed(promise: Promise<unknown>, what: string): Promise<vo
 describe('lifecycle: close() with operations pending', function () {
   this.timeout(30_000);
 
-  const handlers: SessionPgsql[] = [];
+  // Every test closes its handlers itself; afterEach closing them too is the safety net when
+  // one fails.
+  const handlers = closedAfterEach<SessionPgsql>();
   function handler(options: { db?: string; connectTimeout?: number; table?: string } = {}) {
-    const h = new SessionPgsql({ db: db(1), table: uniqueTable('t52'), ...options });
-    handlers.push(h);
-    return h;
+    return handlers.keep(new SessionPgsql({ db: db(1), table: uniqueTable('t52'), ...options }));
   }
-
-  afterEach(async () => {
-    // Every test closes its handlers itself; this is the safety net when one fails.
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
-  });
 
   for (const opened of [true, false]) {
     it(`drains 500 reads and 500 writes started just before close() (${opened ? 'after open()' : 'never opened'})`, async () => {
@@ -148,13 +126,8 @@ describe('lifecycle: close() with operations pending', function () {
   });
 
   it('close() while the server never answers settles everything and resolves within ~2 s', async () => {
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as net.AddressInfo;
+    const silent = new SilentServer();
+    const port = await silent.listen();
     try {
       const h = handler({ db: `host=127.0.0.1 port=${port} dbname=x user=y`, connectTimeout: 0.5 });
       // Outcomes are captured at once, so no rejection is ever unhandled.
@@ -186,8 +159,7 @@ describe('lifecycle: close() with operations pending', function () {
         ]);
       }
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => silent.close(() => resolve()));
+      await silent.close();
     }
   });
 });

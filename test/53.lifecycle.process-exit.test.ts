@@ -4,9 +4,9 @@
 // used. A hang is killed after 15 s and fails; a crash shows up as a signal or a bad status.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { db, query, uniqueTable } from './support/db';
+import { closedPort, SilentServer } from './support/net';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'process-exit.js');
 const KILL_AFTER_MS = 15_000;
@@ -62,15 +62,6 @@ function expectCleanExit(result: ChildResult, stdout: RegExp): void {
   expect(result.stdout, report).to.match(stdout);
 }
 
-/** A loopback port that nothing listens on (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('lifecycle: process exit without close()', function () {
   this.timeout(30_000);
 
@@ -109,13 +100,8 @@ describe('lifecycle: process exit without close()', function () {
   });
 
   it('a process whose server never answers exits 0 once the connect timeout has passed', async () => {
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as net.AddressInfo;
+    const silent = new SilentServer();
+    const port = await silent.listen();
     try {
       const result = await runChild([
         'unreachable',
@@ -124,8 +110,7 @@ describe('lifecycle: process exit without close()', function () {
       ]);
       expectCleanExit(result, /^SPG_CONNECT_TIMEOUT$/m);
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => silent.close(() => resolve()));
+      await silent.close();
     }
   });
 

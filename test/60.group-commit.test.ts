@@ -11,6 +11,8 @@
 import { expect } from 'chai';
 import { SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
+import { handlerFactory } from './support/handlers';
+import { serverBack, sleep } from './support/wait';
 
 interface Row {
   sess_id: string;
@@ -22,10 +24,6 @@ interface Row {
 }
 
 const CRASH_SERVER = 2;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /**
  * Settles every promise of `promises` (handled at once, so a rejection never goes unhandled);
@@ -74,21 +72,15 @@ describe('60 group commit', function () {
   this.timeout(60_000);
 
   let table: string;
-  const handlers: SessionPgsql[] = [];
+  const handlers = handlerFactory();
 
-  /** An open handler on test server `server` (0 unless told), maxBatch 64 unless told. */
-  async function make(options: SessionPgsqlOptions = {}, server = 0): Promise<SessionPgsql> {
-    const handler = new SessionPgsql({
-      db: server === 0 ? db(1) : servers()[server]!,
-      table,
-      gcInterval: 0,
-      vacuumInterval: 0,
-      maxBatch: 64,
-      ...options,
-    });
-    handlers.push(handler);
-    await handler.open();
-    return handler;
+  /**
+   * An open handler on this test's table on test server `server` (0 unless told), housekeeping
+   * timers off, maxBatch 64 unless told.
+   */
+  function make(options: SessionPgsqlOptions = {}, server = 0): Promise<SessionPgsql> {
+    const conninfo = server === 0 ? db(1) : servers()[server]!;
+    return handlers.open({ db: conninfo, table, maxBatch: 64, ...options });
   }
 
   /** The stored rows of `ids` (every row when omitted), by id, with their xmin. */
@@ -140,9 +132,6 @@ describe('60 group commit', function () {
 
   beforeEach(() => {
     table = uniqueTable('t60');
-  });
-  afterEach(async () => {
-    await Promise.all(handlers.splice(0).map((h) => h.close()));
   });
 
   describe('batching', () => {
@@ -553,20 +542,6 @@ describe('60 group commit', function () {
       if (!cluster.isRunning()) await cluster.start();
     });
 
-    /** Waits until the test server answers queries again (at most 30 s). */
-    async function serverBack(): Promise<void> {
-      const since = Date.now();
-      for (;;) {
-        try {
-          await query(CRASH_SERVER, 'SELECT 1');
-          return;
-        } catch (error) {
-          if (Date.now() - since > 30_000) throw error;
-          await sleep(100);
-        }
-      }
-    }
-
     /** A rejection of an interrupted operation: retryable, or a SQLSTATE from the server. */
     function expectInterrupted(reason: unknown, what: string): void {
       expect(reason, what).to.be.instanceOf(SessionPgsqlError);
@@ -611,7 +586,7 @@ describe('60 group commit', function () {
       } finally {
         await cluster.start();
       }
-      await serverBack();
+      await serverBack(CRASH_SERVER);
       const found = await rows(ids, CRASH_SERVER);
       const lost = resolved.filter((id) => found.get(id)?.sess_data !== data[ids.indexOf(id)]);
       expect(lost.length, `writes reported stored but missing of ${resolved.length}`).to.equal(0);
@@ -658,7 +633,7 @@ describe('60 group commit', function () {
       } finally {
         await cluster.start();
       }
-      await serverBack();
+      await serverBack(CRASH_SERVER);
       const stored = (await rows([x], CRASH_SERVER)).get(x)?.sess_data ?? '';
       const readData = await read.then(
         (s) => s.data,

@@ -22,6 +22,11 @@ export function clusters(): Cluster[] {
   return controlFromEnv();
 }
 
+/** Starts every test server that is down; resolves once each accepts connections. */
+export async function restartAll(): Promise<void> {
+  await Promise.all(clusters().map((c) => (c.isRunning() ? undefined : c.start())));
+}
+
 /** A table name no other test uses. */
 export function uniqueTable(prefix = 't'): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`;
@@ -45,6 +50,13 @@ export async function query<T = Record<string, unknown>>(
   } finally {
     await client.end();
   }
+}
+
+/** A pg client on test server `index` that stays open (query() opens one per call). */
+export async function client(index: number): Promise<Client> {
+  const c = new Client({ connectionString: toUri(servers()[index]!) });
+  await c.connect();
+  return c;
 }
 
 function toUri(conninfo: string): string {

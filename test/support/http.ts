@@ -4,8 +4,14 @@
 // expires it (Max-Age <= 0 or Expires in the past), and sends the rest back on every request.
 // Stored cookies never expire on their own: a jar behaves like a client replaying an old cookie.
 // Redirects are not followed.
+//
+// Below the jar: serving an app on loopback, and what the adapter tests ask of their apps, whose
+// GET /count adds one to the session's `views` and answers JSON with it, and whose errors (from
+// the store) become a 500.
+import { expect } from 'chai';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { sleep } from './wait';
 
 export interface RequestOptions {
   method?: string;
@@ -170,4 +176,47 @@ export async function closeServer(server: Server | undefined): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
   await closed;
+}
+
+/** GET `path` with the jar: expects 200 and resolves to the JSON body. */
+export async function okJson<T = any>(jar: CookieJar, path: string): Promise<T> {
+  const res = await jar.get(path);
+  expect(res.status, `GET ${path}: ${res.text.slice(0, 200)}`).to.equal(200);
+  return res.json<T>();
+}
+
+/**
+ * Four GET /count while the app's only server is down, 250 ms apart: each fails (500) or gets a
+ * fresh session (views 1). save: false keeps the jar's cookie for the session written before
+ * the outage.
+ */
+export async function expectFailOrFresh(jar: CookieJar): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    const res = await jar.get('/count', { save: false, timeoutMs: 10_000 });
+    if (res.status === 200) {
+      expect(res.json().views, `request ${i} during the outage`).to.equal(1);
+    } else {
+      expect(res.status, `request ${i} during the outage: ${res.text}`).to.equal(500);
+    }
+    await sleep(250);
+  }
+}
+
+/**
+ * GET `path` every 200 ms, keeping the jar's cookie (save: false), until `back(response)` holds
+ * or 15 s have passed; resolves to the last response.
+ */
+export async function pollUntilBack(
+  jar: CookieJar,
+  path: string,
+  back: (res: HttpResponse) => boolean,
+): Promise<HttpResponse | undefined> {
+  const started = Date.now();
+  let last: HttpResponse | undefined;
+  while (Date.now() - started < 15_000) {
+    last = await jar.get(path, { save: false, timeoutMs: 10_000 });
+    if (back(last)) break;
+    await sleep(200);
+  }
+  return last;
 }
