@@ -4,6 +4,19 @@ import { ErrorCode, SessionPgsqlError } from './errors';
 import { SessionPgsql } from './handler';
 import type { SessionPgsqlOptions } from './options';
 
+/**
+ * Loads a framework package that an adapter needs (an optional peer
+ * dependency), with a message that says what to install when it is missing.
+ */
+export function requirePeer<T>(name: string, entry: string): T {
+  try {
+    return require(name) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    throw new Error(`${entry} needs the ${name} package: npm install ${name}`);
+  }
+}
+
 /** A handler to use, or the options of one the adapter creates, opens and closes. */
 export type HandlerOrOptions = SessionPgsql | SessionPgsqlOptions;
 

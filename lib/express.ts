@@ -1,9 +1,10 @@
 // session-pgsql/express: a store for express-session.
-import session from 'express-session';
+import type * as ExpressSession from 'express-session';
 import {
   adoptHandler,
   decode,
   isNotFound,
+  requirePeer,
   settle,
   toUnixSeconds,
   type HandlerOrOptions,
@@ -11,8 +12,11 @@ import {
 import type { SessionPgsql } from './handler';
 import type { Session } from './session';
 
+// express-session is an optional peer dependency: only this entry point needs it.
+const session = requirePeer<typeof ExpressSession>('express-session', 'session-pgsql/express');
+
 type Callback<T = unknown> = (err?: any, value?: T) => void;
-type SessionData = session.SessionData;
+type SessionData = ExpressSession.SessionData;
 
 export interface ExpressStoreOptions {
   /**
@@ -79,7 +83,7 @@ export class ExpressStore extends session.Store {
     settle(found, callback);
   }
 
-  override createSession(req: any, data: SessionData): session.Session & SessionData {
+  override createSession(req: any, data: SessionData): ExpressSession.Session & SessionData {
     const loaded = this.#loaded.get(data);
     if (loaded) this.#requests.set(req, loaded);
     return super.createSession(req, data);
