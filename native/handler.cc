@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "addon.h"
+#include "results.h"
 
 namespace spg {
 
@@ -21,26 +22,6 @@ bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
 std::string Utf8(const Napi::Value& v) { return v.As<Napi::String>().Utf8Value(); }
 
 Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
-
-long long ParseInt(const PGresult* r, int row, int col) {
-  if (PQgetisnull(r, row, col)) return 0;
-  return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
-}
-
-std::string Text(const PGresult* r, int row, int col) {
-  if (PQgetisnull(r, row, col)) return "";
-  return std::string(PQgetvalue(r, row, col), PQgetlength(r, row, col));
-}
-
-double NowSeconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-long long AffectedRows(const PGresult* r) {
-  const char* n = PQcmdTuples(const_cast<PGresult*>(r));
-  return n && *n ? std::strtoll(n, nullptr, 10) : 0;
-}
 
 // Absolute Unix seconds from JS (null: the default lifetime) as a parameter.
 bool BindExpires(Statement& s, const Napi::Value& v) {

@@ -7,22 +7,13 @@
 
 #include "addon.h"
 #include "handler.h"
+#include "results.h"
 #include "server.h"
 #include "sql.h"
 
 namespace spg {
 
 namespace {
-
-double NowSeconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-long long AffectedRows(const PGresult* r) {
-  const char* n = PQcmdTuples(const_cast<PGresult*>(r));
-  return n && *n ? std::strtoll(n, nullptr, 10) : 0;
-}
 
 double Jitter() {
   static thread_local std::minstd_rand random{std::random_device{}()};

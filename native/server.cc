@@ -12,16 +12,12 @@
 #include "addon.h"
 #include "handler.h"
 #include "placement.h"
+#include "results.h"
 #include "sql.h"
 
 namespace spg {
 
 namespace {
-
-double NowSeconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
 
 std::string Quoted(const std::string& value) {
   bool plain = !value.empty();
