@@ -55,8 +55,9 @@ export interface SessionPgsqlOptions {
    */
   synchronousCommit?: boolean;
   /**
-   * Connections per server. Writes always use the first (they share its
-   * batches and keep their order); with more, reads use the others. Default `1`.
+   * Connections per server. Each operation takes the least busy one, except
+   * that an operation on a session with a write pending follows that write.
+   * Default `2`.
    */
   connections?: number;
 }
@@ -86,7 +87,7 @@ export const defaults = {
   retryMaxDelay: 5,
   maxBatch: 64,
   synchronousCommit: true,
-  connections: 1,
+  connections: 2,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {

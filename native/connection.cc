@@ -82,11 +82,15 @@ ErrorInfo Connection::Start() {
 
 void Connection::Enqueue(OpPtr op) {
   op->results.resize(op->statements.size());
-  if (op->batchable) {
-    ++pending_writes_[op->key];
+  bool behind_write = false;
+  if (!op->key.empty()) {
+    KeyCount& count = pending_keys_[op->key];
+    behind_write = op->read_only && count.writes > 0;  // must see the writes issued before it
+    ++count.ops;
+    if (op->batchable) ++count.writes;
+  }
+  if (op->batchable || behind_write) {
     writes_.push_back(std::move(op));
-  } else if (op->read_only && !op->key.empty() && pending_writes_.count(op->key) != 0) {
-    writes_.push_back(std::move(op));  // must see the writes issued before it
   } else {
     others_.push_back(std::move(op));
   }
@@ -96,9 +100,11 @@ void Connection::Enqueue(OpPtr op) {
 
 // Bookkeeping when an op leaves the connection (settled or handed back).
 void Connection::Settled(const Op& op) {
-  if (!op.batchable) return;
-  auto it = pending_writes_.find(op.key);
-  if (it != pending_writes_.end() && --it->second == 0) pending_writes_.erase(it);
+  if (op.key.empty()) return;
+  auto it = pending_keys_.find(op.key);
+  if (it == pending_keys_.end()) return;
+  if (op.batchable) --it->second.writes;
+  if (--it->second.ops == 0) pending_keys_.erase(it);
 }
 
 void Connection::MarkReady() {
@@ -259,14 +265,23 @@ bool Connection::SendOne(Op& op) {
 
 void Connection::SendQueued() {
   bool sent_any = false;
-  // Reads and other single ops go out at once, pipelined, each with its own Sync.
+  // Reads and other single ops go out at once, pipelined. Reads waiting side by
+  // side share one Sync (up to max_batch): the server answers them in one send,
+  // and one failure only makes its neighbours go again, as in a write batch.
+  // Everything else has a Sync of its own.
+  size_t reads_in_group = 0;
   for (auto it = others_.begin(); it != others_.end() && pending_sent() < config_.max_in_flight;) {
     Op& op = **it;
     if (!ready_ && !op.setup) {
       ++it;
       continue;
     }
-    op.syncs = true;
+    auto next = std::next(it);
+    const bool group_next = ready_ && op.read_only && next != others_.end() &&
+                            (*next)->read_only && reads_in_group + 1 < config_.max_batch &&
+                            pending_sent() + 1 < config_.max_in_flight;
+    op.syncs = !group_next;
+    reads_in_group = group_next ? reads_in_group + 1 : 0;
     if (!SendOne(op)) {
       Fail(LostError(code::kConnectionLost));
       return;
@@ -397,7 +412,7 @@ void Connection::Complete() {
     failed = failed || (op->error && !op->aborted);
     at_commit = at_commit || op->failed_at_commit;
   }
-  std::deque<OpPtr> retry;
+  std::deque<OpPtr> retry, settled;
   for (OpPtr& op : batch) {
     // Rolled back or skipped for a neighbour's failure: send it again, in its
     // place, so one bad write neither fails nor loses the others. A failure at
@@ -414,11 +429,28 @@ void Connection::Complete() {
       continue;
     }
     Settled(*op);
-    if (op->done) op->done(*op);
-    if (closed_) return;
+    settled.push_back(std::move(op));
   }
-  // No other write batch is in flight, so the front of the queue is their place.
-  for (auto it = retry.rbegin(); it != retry.rend(); ++it) writes_.push_front(std::move(*it));
+  // Their place is the front of their queue: no other write batch is in flight,
+  // and reads grouped with each other were sent before anything still queued.
+  for (auto it = retry.rbegin(); it != retry.rend(); ++it) {
+    auto& queue = (*it)->in_batch ? writes_ : others_;
+    queue.push_front(std::move(*it));
+  }
+  // why: the server sits idle until the next batch reaches it. Sending what
+  // waits before the callbacks below run their JavaScript lets the two overlap
+  // instead of taking turns. A send that fails hands the queued ops to the
+  // delegate; the settled ones are still answered.
+  if (ready_ && (!others_.empty() || (!writes_.empty() && !batch_in_flight_))) {
+    SendQueued();
+    if (!closed_) FlushOutput();
+  }
+  const bool closed_before = closed_;
+  for (OpPtr& op : settled) {
+    if (op->done) op->done(*op);
+    if (closed_ && !closed_before) return;
+  }
+  if (closed_) return;
   UpdateRef();
   if (retiring_ && pending() == 0) {
     delegate_->OnRetired(this);
@@ -464,7 +496,7 @@ std::deque<OpPtr> Connection::TakeOps() {
     queue->clear();
   }
   batch_.clear();
-  pending_writes_.clear();
+  pending_keys_.clear();
   batch_in_flight_ = false;
   for (auto& op : ops) op->in_batch = op->solo = false;
   return ops;

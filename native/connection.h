@@ -59,8 +59,9 @@ struct Op {
   bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
   // Group commit: batchable ops (writes) wait while the connection's write
   // batch is in flight, then go out together: one round trip, one commit.
-  // Other ops go out at once, each with its own Sync. A read of a session with
-  // a write still pending queues behind that write, so order per id holds.
+  // Other ops go out at once: reads side by side share a Sync, anything else
+  // has its own. A read of a session with a write still pending queues behind
+  // that write, so order per id holds.
   bool batchable = false;
   bool read_only = false;
 
@@ -133,8 +134,8 @@ class Connection {
     return sent_.size() + others_.size() + writes_.size() + batch_.size();
   }
   size_t pending_sent() const { return sent_.size() + batch_.size(); }
-  // Whether a write to this session id is queued or in flight here.
-  bool HasPendingWrite(const std::string& key) const { return pending_writes_.count(key) != 0; }
+  // Whether an operation on this session id is queued or in flight here.
+  bool HasPending(const std::string& key) const { return pending_keys_.count(key) != 0; }
   PGconn* pg() const { return conn_; }
 
  private:
@@ -179,14 +180,18 @@ class Connection {
   uv_timer_t* timer_ = nullptr;
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
   size_t head_statement_ = 0;         // which statement of sent_.front() results are for
-  std::deque<OpPtr> others_;  // to send at the next flush, each with its own Sync
+  std::deque<OpPtr> others_;  // to send at the next flush (reads grouped, others alone)
   std::deque<OpPtr> writes_;  // the next write batch (plus reads that depend on it)
   std::deque<OpPtr> sent_;    // sent, results not all in yet; the head gets the next result
   std::deque<OpPtr> batch_;   // results in, waiting for their batch's Sync (commit)
   bool batch_in_flight_ = false;  // a write batch is sent and not yet committed
-  // Session id -> writes enqueued and not yet settled: a read of such a session
-  // must not overtake them.
-  std::unordered_map<std::string, int> pending_writes_;
+  // Session id -> its ops enqueued and not yet settled, and how many of them
+  // write: a read of such a session must not overtake its writes.
+  struct KeyCount {
+    int ops = 0;
+    int writes = 0;
+  };
+  std::unordered_map<std::string, KeyCount> pending_keys_;
 
   friend class Addon;
 };

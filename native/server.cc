@@ -164,20 +164,51 @@ void Server::Submit(OpPtr op) {
     if (op->done) op->done(*op);
     return;
   }
-  // Every write goes through the first connection, so writes share its batches
-  // and keep their order. With more connections, reads (and other work) use
-  // the others and never wait behind a batch's commit, except a read of a
-  // session with a write still pending, which stays behind that write.
-  Slot* slot = &slots_[0];
-  const bool behind_write =
-      op->batchable || (op->read_only && slot->conn->HasPendingWrite(op->key));
-  if (!behind_write && slots_.size() > 1) {
-    slot = &slots_[1];
-    for (size_t i = 2; i < slots_.size(); ++i) {
+  // An empty op is a barrier (open, reset): it answers once every connection
+  // has, so the server is up when it does.
+  if (op->statements.empty() && slots_.size() > 1) {
+    SubmitBarrier(std::move(op));
+    return;
+  }
+  // An op on a session with ops still pending follows them on their connection,
+  // so ops on one session run in the order they were issued. Anything else
+  // takes the connection with the least work queued: writes that wait there
+  // share its next batch, and batches on different connections commit side by
+  // side on different backends.
+  Slot* slot = nullptr;
+  if (!op->key.empty()) {
+    for (Slot& s : slots_) {
+      if (s.conn->HasPending(op->key)) {
+        slot = &s;
+        break;
+      }
+    }
+  }
+  if (slot == nullptr) {
+    slot = &slots_[0];
+    for (size_t i = 1; i < slots_.size(); ++i) {
       if (slots_[i].conn->pending() < slot->conn->pending()) slot = &slots_[i];
     }
   }
   slot->conn->Enqueue(std::move(op));
+}
+
+void Server::SubmitBarrier(OpPtr op) {
+  struct State {
+    OpPtr op;
+    size_t remaining;
+  };
+  auto state = std::make_shared<State>(State{std::move(op), slots_.size()});
+  for (Slot& slot : slots_) {
+    auto part = std::make_unique<Op>();
+    part->server = index_;
+    part->done = [state](Op& part) {
+      Op& whole = *state->op;
+      if (part.error && !whole.error) whole.error = std::move(part.error);
+      if (--state->remaining == 0 && whole.done) whole.done(whole);
+    };
+    slot.conn->Enqueue(std::move(part));
+  }
 }
 
 void Server::Reconnect() {

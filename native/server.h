@@ -56,11 +56,11 @@ class Server : public ConnectionDelegate {
 
   // Connects unless already connected or connecting.
   void Start();
-  // Sends `op` on the current connection (queued while it connects). The op's
-  // `done` runs on completion; on a connection failure the handler's
-  // OnOpFailed decides what becomes of it.
+  // Sends `op` on one of the current connections (queued while they connect).
+  // The op's `done` runs on completion; on a connection failure the handler's
+  // Resend decides what becomes of it.
   void Submit(OpPtr op);
-  // A fresh connection now; the old one finishes what it has in flight.
+  // Fresh connections now; the old ones finish what they have in flight.
   void Reconnect();
   // Closes the connection and timers without settling anything still queued.
   void Close();
@@ -89,6 +89,7 @@ class Server : public ConnectionDelegate {
   void OnRetired(Connection* conn) override;
 
  private:
+  void SubmitBarrier(OpPtr op);
   void SetState(State state);
   // One connection of the server, with its own setup progress.
   struct Slot {
