@@ -1,5 +1,8 @@
 #include "connection.h"
 
+#include <algorithm>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "addon.h"
@@ -237,30 +240,56 @@ void Connection::Flush() {
   FlushOutput();
 }
 
+bool Connection::SendStatement(const Statement& s) {
+  std::vector<const char*> values(s.params.size());
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    values[i] = s.is_null[i] ? nullptr : s.params[i].c_str();
+  }
+  const int n = static_cast<int>(values.size());
+  switch (s.kind) {
+    case Statement::Kind::kPrepare:
+      return PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr) == 1;
+    case Statement::Kind::kPrepared:
+      return PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0) ==
+             1;
+    case Statement::Kind::kParams:
+      return PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
+                               0) == 1;
+  }
+  return false;
+}
+
 bool Connection::SendOne(Op& op) {
   for (const Statement& s : op.statements) {
-    std::vector<const char*> values(s.params.size());
-    for (size_t i = 0; i < s.params.size(); ++i) {
-      values[i] = s.is_null[i] ? nullptr : s.params[i].c_str();
-    }
-    const int n = static_cast<int>(values.size());
-    int ok = 0;
-    switch (s.kind) {
-      case Statement::Kind::kPrepare:
-        ok = PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr);
-        break;
-      case Statement::Kind::kPrepared:
-        ok = PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0);
-        break;
-      case Statement::Kind::kParams:
-        ok = PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
-                               0);
-        break;
-    }
-    if (!ok) return false;
+    if (!SendStatement(s)) return false;
   }
-  if (op.syncs && !PQpipelineSync(conn_)) return false;
-  return true;
+  return !op.syncs || PQpipelineSync(conn_) == 1;
+}
+
+// How many ops from the front of writes_ (at most `limit`) go out as one
+// merged statement: neighbours with the same merge and distinct session ids.
+size_t Connection::MergeGroupSize(size_t limit) const {
+  const Op& first = *writes_.front();
+  if (first.merge == nullptr || first.solo || first.statements.size() != 1) return 1;
+  std::unordered_set<std::string_view> keys{first.key};
+  size_t n = 1;
+  while (n < writes_.size() && n < limit) {
+    const Op& op = *writes_[n];
+    if (op.merge != first.merge || op.solo || op.statements.size() != 1 ||
+        !keys.insert(op.key).second) {
+      break;
+    }
+    ++n;
+  }
+  return n;
+}
+
+// Moves the ops that rode along with `head`'s merged statement (next in sent_).
+void Connection::TakeRiders(const Op& head, std::deque<OpPtr>* into) {
+  for (size_t i = 0; i < head.riders && !sent_.empty(); ++i) {
+    into->push_back(std::move(sent_.front()));
+    sent_.pop_front();
+  }
 }
 
 void Connection::SendQueued() {
@@ -297,18 +326,39 @@ void Connection::SendQueued() {
     while (!writes_.empty() && n < config_.max_batch && pending_sent() < config_.max_in_flight) {
       Op& op = *writes_.front();
       if (op.solo && n > 0) break;
+      const size_t group = MergeGroupSize(
+          std::min(config_.max_batch - n, config_.max_in_flight - pending_sent()));
+      const bool last = writes_.size() == group || n + group == config_.max_batch || op.solo ||
+                        writes_[group]->solo ||
+                        pending_sent() + group >= config_.max_in_flight;
       op.in_batch = true;
-      op.syncs = writes_.size() == 1 || n + 1 == config_.max_batch || op.solo ||
-                 writes_[1]->solo || pending_sent() + 1 == config_.max_in_flight;
-      if (!SendOne(op)) {
+      op.syncs = last;
+      bool ok = true;
+      if (group > 1) {
+        std::vector<const Statement*> parts;
+        parts.reserve(group);
+        for (size_t i = 0; i < group; ++i) parts.push_back(&writes_[i]->statements[0]);
+        ok = SendStatement(op.merge->build(parts)) && (!last || PQpipelineSync(conn_) == 1);
+        op.riders = group - 1;
+      } else {
+        ok = SendOne(op);
+      }
+      if (!ok) {
         Fail(LostError(code::kConnectionLost));
         return;
       }
-      sent_.push_back(std::move(writes_.front()));
-      writes_.pop_front();
-      ++n;
+      for (size_t i = 0; i < group; ++i) {
+        if (i > 0) {
+          Op& rider = *writes_.front();
+          rider.rider = rider.in_batch = true;
+          rider.syncs = false;
+        }
+        sent_.push_back(std::move(writes_.front()));
+        writes_.pop_front();
+      }
+      n += group;
       sent_any = true;
-      if (sent_.back()->syncs) break;
+      if (last) break;
     }
     batch_in_flight_ = n > 0;
   }
@@ -392,8 +442,9 @@ void Connection::StatementsDone() {
   OpPtr op = std::move(sent_.front());
   sent_.pop_front();
   head_statement_ = 0;
-  UpdateDeadline();
   batch_.push_back(std::move(op));
+  TakeRiders(*batch_.back(), &batch_);
+  UpdateDeadline();
 }
 
 // A Sync arrived: the batch (ops in batch_ plus the head) has committed, or,
@@ -403,6 +454,7 @@ void Connection::Complete() {
   batch_.clear();
   batch.push_back(std::move(sent_.front()));
   sent_.pop_front();
+  TakeRiders(*batch.back(), &batch);
   head_statement_ = 0;
   if (batch.back()->in_batch) batch_in_flight_ = false;
   UpdateDeadline();
@@ -413,16 +465,30 @@ void Connection::Complete() {
     at_commit = at_commit || op->failed_at_commit;
   }
   std::deque<OpPtr> retry, settled;
+  size_t riders_left = 0;       // of the merged statement being walked
+  bool merged_failed = false;  // that statement failed
   for (OpPtr& op : batch) {
     // Rolled back or skipped for a neighbour's failure: send it again, in its
     // place, so one bad write neither fails nor loses the others. A failure at
-    // COMMIT names no statement: each op is then sent alone to find the culprit.
+    // COMMIT, or of a merged statement, names no op: each op is then sent
+    // alone to find the culprit.
+    bool in_failed_merge = false;
+    if (op->riders > 0) {
+      riders_left = op->riders;
+      merged_failed = op->error && !op->aborted;
+      in_failed_merge = merged_failed;
+    } else if (riders_left > 0) {
+      --riders_left;
+      in_failed_merge = merged_failed;
+    }
     const bool innocent = failed && !op->error;
-    const bool suspect = at_commit && batch.size() > 1;
+    const bool suspect = (at_commit && batch.size() > 1) || in_failed_merge;
     if (innocent || suspect) {
       op->error = {};
       op->aborted = false;
       op->failed_at_commit = false;
+      op->riders = 0;
+      op->rider = false;
       op->solo = op->solo || suspect;
       for (ResultPtr& r : op->results) r.reset();
       retry.push_back(std::move(op));
@@ -498,7 +564,10 @@ std::deque<OpPtr> Connection::TakeOps() {
   batch_.clear();
   pending_keys_.clear();
   batch_in_flight_ = false;
-  for (auto& op : ops) op->in_batch = op->solo = false;
+  for (auto& op : ops) {
+    op->in_batch = op->solo = op->rider = false;
+    op->riders = 0;
+  }
   return ops;
 }
 

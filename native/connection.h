@@ -48,6 +48,12 @@ struct Statement {
   Statement& BindNull();
 };
 
+// Ops that one statement can do together (a write of many sessions): build
+// makes that statement from the ops' own statements, in order.
+struct Merge {
+  std::function<Statement(const std::vector<const Statement*>&)> build;
+};
+
 // One unit of work: its statements go out back to back followed by one Sync, so
 // they run as one implicit transaction. `done` is called exactly once on the JS
 // thread (inside a JS scope) when the Sync's result arrives, or not at all if the
@@ -64,6 +70,11 @@ struct Op {
   // that write, so order per id holds.
   bool batchable = false;
   bool read_only = false;
+  // Neighbours in a write batch with the same `merge` and distinct keys go out
+  // as one statement. The first carries it; the others ride along: nothing of
+  // theirs is sent, and they settle with it. A failure of that statement names
+  // no op, so each of them is then sent again alone.
+  const Merge* merge = nullptr;
 
   // Routing, set by Handler/Server.
   std::string key;           // the session id, when the op concerns one
@@ -79,6 +90,8 @@ struct Op {
   bool in_batch = false;           // sent as part of a write batch
   bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
   bool solo = false;               // resent alone, to find which op a COMMIT failure was for
+  size_t riders = 0;               // ops whose statement it carried (merged)
+  bool rider = false;              // its statement went out merged into an earlier op's
 };
 using OpPtr = std::unique_ptr<Op>;
 
@@ -162,6 +175,9 @@ class Connection {
   std::deque<OpPtr> TakeOps();
   void Settled(const Op& op);
   bool SendOne(Op& op);
+  bool SendStatement(const Statement& s);
+  size_t MergeGroupSize(size_t limit) const;
+  void TakeRiders(const Op& head, std::deque<OpPtr>* into);
   ErrorInfo LostError(const char* code);
 
   Addon* addon_;

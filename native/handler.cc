@@ -14,6 +14,43 @@ namespace spg {
 
 namespace {
 
+// One element of a PostgreSQL array literal: NULL, or the value in double
+// quotes with its quotes and backslashes escaped.
+void AppendElement(std::string* out, const Statement& s, size_t param) {
+  if (s.is_null[param]) {
+    out->append("NULL");
+    return;
+  }
+  out->push_back('"');
+  for (char c : s.params[param]) {
+    if (c == '"' || c == '\\') out->push_back('\\');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+// kWriteManyStmt from single writes (kWriteStmt parameters: $1 id, $2 name,
+// $3 data, $4 address, $5 expires, $6 custom (null here), $7..$9 counts,
+// $10 message): the name once, then one array per other column.
+Statement WriteMany(const std::vector<const Statement*>& writes) {
+  Statement many = Statement::Prepared(kWriteManyStmt);
+  many.Bind(writes.front()->params[1]);
+  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9}) {
+    std::string array = "{";
+    for (const Statement* w : writes) {
+      if (array.size() > 1) array.push_back(',');
+      AppendElement(&array, *w, param);
+    }
+    array.push_back('}');
+    many.Bind(std::move(array));
+  }
+  return many;
+}
+
+}  // namespace
+
+namespace {
+
 // --- argument checks: the facade validates with friendly messages; these are
 // the native backstop, so misuse throws instead of crashing.
 
@@ -164,6 +201,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   sql_options.max_lifetime = max_lifetime_;
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);
+  write_many_.build = WriteMany;
   addon_->Register(this);
 }
 
@@ -570,6 +608,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   op->key = std::move(id);
   op->reroutable = true;
   op->batchable = true;
+  if (op->statements[0].is_null[5]) op->merge = &write_many_;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));

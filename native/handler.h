@@ -118,6 +118,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Sql> sql_;
+  Merge write_many_;  // writes that leave the custom field alone, merged per batch
   std::string table_;         // quoted table name, as given to to_regclass
   std::string housekeeping_;  // quoted name of the housekeeping record table
   std::string session_name_;

@@ -32,6 +32,41 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "coalesce(sess_expire, 0) < " + now + " AS expired "
       "FROM " + t + " WHERE sess_id = $1";
 
+  const std::string columns_written =
+      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
+      "sess_expire, sess_addr_created, sess_addr_modified, sess_counter, sess_error, "
+      "sess_warning, sess_notice, sess_err_message, sess_custom) ";
+  // The update of an existing row, shared by both writes. `address` is the
+  // request's address (null: unknown) and `custom` the new custom field
+  // (null: not set by this request), as SQL expressions.
+  auto on_conflict = [&fresh](const std::string& address, const std::string& custom) {
+    return "ON CONFLICT (sess_id) DO UPDATE SET "
+           "sess_data = EXCLUDED.sess_data, "
+           "sess_modified = EXCLUDED.sess_modified, "
+           "sess_expire = EXCLUDED.sess_expire, "
+           "sess_name = CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END, "
+           "sess_created = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_created ELSE s.sess_created END, "
+           "sess_addr_created = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END, "
+           "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL "
+           "ELSE coalesce(" + address + ", s.sess_addr_modified) END, "
+           "sess_counter = CASE WHEN " + fresh +
+           " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END, "
+           "sess_error = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error END, "
+           "sess_warning = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + EXCLUDED.sess_warning "
+           "END, "
+           "sess_notice = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice END, "
+           "sess_err_message = CASE WHEN " + fresh +
+           " THEN EXCLUDED.sess_err_message "
+           "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END, "
+           "sess_custom = CASE WHEN " + fresh + " OR " + custom +
+           " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END";
+  };
+
   // $1 id, $2 name, $3 data, $4 address, $5 expires (null: now + maxLifetime),
   // $6 custom (null: not set by this request), $7..$9 error/warning/notice
   // increments, $10 message (null: not set).
@@ -39,34 +74,27 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // existing row (counter and error counts incremented in SQL), a row that
   // vanished since the read (stored again) and an expired row (replaced).
   std::string write =
-      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
-      "sess_expire, sess_addr_created, sess_addr_modified, sess_counter, sess_error, "
-      "sess_warning, sess_notice, sess_err_message, sess_custom) "
+      columns_written +
       "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), "
       "coalesce($4, ''), NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '') "
-      "FROM (SELECT " + now + " AS now) n "
-      "ON CONFLICT (sess_id) DO UPDATE SET "
-      "sess_data = EXCLUDED.sess_data, "
-      "sess_modified = EXCLUDED.sess_modified, "
-      "sess_expire = EXCLUDED.sess_expire, "
-      "sess_name = CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END, "
-      "sess_created = CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END, "
-      "sess_addr_created = CASE WHEN " + fresh +
-      " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END, "
-      "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL "
-      "ELSE coalesce($4, s.sess_addr_modified) END, "
-      "sess_counter = CASE WHEN " + fresh + " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END, "
-      "sess_error = CASE WHEN " + fresh +
-      " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error END, "
-      "sess_warning = CASE WHEN " + fresh +
-      " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + EXCLUDED.sess_warning END, "
-      "sess_notice = CASE WHEN " + fresh +
-      " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice END, "
-      "sess_err_message = CASE WHEN " + fresh +
-      " THEN EXCLUDED.sess_err_message "
-      "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END, "
-      "sess_custom = CASE WHEN " + fresh +
-      " OR $6 IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END";
+      "FROM (SELECT " + now + " AS now) n " + on_conflict("$4", "$6");
+
+  // The same for several sessions at once, in one statement (the executor is
+  // set up once for all of them): $1 name, then one array per column, element
+  // i for session i: $2 ids, $3 data, $4 addresses, $5 expires, $6..$8
+  // error/warning/notice increments, $9 messages. Only writes that leave the
+  // custom field alone go this way, and ids must be distinct (a row can be
+  // updated once per statement). The address is read back from EXCLUDED:
+  // an empty address means unknown, as in the single write.
+  std::string write_many =
+      columns_written +
+      "SELECT u.id, $1, u.data, n.now, n.now, coalesce(u.expires, n.now + " + lifetime + "), "
+      "coalesce(u.address, ''), NULL, 1, u.errors, u.warnings, u.notices, u.message, '' "
+      "FROM (SELECT " + now + " AS now) n, "
+      "unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[], "
+      "$8::int[], $9::text[]) AS u(id, data, address, expires, errors, warnings, notices, "
+      "message) " +
+      on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
   std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +
@@ -115,7 +143,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "EXCLUDED.sess_err_message, EXCLUDED.sess_custom) "
       "WHERE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
 
-  prepared = {{kFetchStmt, fetch, 1}, {kAdoptStmt, adopt, 14}, {kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kTouchStmt, touch, 2},
+  prepared = {{kFetchStmt, fetch, 1}, {kAdoptStmt, adopt, 14}, {kReadStmt, read, 1},       {kWriteStmt, write, 10}, {kWriteManyStmt, write_many, 9}, {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1}, {kMessageStmt, message, 1}, {kGcStmt, gc, 1},
               {kTombstoneStmt, tombstone, 1}};
 
