@@ -56,8 +56,8 @@ export interface SessionPgsqlOptions {
   synchronousCommit?: boolean;
   /**
    * Connections per server. Each operation takes the least busy one, except
-   * that an operation on a session with a write pending follows that write.
-   * Default `2`.
+   * that an operation on a session with operations pending follows them.
+   * Default `1`.
    */
   connections?: number;
 }
@@ -87,7 +87,7 @@ export const defaults = {
   retryMaxDelay: 5,
   maxBatch: 64,
   synchronousCommit: true,
-  connections: 2,
+  connections: 1,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {

@@ -9,6 +9,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <deque>
+#include <memory>
 #include <optional>
 #include <unordered_set>
 #include <vector>
@@ -17,6 +19,7 @@ namespace spg {
 
 class Connection;
 class Handler;
+struct Op;
 
 class Addon : public Napi::Addon<Addon> {
  public:
@@ -43,6 +46,12 @@ class Addon : public Napi::Addon<Addon> {
   void Unregister(Connection* conn);
   void Register(Handler* handler);
   void Unregister(Handler* handler);
+  // Settled ops whose callbacks run after the current poll callback, a few at
+  // a time: each few in their own callback scope (so promise continuations run
+  // and queue their next operations), then a flush, so the server starts on
+  // those while the next few are answered.
+  void Deliver(std::unique_ptr<Op> op) { deliveries_.push_back(std::move(op)); }
+  void RunDeliveries();
   void ScheduleFlush(Connection* conn);
   void UnscheduleFlush(Connection* conn);
   // Every uv handle of the addon is counted from init to its close callback, so
@@ -54,6 +63,7 @@ class Addon : public Napi::Addon<Addon> {
 
  private:
   static void OnPrepare(uv_prepare_t* handle);
+  void FlushDue();
   static void OnTeardown(napi_async_cleanup_hook_handle hook, void* arg);
   void MaybeFinishTeardown();
   Napi::Value JsInspectConninfo(const Napi::CallbackInfo& info);
@@ -67,6 +77,8 @@ class Addon : public Napi::Addon<Addon> {
   napi_async_cleanup_hook_handle teardown_hook_ = nullptr;
   bool tearing_down_ = false;
   std::vector<Connection*> dirty_;
+  std::deque<std::unique_ptr<Op>> deliveries_;
+  bool delivering_ = false;
   std::unordered_set<Connection*> connections_;
   std::unordered_set<Handler*> handlers_;
 };

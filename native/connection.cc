@@ -164,7 +164,16 @@ bool Connection::WatchSocket(int events) {
 
 void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<Connection*>(handle->data);
-  Addon::JsScope scope(self->addon_);
+  Addon* addon = self->addon_;
+  {
+    Addon::JsScope scope(addon);
+    self->Poll(status, events);
+  }
+  addon->RunDeliveries();
+}
+
+void Connection::Poll(int status, int events) {
+  Connection* self = this;
   if (self->closed_) return;
   if (self->phase_ == Phase::kConnecting) {
     // A socket error while connecting (status < 0) is for PQconnectPoll to
@@ -511,10 +520,16 @@ void Connection::Complete() {
     SendQueued();
     if (!closed_) FlushOutput();
   }
-  const bool closed_before = closed_;
-  for (OpPtr& op : settled) {
-    if (op->done) op->done(*op);
-    if (closed_ && !closed_before) return;
+  if (!settled.empty() && !settled.front()->setup) {
+    // Answered once this poll callback is done, a few at a time, so their
+    // JavaScript and the server's next work overlap (Addon::RunDeliveries).
+    for (OpPtr& op : settled) addon_->Deliver(std::move(op));
+  } else {
+    const bool closed_before = closed_;
+    for (OpPtr& op : settled) {
+      if (op->done) op->done(*op);
+      if (closed_ && !closed_before) return;
+    }
   }
   if (closed_) return;
   UpdateRef();

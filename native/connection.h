@@ -156,6 +156,7 @@ class Connection {
   ~Connection();
 
   static void OnPoll(uv_poll_t* handle, int status, int events);
+  void Poll(int status, int events);
   static void OnTimer(uv_timer_t* handle);
   static void OnHandleClosed(uv_handle_t* handle);
 

@@ -176,7 +176,7 @@ describe('18 handler: status() and reset()', () => {
 
     it('replaces the connections (new backends) without leaking the old ones', async () => {
       const app = `spg_reset_${newId().slice(0, 12).replace(/-/g, '_')}`;
-      const handler = make({ db: `${servers()[0]!} application_name=${app}` });
+      const handler = make({ db: `${servers()[0]!} application_name=${app}`, connections: 2 });
       await handler.open();
       const backends = async (): Promise<number[]> => {
         const rows = await query<{ pid: number }>(
@@ -187,7 +187,7 @@ describe('18 handler: status() and reset()', () => {
         return rows.map((r) => r.pid);
       };
       const before = await backends();
-      expect(before, 'the default two connections').to.have.length(2);
+      expect(before, 'connections: 2').to.have.length(2);
       expect(await handler.reset()).to.equal(true);
       await handler.write(newId(), 'x');
       let after = await backends();
