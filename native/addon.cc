@@ -87,8 +87,9 @@ void Addon::FlushDue() {
 }
 
 void Addon::RunDeliveries() {
-  // why 4: in `npm run bench` 4 beat 2, 3, 6, 8 and 12 at 16 and 64 users, and
-  // answering everything at once (the old way) made client and server take turns.
+  // why 4: of the sizes tried in `npm run bench` (2 to 12) it did best at 16
+  // users and as well as any at 64. Answering everything at once made client
+  // and server take turns: a third fewer requests per second.
   constexpr size_t kChunk = 4;
   if (delivering_) return;
   delivering_ = true;

@@ -173,27 +173,26 @@ void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
 }
 
 void Connection::Poll(int status, int events) {
-  Connection* self = this;
-  if (self->closed_) return;
-  if (self->phase_ == Phase::kConnecting) {
+  if (closed_) return;
+  if (phase_ == Phase::kConnecting) {
     // A socket error while connecting (status < 0) is for PQconnectPoll to
     // read: it records the reason and, for a multi-host entry, tries the next host.
-    self->ContinueConnect();
+    ContinueConnect();
     return;
   }
   if (status < 0) {
     // why: libuv reports socket errors as status < 0 with no events and has
     // already stopped the handle; ignoring it would leave ops waiting forever.
-    ErrorInfo error = self->LostError(code::kConnectionLost);
+    ErrorInfo error = LostError(code::kConnectionLost);
     error.message += std::string(" (") + uv_strerror(status) + ")";
-    self->Fail(std::move(error));
+    Fail(std::move(error));
     return;
   }
   if (events & UV_READABLE) {
-    self->HandleReadable();
-    if (self->closed_) return;
+    HandleReadable();
+    if (closed_) return;
   }
-  if ((events & UV_WRITABLE) && self->want_write_) self->FlushOutput();
+  if ((events & UV_WRITABLE) && want_write_) FlushOutput();
 }
 
 void Connection::OnTimer(uv_timer_t* handle) {
@@ -358,9 +357,8 @@ void Connection::SendQueued() {
       }
       for (size_t i = 0; i < group; ++i) {
         if (i > 0) {
-          Op& rider = *writes_.front();
-          rider.rider = rider.in_batch = true;
-          rider.syncs = false;
+          writes_.front()->in_batch = true;
+          writes_.front()->syncs = false;
         }
         sent_.push_back(std::move(writes_.front()));
         writes_.pop_front();
@@ -497,7 +495,6 @@ void Connection::Complete() {
       op->aborted = false;
       op->failed_at_commit = false;
       op->riders = 0;
-      op->rider = false;
       op->solo = op->solo || suspect;
       for (ResultPtr& r : op->results) r.reset();
       retry.push_back(std::move(op));
@@ -580,7 +577,7 @@ std::deque<OpPtr> Connection::TakeOps() {
   pending_keys_.clear();
   batch_in_flight_ = false;
   for (auto& op : ops) {
-    op->in_batch = op->solo = op->rider = false;
+    op->in_batch = op->solo = false;
     op->riders = 0;
   }
   return ops;

@@ -1,7 +1,8 @@
 // One PGconn driven without blocking: non-blocking connect under our own
 // deadline, pipeline mode, a FIFO of operations in flight, output flushed once
-// per loop turn (by Addon's prepare hook), the socket watched by uv_poll on the
-// environment's own loop.
+// per loop turn (by Addon's prepare hook) and between the few-at-a-time answers
+// of Addon::RunDeliveries, the socket watched by uv_poll on the environment's
+// own loop.
 //
 // Thread: the JS thread of one environment only.
 // Ownership: created by Server, which keeps a raw pointer until it calls Close()
@@ -56,8 +57,9 @@ struct Merge {
 
 // One unit of work: its statements go out back to back followed by one Sync, so
 // they run as one implicit transaction. `done` is called exactly once on the JS
-// thread (inside a JS scope) when the Sync's result arrives, or not at all if the
-// connection breaks first: the op is then handed to the delegate.
+// thread (inside a JS scope) once the Sync's result has arrived: setup ops at
+// once, others by Addon::RunDeliveries when the poll callback that read it ends.
+// If the connection breaks first, the op is handed to the delegate instead.
 struct Op {
   std::vector<Statement> statements;
   std::function<void(Op&)> done;
@@ -90,8 +92,7 @@ struct Op {
   bool in_batch = false;           // sent as part of a write batch
   bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
   bool solo = false;               // resent alone, to find which op a COMMIT failure was for
-  size_t riders = 0;               // ops whose statement it carried (merged)
-  bool rider = false;              // its statement went out merged into an earlier op's
+  size_t riders = 0;               // ops after it whose statements it carried (merged)
 };
 using OpPtr = std::unique_ptr<Op>;
 

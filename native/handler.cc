@@ -47,10 +47,6 @@ Statement WriteMany(const std::vector<const Statement*>& writes) {
   return many;
 }
 
-}  // namespace
-
-namespace {
-
 // --- argument checks: the facade validates with friendly messages; these are
 // the native backstop, so misuse throws instead of crashing.
 
