@@ -278,7 +278,10 @@ bool Connection::SendOne(Op& op) {
 // merged statement: neighbours with the same merge and distinct session ids.
 size_t Connection::MergeGroupSize(size_t limit) const {
   const Op& first = *writes_.front();
-  if (first.merge == nullptr || first.solo || first.statements.size() != 1) return 1;
+  if (limit < 2 || writes_.size() < 2 || first.merge == nullptr || first.solo ||
+      first.statements.size() != 1) {
+    return 1;
+  }
   std::unordered_set<std::string_view> keys{first.key};
   size_t n = 1;
   while (n < writes_.size() && n < limit) {

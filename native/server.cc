@@ -176,7 +176,7 @@ void Server::Submit(OpPtr op) {
   // share its next batch, and batches on different connections commit side by
   // side on different backends.
   Slot* slot = nullptr;
-  if (!op->key.empty()) {
+  if (slots_.size() > 1 && !op->key.empty()) {
     for (Slot& s : slots_) {
       if (s.conn->HasPending(op->key)) {
         slot = &s;

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifySession, { type FastifySessionOptions } from '@fastify/session';
-import { SessionPgsql, SessionPgsqlError } from '../lib';
+import { SessionPgsql } from '../lib';
 import { FastifyStore } from '../lib/fastify';
 import type { SessionPgsqlOptions } from '../lib/options';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
@@ -20,6 +20,7 @@ import {
 } from './support/http';
 import { sessionRow } from './support/rows';
 import { sleep, waitUntil } from './support/wait';
+import { rejection } from './support/errors';
 
 declare module 'fastify' {
   interface Session {
@@ -346,14 +347,8 @@ describe('41 adapters: fastify (@fastify/session over HTTP)', function () {
       await apps.pop()!.close();
 
       await store.close();
-      let error: unknown;
-      try {
-        await store.handler.read(newId());
-      } catch (err) {
-        error = err;
-      }
-      expect(error, 'read after store.close()').to.be.instanceOf(SessionPgsqlError);
-      expect((error as SessionPgsqlError).code).to.equal('SPG_CLOSED');
+      const error = await rejection(store.handler.read(newId()));
+      expect(error.code, 'read after store.close()').to.equal('SPG_CLOSED');
     });
 
     it('from an existing SessionPgsql: uses it, and close() leaves it open', async () => {
