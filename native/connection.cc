@@ -274,60 +274,86 @@ bool Connection::SendOne(Op& op) {
   return !op.syncs || PQpipelineSync(conn_) == 1;
 }
 
-// How many ops from the front of writes_ (at most `limit`) go out as one
-// merged statement: neighbours with the same merge and distinct session ids.
-size_t Connection::MergeGroupSize(size_t limit) const {
-  const Op& first = *writes_.front();
-  if (limit < 2 || writes_.size() < 2 || first.merge == nullptr || first.solo ||
-      first.statements.size() != 1) {
-    return 1;
+// How many ops from `first` (at most `limit`) go out as one merged statement:
+// neighbours of one statement each with the same merge, none sent alone, and
+// distinct session ids where the merge needs them.
+size_t Connection::MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit) {
+  const Merge* merge = (*first)->merge;
+  if (limit < 2 || merge == nullptr) return 1;
+  std::unordered_set<std::string_view> keys;
+  size_t n = 0;
+  for (auto it = first; it != end && n < limit; ++it, ++n) {
+    const Op& op = **it;
+    if (op.merge != merge || op.solo || op.statements.size() != 1) break;
+    if (merge->distinct_keys && !keys.insert(op.key).second) break;
   }
-  std::unordered_set<std::string_view> keys{first.key};
-  size_t n = 1;
-  while (n < writes_.size() && n < limit) {
-    const Op& op = *writes_[n];
-    if (op.merge != first.merge || op.solo || op.statements.size() != 1 ||
-        !keys.insert(op.key).second) {
-      break;
-    }
-    ++n;
-  }
-  return n;
+  return n == 0 ? 1 : n;
 }
 
-// Moves the ops that rode along with `head`'s merged statement (next in sent_).
+// Moves the ops that rode along with `head`'s merged statement (next in
+// sent_); each shares its results and takes the row of its place.
 void Connection::TakeRiders(const Op& head, std::deque<OpPtr>* into) {
   for (size_t i = 0; i < head.riders && !sent_.empty(); ++i) {
-    into->push_back(std::move(sent_.front()));
+    OpPtr rider = std::move(sent_.front());
     sent_.pop_front();
+    rider->results = head.results;
+    rider->row = static_cast<int>(i + 1);
+    into->push_back(std::move(rider));
   }
+}
+
+// Sends the `n` ops at `*at` in `queue` as one merged statement (n > 1) or
+// the first alone, followed by a Sync if `sync`; moves them to sent_ and
+// advances `*at` past them.
+bool Connection::SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync) {
+  Op& head = ***at;
+  head.syncs = sync;
+  bool ok;
+  if (n > 1) {
+    std::vector<const Statement*> parts;
+    parts.reserve(n);
+    for (size_t i = 0; i < n; ++i) parts.push_back(&(*at)[i]->statements[0]);
+    ok = SendStatement(head.merge->build(parts)) && (!sync || PQpipelineSync(conn_) == 1);
+    head.riders = n - 1;
+  } else {
+    ok = SendOne(head);
+  }
+  if (!ok) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0) (*at)[i]->syncs = false;
+    sent_.push_back(std::move((*at)[i]));
+  }
+  *at = queue.erase(*at, *at + n);
+  return true;
 }
 
 void Connection::SendQueued() {
   bool sent_any = false;
   // Reads and other single ops go out at once, pipelined. Reads waiting side by
-  // side share one Sync (up to max_batch): the server answers them in one send,
-  // and one failure only makes its neighbours go again, as in a write batch.
-  // Everything else has a Sync of its own.
+  // side share one Sync (up to max_batch), and those of one kind one statement:
+  // the server answers them in one send, and one failure only makes its
+  // neighbours go again, as in a write batch. Everything else has a Sync of
+  // its own.
   size_t reads_in_group = 0;
   for (auto it = others_.begin(); it != others_.end() && pending_sent() < config_.max_in_flight;) {
-    Op& op = **it;
+    const Op& op = **it;
     if (!ready_ && !op.setup) {
       ++it;
       continue;
     }
-    auto next = std::next(it);
-    const bool group_next = ready_ && op.read_only && next != others_.end() &&
-                            (*next)->read_only && reads_in_group + 1 < config_.max_batch &&
-                            pending_sent() + 1 < config_.max_in_flight;
-    op.syncs = !group_next;
-    reads_in_group = group_next ? reads_in_group + 1 : 0;
-    if (!SendOne(op)) {
+    const bool read = ready_ && op.read_only;
+    const size_t room = config_.max_in_flight - pending_sent();
+    const size_t n =
+        read ? MergeRun(it, others_.end(), std::min(config_.max_batch - reads_in_group, room))
+             : 1;
+    const auto next = it + n;
+    const bool group_next = read && next != others_.end() && (*next)->read_only &&
+                            reads_in_group + n < config_.max_batch && n < room;
+    if (!SendRun(others_, &it, n, !group_next)) {
       Fail(LostError(code::kConnectionLost));
       return;
     }
-    sent_.push_back(std::move(*it));
-    it = others_.erase(it);
+    reads_in_group = group_next ? reads_in_group + n : 0;
     sent_any = true;
   }
   // One write batch at a time: whatever waits when the previous one has
@@ -337,34 +363,16 @@ void Connection::SendQueued() {
     while (!writes_.empty() && n < config_.max_batch && pending_sent() < config_.max_in_flight) {
       Op& op = *writes_.front();
       if (op.solo && n > 0) break;
-      const size_t group = MergeGroupSize(
-          std::min(config_.max_batch - n, config_.max_in_flight - pending_sent()));
+      const size_t room = config_.max_in_flight - pending_sent();
+      const size_t group =
+          MergeRun(writes_.begin(), writes_.end(), std::min(config_.max_batch - n, room));
       const bool last = writes_.size() == group || n + group == config_.max_batch || op.solo ||
-                        writes_[group]->solo ||
-                        pending_sent() + group >= config_.max_in_flight;
-      op.in_batch = true;
-      op.syncs = last;
-      bool ok = true;
-      if (group > 1) {
-        std::vector<const Statement*> parts;
-        parts.reserve(group);
-        for (size_t i = 0; i < group; ++i) parts.push_back(&writes_[i]->statements[0]);
-        ok = SendStatement(op.merge->build(parts)) && (!last || PQpipelineSync(conn_) == 1);
-        op.riders = group - 1;
-      } else {
-        ok = SendOne(op);
-      }
-      if (!ok) {
+                        writes_[group]->solo || group >= room;
+      for (size_t i = 0; i < group; ++i) writes_[i]->in_batch = true;
+      auto front = writes_.begin();
+      if (!SendRun(writes_, &front, group, last)) {
         Fail(LostError(code::kConnectionLost));
         return;
-      }
-      for (size_t i = 0; i < group; ++i) {
-        if (i > 0) {
-          writes_.front()->in_batch = true;
-          writes_.front()->syncs = false;
-        }
-        sent_.push_back(std::move(writes_.front()));
-        writes_.pop_front();
       }
       n += group;
       sent_any = true;
@@ -416,7 +424,7 @@ bool Connection::ProcessResults() {
       }
       continue;
     }
-    ResultPtr result(raw);
+    ResultPtr result = AdoptResult(raw);
     switch (PQresultStatus(raw)) {
       case PGRES_PIPELINE_SYNC:
         Complete();
@@ -498,6 +506,7 @@ void Connection::Complete() {
       op->aborted = false;
       op->failed_at_commit = false;
       op->riders = 0;
+      op->row = 0;
       op->solo = op->solo || suspect;
       for (ResultPtr& r : op->results) r.reset();
       retry.push_back(std::move(op));
@@ -582,6 +591,7 @@ std::deque<OpPtr> Connection::TakeOps() {
   for (auto& op : ops) {
     op->in_batch = op->solo = false;
     op->riders = 0;
+    op->row = 0;
   }
   return ops;
 }

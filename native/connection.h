@@ -28,10 +28,9 @@ namespace spg {
 class Addon;
 class Connection;
 
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+// Shared: the ops of a merged read all hold the one result, a row each.
+using ResultPtr = std::shared_ptr<PGresult>;
+inline ResultPtr AdoptResult(PGresult* r) { return ResultPtr(r, PQclear); }
 
 struct Statement {
   enum class Kind { kPrepare, kPrepared, kParams };
@@ -49,10 +48,12 @@ struct Statement {
   Statement& BindNull();
 };
 
-// Ops that one statement can do together (a write of many sessions): build
-// makes that statement from the ops' own statements, in order.
+// Ops that one statement can do together (a write or a read of many
+// sessions): build makes that statement from the ops' own statements, in
+// order. A write can change a row once per statement, so its ids must differ.
 struct Merge {
   std::function<Statement(const std::vector<const Statement*>&)> build;
+  bool distinct_keys = false;
 };
 
 // One unit of work: its statements go out back to back followed by one Sync, so
@@ -72,10 +73,11 @@ struct Op {
   // that write, so order per id holds.
   bool batchable = false;
   bool read_only = false;
-  // Neighbours in a write batch with the same `merge` and distinct keys go out
+  // Neighbours in a write batch or a read group with the same `merge` go out
   // as one statement. The first carries it; the others ride along: nothing of
-  // theirs is sent, and they settle with it. A failure of that statement names
-  // no op, so each of them is then sent again alone.
+  // theirs is sent, and they settle with it, sharing its results (`row` is
+  // each one's row). A failure of that statement names no op, so each of them
+  // is then sent again alone.
   const Merge* merge = nullptr;
 
   // Routing, set by Handler/Server.
@@ -87,6 +89,7 @@ struct Op {
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
   std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
+  int row = 0;                     // this op's row of results[0] (merged: its place)
   bool aborted = false;            // skipped because an earlier op of its batch failed
   bool syncs = true;               // a Sync follows it (it ends its batch)
   bool in_batch = false;           // sent as part of a write batch
@@ -178,8 +181,10 @@ class Connection {
   void Settled(const Op& op);
   bool SendOne(Op& op);
   bool SendStatement(const Statement& s);
-  size_t MergeGroupSize(size_t limit) const;
+  using Queue = std::deque<OpPtr>;
+  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit);
   void TakeRiders(const Op& head, std::deque<OpPtr>* into);
+  bool SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync);
   ErrorInfo LostError(const char* code);
 
   Addon* addon_;

@@ -1,5 +1,6 @@
 #include "handler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -46,6 +47,21 @@ Statement WriteMany(const std::vector<const Statement*>& writes) {
   }
   return many;
 }
+
+// kReadManyStmt from single reads (kReadStmt: $1 id): one array of the ids.
+Statement ReadMany(const std::vector<const Statement*>& reads) {
+  std::string array = "{";
+  for (const Statement* r : reads) {
+    if (array.size() > 1) array.push_back(',');
+    AppendElement(&array, *r, 0);
+  }
+  array.push_back('}');
+  return std::move(Statement::Prepared(kReadManyStmt).Bind(std::move(array)));
+}
+
+// Whether row `row` of a read's result holds a stored session: a merged read
+// has a row for every id, null where there is none.
+bool Found(const PGresult* r, int row) { return row < PQntuples(r) && !PQgetisnull(r, row, 11); }
 
 // --- argument checks: the facade validates with friendly messages; these are
 // the native backstop, so misuse throws instead of crashing.
@@ -198,6 +214,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);
   write_many_.build = WriteMany;
+  write_many_.distinct_keys = true;
+  read_many_.build = ReadMany;
   addon_->Register(this);
 }
 
@@ -373,26 +391,26 @@ Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
-Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int server) {
-  const bool found = PQntuples(r) > 0;
-  const bool expired = found && PQgetvalue(r, 0, 11)[0] == 't';
+Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int server) {
+  const bool found = Found(r, i);
+  const bool expired = found && PQgetvalue(r, i, 11)[0] == 't';
   // An expired row is a new session unless keepExpired keeps its metadata.
   const bool load = found && (!expired || keep_expired_);
   Napi::Object row = Napi::Object::New(env);
   row.Set("server", server);
   row.Set("state", !found ? "new" : expired ? "expired" : "existing");
   row.Set("isNew", !load);  // the next write stores a fresh row
-  row.Set("data", load && !expired ? Text(r, 0, 0) : std::string());
-  row.Set("accesses", static_cast<double>(load ? ParseInt(r, 0, 1) + 1 : 1));
-  row.Set("errors", static_cast<double>(load ? ParseInt(r, 0, 2) : 0));
-  row.Set("warnings", static_cast<double>(load ? ParseInt(r, 0, 3) : 0));
-  row.Set("notices", static_cast<double>(load ? ParseInt(r, 0, 4) : 0));
-  row.Set("custom", load ? Text(r, 0, 5) : std::string());
-  row.Set("created", static_cast<double>(load ? ParseInt(r, 0, 6) : 0));
-  row.Set("modified", static_cast<double>(load ? ParseInt(r, 0, 7) : 0));
-  row.Set("expires", static_cast<double>(load ? ParseInt(r, 0, 8) : 0));
-  row.Set("addressCreated", load ? Text(r, 0, 9) : std::string());
-  row.Set("addressModified", load ? Text(r, 0, 10) : std::string());
+  row.Set("data", load && !expired ? Text(r, i, 0) : std::string());
+  row.Set("accesses", static_cast<double>(load ? ParseInt(r, i, 1) + 1 : 1));
+  row.Set("errors", static_cast<double>(load ? ParseInt(r, i, 2) : 0));
+  row.Set("warnings", static_cast<double>(load ? ParseInt(r, i, 3) : 0));
+  row.Set("notices", static_cast<double>(load ? ParseInt(r, i, 4) : 0));
+  row.Set("custom", load ? Text(r, i, 5) : std::string());
+  row.Set("created", static_cast<double>(load ? ParseInt(r, i, 6) : 0));
+  row.Set("modified", static_cast<double>(load ? ParseInt(r, i, 7) : 0));
+  row.Set("expires", static_cast<double>(load ? ParseInt(r, i, 8) : 0));
+  row.Set("addressCreated", load ? Text(r, i, 9) : std::string());
+  row.Set("addressModified", load ? Text(r, i, 10) : std::string());
   return row;
 }
 
@@ -418,7 +436,13 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   op->key = std::move(id);
   op->reroutable = true;
   op->read_only = true;
+  op->merge = &read_many_;
   op->done = [this, deferred](Op& op) {
+    // why: a merged read's result has a row per id; a missing one must not
+    // read as a new session, whose write would replace the stored one.
+    if (!op.error && op.row >= std::max(1, PQntuples(op.results[0].get()))) {
+      op.error = MakeError(code::kProtocol, "a merged read returned too few rows", op.server, true);
+    }
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
       return;
@@ -430,38 +454,37 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
     if (Recovering(home)) {
       std::vector<Server*> fallbacks = Fallbacks(op.key, home);
       if (!fallbacks.empty()) {
-        std::shared_ptr<PGresult> at_home(op.results[0].release(), PQclear);
-        LookAside(home, op.key, deferred, std::move(at_home), std::move(fallbacks), 0);
+        LookAside(home, op.key, deferred, op.results[0], op.row, std::move(fallbacks), 0);
         return;
       }
     }
-    deferred.Resolve(BuildRow(deferred.Env(), op.results[0].get(), op.server));
+    deferred.Resolve(BuildRow(deferred.Env(), op.results[0].get(), op.row, op.server));
   };
   Submit(server, std::move(op));
 }
 
-void Handler::LookAside(Server* home, std::string id, Deferred deferred,
-                        std::shared_ptr<PGresult> at_home, std::vector<Server*> fallbacks,
-                        size_t next) {
+void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultPtr at_home,
+                        int home_row, std::vector<Server*> fallbacks, size_t next) {
   if (next == fallbacks.size()) {
-    deferred.Resolve(BuildRow(deferred.Env(), at_home.get(), home->index()));
+    deferred.Resolve(BuildRow(deferred.Env(), at_home.get(), home_row, home->index()));
     return;
   }
   Server* other = fallbacks[next];
   auto fetch = std::make_unique<Op>();
   fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
-  fetch->done = [this, home, other, id, deferred, at_home, fallbacks, next](Op& op) {
+  fetch->done = [this, home, other, id, deferred, at_home, home_row, fallbacks, next](Op& op) {
     const PGresult* r = op.error ? nullptr : op.results[0].get();
     if (r == nullptr || PQntuples(r) == 0) {  // not there (or unreachable): try the next
-      LookAside(home, id, deferred, at_home, fallbacks, next + 1);
+      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
     }
     // Column 3 of the fetch and column 7 of the read are sess_modified. A copy
     // written during the outage is never older than home's, so a tie goes to it.
-    const bool home_live = PQntuples(at_home.get()) > 0 && PQgetvalue(at_home.get(), 0, 11)[0] != 't';
-    if (home_live && ParseInt(at_home.get(), 0, 7) > ParseInt(r, 0, 3)) {
+    const PGresult* h = at_home.get();
+    const bool home_live = Found(h, home_row) && PQgetvalue(h, home_row, 11)[0] != 't';
+    if (home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3)) {
       DropCopies(id, {other}, [] {});  // a stale copy: home was written since
-      LookAside(home, id, deferred, at_home, fallbacks, next + 1);
+      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
     }
     // Store the row at home and read it back in the same transaction, then
@@ -483,10 +506,10 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred,
         deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
         return;
       }
-      std::shared_ptr<PGresult> row(op.results[1].release(), PQclear);
+      ResultPtr row = op.results[1];
       const int server = op.server;
       DropCopies(id, {other}, [this, deferred, row, server] {
-        deferred.Resolve(BuildRow(deferred.Env(), row.get(), server));
+        deferred.Resolve(BuildRow(deferred.Env(), row.get(), 0, server));
       });
     };
     Submit(home, std::move(adopt));

@@ -76,13 +76,15 @@ class Handler : public Napi::ObjectWrap<Handler> {
   // The servers after `home` in the id's order that are up.
   std::vector<Server*> Fallbacks(const std::string& id, const Server* home);
   // Looks for the session on fallbacks[next...] and moves a copy newer than
-  // home's (`at_home`, the read result there) home before answering.
-  void LookAside(Server* home, std::string id, Deferred deferred,
-                 std::shared_ptr<PGresult> at_home, std::vector<Server*> fallbacks, size_t next);
+  // home's (row `home_row` of `at_home`, the read result there) home before
+  // answering.
+  void LookAside(Server* home, std::string id, Deferred deferred, ResultPtr at_home, int home_row,
+                 std::vector<Server*> fallbacks, size_t next);
   // Deletes the id on `servers` (best effort), then calls `then`.
   void DropCopies(const std::string& id, const std::vector<Server*>& servers,
                   std::function<void()> then);
-  Napi::Object BuildRow(Napi::Env env, const PGresult* r, int server);
+  // The session in row `row` of a read's result (none there: a new session).
+  Napi::Object BuildRow(Napi::Env env, const PGresult* r, int row, int server);
   // The first routable server in the id's order, or nullptr (error set).
   Server* Route(const std::string& id, ErrorInfo* error);
   // Wraps `op->done` bookkeeping and sends it to `server`.
@@ -119,6 +121,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Sql> sql_;
   Merge write_many_;  // writes that leave the custom field alone, merged per batch
+  Merge read_many_;   // reads side by side, merged per group
   std::string table_;         // quoted table name, as given to to_regclass
   std::string housekeeping_;  // quoted name of the housekeeping record table
   std::string session_name_;

@@ -260,6 +260,14 @@ void Server::OnConnected(Connection* conn) {
   op->statements.push_back(
       Statement::Text("SELECT set_config('statement_timeout', $1, false)")
           .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
+  if (PQserverVersion(conn->pg()) >= 120000) {
+    // why: the merged read and write unnest arrays, and PostgreSQL would plan
+    // them afresh on every call (a custom plan of a few rows looks cheaper than
+    // the generic one), costing more than running them. Every statement here
+    // has the same plan for any parameters.
+    op->statements.push_back(
+        Statement::Text("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)"));
+  }
   if (!timings_.synchronous_commit) {
     // The user accepts losing the last few hundred milliseconds of session
     // writes if the server crashes, for commits that do not wait for the disk.

@@ -10,6 +10,7 @@ namespace spg {
 
 // Prepared statement names; each connection prepares all of them during setup.
 inline constexpr const char* kReadStmt = "spg_read";
+inline constexpr const char* kReadManyStmt = "spg_read_many";
 inline constexpr const char* kWriteStmt = "spg_write";
 inline constexpr const char* kWriteManyStmt = "spg_write_many";
 inline constexpr const char* kTouchStmt = "spg_touch";
