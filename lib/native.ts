@@ -44,6 +44,44 @@ export interface NativeRow {
   addressModified: string;
 }
 
+/**
+ * Makes the row of a read for the native core, which passes the fields in NativeRow's order: an
+ * object literal built here costs a fraction of one built property by property through Node-API.
+ */
+export function nativeRow(
+  server: number,
+  state: NativeRow['state'],
+  isNew: boolean,
+  data: string,
+  accesses: number,
+  errors: number,
+  warnings: number,
+  notices: number,
+  custom: string,
+  created: number,
+  modified: number,
+  expires: number,
+  addressCreated: string,
+  addressModified: string,
+): NativeRow {
+  return {
+    server,
+    state,
+    isNew,
+    data,
+    accesses,
+    errors,
+    warnings,
+    notices,
+    custom,
+    created,
+    modified,
+    expires,
+    addressCreated,
+    addressModified,
+  };
+}
+
 /** One GC or VACUUM run of this process on one server. */
 export interface HousekeepingRun {
   /** Unix seconds it started. */
@@ -114,7 +152,11 @@ export interface NativeHandler {
 }
 
 interface NativeModule {
-  Handler: new (config: NativeConfig, errorClass: Function) => NativeHandler;
+  Handler: new (
+    config: NativeConfig,
+    errorClass: Function,
+    makeRow: typeof nativeRow,
+  ) => NativeHandler;
   inspectConninfo(entry: string): { redacted: string; identity: string };
   libpqVersion: number;
 }

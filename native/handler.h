@@ -116,6 +116,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
 
   Addon* addon_;
   Napi::FunctionReference error_class_;
+  Napi::FunctionReference make_row_;  // the facade's nativeRow(...fields)
   Napi::FunctionReference events_;  // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;
