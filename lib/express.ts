@@ -41,6 +41,7 @@ export class ExpressStore extends session.Store {
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
   readonly #touchAfter: number;
+  readonly #maxLifetime: number;
   #up = 0;
   // get() result object -> the Session it came from; then request -> Session.
   readonly #loaded = new WeakMap<object, Session>();
@@ -50,7 +51,9 @@ export class ExpressStore extends session.Store {
     super();
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
     this.#touchAfter = options.touchAfter ?? 60;
-    this.#up = this.handler.status().servers.filter((s) => s.state === 'up').length;
+    const status = this.handler.status();
+    this.#maxLifetime = status.maxLifetime;
+    this.#up = status.servers.filter((s) => s.state === 'up').length;
     this.handler.on('up', () => {
       if (this.#up++ === 0) this.emit('connect');
     });
@@ -119,7 +122,7 @@ export class ExpressStore extends session.Store {
     }
     const expires = toUnixSeconds(sess.cookie?.expires);
     // Cheap and rare: skipped when the stored expiry would move by less than touchAfter.
-    const next = expires ?? Date.now() / 1000 + this.handler.status().maxLifetime;
+    const next = expires ?? Date.now() / 1000 + this.#maxLifetime;
     if (loaded && next - loaded.info().expires < this.#touchAfter) {
       callback?.(null);
       return;

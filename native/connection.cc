@@ -292,7 +292,7 @@ size_t Connection::MergeRun(Queue::const_iterator first, Queue::const_iterator e
 
 // Moves the ops that rode along with `head`'s merged statement (next in
 // sent_); each shares its results and takes the row of its place.
-void Connection::TakeRiders(const Op& head, std::deque<OpPtr>* into) {
+void Connection::TakeRiders(const Op& head, Queue* into) {
   for (size_t i = 0; i < head.riders && !sent_.empty(); ++i) {
     OpPtr rider = std::move(sent_.front());
     sent_.pop_front();
@@ -502,13 +502,8 @@ void Connection::Complete() {
     const bool innocent = failed && !op->error;
     const bool suspect = (at_commit && batch.size() > 1) || in_failed_merge;
     if (innocent || suspect) {
-      op->error = {};
-      op->aborted = false;
-      op->failed_at_commit = false;
-      op->riders = 0;
-      op->row = 0;
+      op->ClearOutcome();
       op->solo = op->solo || suspect;
-      for (ResultPtr& r : op->results) r.reset();
       retry.push_back(std::move(op));
       continue;
     }
@@ -589,9 +584,8 @@ std::deque<OpPtr> Connection::TakeOps() {
   pending_keys_.clear();
   batch_in_flight_ = false;
   for (auto& op : ops) {
+    op->ClearOutcome();
     op->in_batch = op->solo = false;
-    op->riders = 0;
-    op->row = 0;
   }
   return ops;
 }

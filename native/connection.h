@@ -96,6 +96,15 @@ struct Op {
   bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
   bool solo = false;               // resent alone, to find which op a COMMIT failure was for
   size_t riders = 0;               // ops after it whose statements it carried (merged)
+
+  // Forgets what happened to it on the wire, before it is sent again.
+  void ClearOutcome() {
+    error = {};
+    for (ResultPtr& r : results) r.reset();
+    row = 0;
+    aborted = failed_at_commit = false;
+    riders = 0;
+  }
 };
 using OpPtr = std::unique_ptr<Op>;
 
@@ -183,7 +192,7 @@ class Connection {
   bool SendStatement(const Statement& s);
   using Queue = std::deque<OpPtr>;
   static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit);
-  void TakeRiders(const Op& head, std::deque<OpPtr>* into);
+  void TakeRiders(const Op& head, Queue* into);
   bool SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync);
   ErrorInfo LostError(const char* code);
 

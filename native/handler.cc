@@ -1,9 +1,7 @@
 #include "handler.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -31,33 +29,32 @@ void AppendElement(std::string* out, const Statement& s, size_t param) {
   out->push_back('"');
 }
 
+// Parameter `param` of each statement, as one PostgreSQL array literal.
+std::string ArrayOf(const std::vector<const Statement*>& statements, size_t param) {
+  std::string array = "{";
+  for (const Statement* s : statements) {
+    if (array.size() > 1) array.push_back(',');
+    AppendElement(&array, *s, param);
+  }
+  array.push_back('}');
+  return array;
+}
+
 // kWriteManyStmt from single writes (kWriteStmt parameters: $1 id, $2 name,
 // $3 data, $4 address, $5 expires, $6 custom (null here), $7..$9 counts,
 // $10 message): the name once, then one array per other column.
 Statement WriteMany(const std::vector<const Statement*>& writes) {
   Statement many = Statement::Prepared(kWriteManyStmt);
   many.Bind(writes.front()->params[1]);
-  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9}) {
-    std::string array = "{";
-    for (const Statement* w : writes) {
-      if (array.size() > 1) array.push_back(',');
-      AppendElement(&array, *w, param);
-    }
-    array.push_back('}');
-    many.Bind(std::move(array));
-  }
+  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9}) many.Bind(ArrayOf(writes, param));
   return many;
 }
 
 // kReadManyStmt from single reads (kReadStmt: $1 id): one array of the ids.
 Statement ReadMany(const std::vector<const Statement*>& reads) {
-  std::string array = "{";
-  for (const Statement* r : reads) {
-    if (array.size() > 1) array.push_back(',');
-    AppendElement(&array, *r, 0);
-  }
-  array.push_back('}');
-  return std::move(Statement::Prepared(kReadManyStmt).Bind(std::move(array)));
+  Statement many = Statement::Prepared(kReadManyStmt);
+  many.Bind(ArrayOf(reads, 0));
+  return many;
 }
 
 // Whether row `row` of a read's result holds a stored session: a merged read
@@ -413,7 +410,7 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int serv
       Napi::String::New(env, !found ? "new" : expired ? "expired" : "existing"),
       Napi::Boolean::New(env, !load),  // the next write stores a fresh row
       text(0, load && !expired),
-      number(1, 1, 1),
+      number(1, 1, 1),  // accesses: the stored counter + 1 (this access)
       number(2, 0),
       number(3, 0),
       number(4, 0),
@@ -714,41 +711,28 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   // still has cannot come back when it returns.
   placement_->Order(id, &order_);
   const bool home_down = servers_[order_.front()].get() != home;
-  struct State {
-    size_t remaining = 0;
-    bool removed = false;
-    ErrorInfo error;
-    Deferred deferred;
-    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env);
+  std::vector<Server*> targets;
   for (auto& server : servers_) {
-    if (server.get() != home && !server->routable()) continue;
-    ++state->remaining;
+    if (server.get() == home || server->routable()) targets.push_back(server.get());
+  }
+  auto removed = std::make_shared<bool>(false);
+  auto join = NewJoin(env, targets.size(),
+                      [removed](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
+  for (Server* server : targets) {
     auto op = std::make_unique<Op>();
-    const bool is_home = server.get() == home;
+    const bool is_home = server == home;
     op->statements.push_back(
         Statement::Prepared(is_home && home_down ? kTombstoneStmt : kDestroyStmt).Bind(id));
     op->key = id;
     op->reroutable = is_home;
     op->batchable = true;
-    op->done = [this, state, is_home](Op& op) {
-      if (op.error) {
-        if (is_home) state->error = op.error;
-      } else if (AffectedRows(op.results[0].get()) > 0) {
-        state->removed = true;
-      }
-      if (--state->remaining > 0) return;
-      Napi::Env env = state->deferred.Env();
-      if (state->error) {
-        state->deferred.Reject(ToJs(env, error_class_, state->error));
-      } else {
-        state->deferred.Resolve(Napi::Boolean::New(env, state->removed));
-      }
+    op->done = [this, join, removed, is_home](Op& op) {
+      if (!op.error && AffectedRows(op.results[0].get()) > 0) *removed = true;
+      StepDone(join, is_home ? op.error : ErrorInfo{});
     };
-    Submit(server.get(), std::move(op));
+    Submit(server, std::move(op));
   }
-  return state->deferred.Promise();
+  return join->deferred.Promise();
 }
 
 Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
@@ -791,8 +775,7 @@ std::vector<Server*> Handler::Routable() const {
 
 std::shared_ptr<Handler::Join> Handler::NewJoin(Napi::Env env, size_t steps,
                                                 std::function<Napi::Value(Napi::Env)> result) {
-  auto join = std::make_shared<Join>(Join{steps, {}, Deferred::New(env), std::move(result)});
-  return join;
+  return std::make_shared<Join>(Join{steps, {}, Deferred::New(env), std::move(result)});
 }
 
 void Handler::StepDone(const std::shared_ptr<Join>& join, const ErrorInfo& error) {

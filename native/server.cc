@@ -274,9 +274,23 @@ void Server::OnConnected(Connection* conn) {
     op->statements.push_back(
         Statement::Text("SELECT set_config('synchronous_commit', 'off', false)"));
   }
-  op->statements.push_back(Statement::Text(handler_->sql().check)
-                               .Bind(handler_->table_text())
-                               .Bind(handler_->housekeeping_table()));
+  op->statements.push_back(CheckStatement());
+  op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+  conn->Enqueue(std::move(op));
+}
+
+Statement Server::CheckStatement() const {
+  return std::move(Statement::Text(handler_->sql().check)
+                       .Bind(handler_->table_text())
+                       .Bind(handler_->housekeeping_table()));
+}
+
+void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
+  auto op = std::make_unique<Op>();
+  op->setup = true;
+  op->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  for (Statement& s : ddl) op->statements.push_back(std::move(s));
+  op->statements.push_back(CheckStatement());
   op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
   conn->Enqueue(std::move(op));
 }
@@ -303,16 +317,11 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
     slot->created = true;
-    auto create = std::make_unique<Op>();
-    create->setup = true;
-    create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
-    create->statements.push_back(Statement::Text(sql.create_table));
-    create->statements.push_back(Statement::Text(sql.create_index));
-    create->statements.push_back(Statement::Text(sql.create_housekeeping));
-    create->statements.push_back(
-        Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
-    create->done = [this, conn](Op& op) { SetupChecked(conn, op); };
-    conn->Enqueue(std::move(create));
+    std::vector<Statement> ddl;
+    for (const std::string* text : {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
+      ddl.push_back(Statement::Text(*text));
+    }
+    CheckUnderLock(conn, std::move(ddl));
     return;
   }
   std::set<std::string> present;
@@ -327,13 +336,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     // to_regclass (catalog cache) before its columns are (statement snapshot).
     // Under the DDL lock that process has committed, so look once more.
     slot->rechecked = true;
-    auto again = std::make_unique<Op>();
-    again->setup = true;
-    again->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
-    again->statements.push_back(
-        Statement::Text(sql.check).Bind(table).Bind(handler_->housekeeping_table()));
-    again->done = [this, conn](Op& op) { SetupChecked(conn, op); };
-    conn->Enqueue(std::move(again));
+    CheckUnderLock(conn, {});
     return;
   }
   if (!missing.empty()) {
@@ -401,18 +404,13 @@ void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) 
   if (SlotOf(conn) != nullptr) {
     // One connection failing means the server failed: the others go too (their
     // ops are resent), and the server is retried as a whole.
-    for (Slot& slot : slots_) {
-      if (slot.conn == conn) slot.conn = nullptr;
-    }
+    SlotOf(conn)->conn = nullptr;
     DropConnections(error);
     Failed(error);
   } else {
     retired_.erase(conn);
   }
-  for (OpPtr& op : ops) {
-    for (ResultPtr& r : op->results) r.reset();
-    handler_->Resend(std::move(op), error);
-  }
+  for (OpPtr& op : ops) handler_->Resend(std::move(op), error);
 }
 
 void Server::OnRetired(Connection* conn) { retired_.erase(conn); }

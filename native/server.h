@@ -101,6 +101,11 @@ class Server : public ConnectionDelegate {
   Slot* SlotOf(const Connection* conn);
   void DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);
+  // The table check: sql.check with the table and housekeeping table names.
+  Statement CheckStatement() const;
+  // Runs `ddl` under the DDL lock, then the table check again, in one
+  // implicit transaction; the check's answer goes to SetupChecked.
+  void CheckUnderLock(Connection* conn, std::vector<Statement> ddl);
   void Prepare(Connection* conn);
   void SetupPrepared(Connection* conn, Op& op);
   void ScheduleRetry();
