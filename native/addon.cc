@@ -17,8 +17,7 @@ namespace spg {
 Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
   napi_get_uv_event_loop(env, &loop_);
   resource_ = Napi::Persistent(Napi::Object::New(env));
-  napi_async_init(env, resource_.Value(), Napi::String::New(env, "session-pgsql"),
-                  &async_context_);
+  napi_async_init(env, resource_.Value(), Napi::String::New(env, "session-pgsql"), &async_context_);
 
   flusher_ = new uv_prepare_t;
   uv_prepare_init(loop_, flusher_);

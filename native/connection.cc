@@ -59,14 +59,14 @@ ErrorInfo Connection::Start() {
   const char* values[] = {config_.conninfo.c_str(), "session-pgsql", "UTF8", nullptr};
   conn_ = PQconnectStartParams(keys, values, 1);
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
-    ErrorInfo error =
-        ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secret);
+    ErrorInfo error = ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secret);
     Close();
     return error;
   }
   // Server notices (e.g. "relation already exists, skipping") are not the
   // application's business; libpq would print them on stderr.
-  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   phase_ = Phase::kConnecting;
   timer_ = new uv_timer_t;
   uv_timer_init(addon_->loop(), timer_);
@@ -258,8 +258,7 @@ bool Connection::SendStatement(const Statement& s) {
     case Statement::Kind::kPrepare:
       return PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr) == 1;
     case Statement::Kind::kPrepared:
-      return PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0) ==
-             1;
+      return PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0) == 1;
     case Statement::Kind::kParams:
       return PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
                                0) == 1;
@@ -344,8 +343,7 @@ void Connection::SendQueued() {
     const bool read = ready_ && op.read_only;
     const size_t room = config_.max_in_flight - pending_sent();
     const size_t n =
-        read ? MergeRun(it, others_.end(), std::min(config_.max_batch - reads_in_group, room))
-             : 1;
+        read ? MergeRun(it, others_.end(), std::min(config_.max_batch - reads_in_group, room)) : 1;
     const auto next = it + n;
     const bool group_next = read && next != others_.end() && (*next)->read_only &&
                             reads_in_group + n < config_.max_batch && n < room;
@@ -432,7 +430,8 @@ bool Connection::ProcessResults() {
         break;
       case PGRES_TUPLES_OK:
       case PGRES_COMMAND_OK:
-        if (head_statement_ < head.results.size()) head.results[head_statement_] = std::move(result);
+        if (head_statement_ < head.results.size())
+          head.results[head_statement_] = std::move(result);
         break;
       case PGRES_FATAL_ERROR:
         if (!head.error) head.error = ResultError(raw, config_.server);
@@ -483,7 +482,7 @@ void Connection::Complete() {
     at_commit = at_commit || op->failed_at_commit;
   }
   std::deque<OpPtr> retry, settled;
-  size_t riders_left = 0;       // of the merged statement being walked
+  size_t riders_left = 0;      // of the merged statement being walked
   bool merged_failed = false;  // that statement failed
   for (OpPtr& op : batch) {
     // Rolled back or skipped for a neighbour's failure: send it again, in its
@@ -563,8 +562,8 @@ void Connection::UpdateRef() {
   // Only work that someone waits for keeps the process alive; an idle or
   // reconnecting connection does not.
   bool busy = pending() > 0;
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(poll_),
-                         reinterpret_cast<uv_handle_t*>(timer_)}) {
+  for (uv_handle_t* h :
+       {reinterpret_cast<uv_handle_t*>(poll_), reinterpret_cast<uv_handle_t*>(timer_)}) {
     if (h == nullptr) continue;
     if (busy) {
       uv_ref(h);

@@ -35,8 +35,8 @@ inline ResultPtr AdoptResult(PGresult* r) { return ResultPtr(r, PQclear); }
 struct Statement {
   enum class Kind { kPrepare, kPrepared, kParams };
   Kind kind = Kind::kPrepared;
-  std::string name;  // statement name (kPrepare, kPrepared)
-  std::string sql;   // text (kPrepare, kParams)
+  std::string name;     // statement name (kPrepare, kPrepared)
+  std::string sql;      // text (kPrepare, kParams)
   int param_count = 0;  // kPrepare only
   std::vector<std::string> params;
   std::vector<char> is_null;  // same length as params
@@ -81,10 +81,10 @@ struct Op {
   const Merge* merge = nullptr;
 
   // Routing, set by Handler/Server.
-  std::string key;           // the session id, when the op concerns one
-  bool reroutable = false;   // safe to resend on another server after a connection loss
-  int attempts = 0;          // times it was resent
-  int server = -1;           // the server it was last submitted to
+  std::string key;          // the session id, when the op concerns one
+  bool reroutable = false;  // safe to resend on another server after a connection loss
+  int attempts = 0;         // times it was resent
+  int server = -1;          // the server it was last submitted to
 
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
@@ -156,9 +156,7 @@ class Connection {
 
   bool ready() const { return ready_; }
   bool closed() const { return closed_; }
-  size_t pending() const {
-    return sent_.size() + others_.size() + writes_.size() + batch_.size();
-  }
+  size_t pending() const { return sent_.size() + others_.size() + writes_.size() + batch_.size(); }
   size_t pending_sent() const { return sent_.size() + batch_.size(); }
   // Whether an operation on this session id is queued or in flight here.
   bool HasPending(const std::string& key) const { return pending_keys_.count(key) != 0; }
@@ -204,19 +202,19 @@ class Connection {
   bool ready_ = false;
   bool retiring_ = false;
   bool closed_ = false;
-  bool dirty_ = false;         // registered with Addon for the next flush
-  bool want_write_ = false;    // PQflush reported unsent output
+  bool dirty_ = false;       // registered with Addon for the next flush
+  bool want_write_ = false;  // PQflush reported unsent output
   int watched_events_ = 0;
   int pending_closes_ = 0;     // uv handles still closing; delete this at 0
   uv_poll_t* poll_ = nullptr;  // owned; freed in OnHandleClosed
   uv_timer_t* timer_ = nullptr;
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
   size_t head_statement_ = 0;         // which statement of sent_.front() results are for
-  std::deque<OpPtr> others_;  // to send at the next flush (reads grouped, others alone)
-  std::deque<OpPtr> writes_;  // the next write batch (plus reads that depend on it)
-  std::deque<OpPtr> sent_;    // sent, results not all in yet; the head gets the next result
-  std::deque<OpPtr> batch_;   // results in, waiting for their batch's Sync (commit)
-  bool batch_in_flight_ = false;  // a write batch is sent and not yet committed
+  std::deque<OpPtr> others_;          // to send at the next flush (reads grouped, others alone)
+  std::deque<OpPtr> writes_;          // the next write batch (plus reads that depend on it)
+  std::deque<OpPtr> sent_;            // sent, results not all in yet; the head gets the next result
+  std::deque<OpPtr> batch_;           // results in, waiting for their batch's Sync (commit)
+  bool batch_in_flight_ = false;      // a write batch is sent and not yet committed
   // Session id -> its ops enqueued and not yet settled, and how many of them
   // write: a read of such a session must not overtake its writes.
   struct KeyCount {

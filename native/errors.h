@@ -41,8 +41,7 @@ struct ErrorInfo {
   explicit operator bool() const { return !code.empty(); }
 };
 
-ErrorInfo MakeError(const char* code, std::string message, int server = -1,
-                    bool retryable = false);
+ErrorInfo MakeError(const char* code, std::string message, int server = -1, bool retryable = false);
 
 // A connection-level failure; the message is PQerrorMessage(conn), trimmed and
 // scrubbed of `secret` (the server's password, if any).

@@ -110,8 +110,7 @@ Napi::Function Handler::Define(Napi::Env env) {
 Handler::Handler(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<Handler>(info), addon_(info.Env().GetInstanceData<Addon>()) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() ||
-      !info[2].IsFunction()) {
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
     Napi::TypeError::New(env,
                          "new Handler(config: object, errorClass: Function, makeRow: Function)")
         .ThrowAsJavaScriptException();
@@ -149,10 +148,10 @@ Handler::Handler(const Napi::CallbackInfo& info)
          connections = 1;
   ServerTimings timings;
   if (!string("table", &table_) || !string("index", &index) ||
-      !string("housekeeping", &housekeeping_) ||
-      !string("sessionName", &session_name_) || !string("placement", &placement_name_) ||
-      !boolean("createTable", &create_table_) || !boolean("shortCircuit", &short_circuit_) ||
-      !boolean("keepExpired", &keep_expired_) || !boolean("failoverMode", &failover_mode_) ||
+      !string("housekeeping", &housekeeping_) || !string("sessionName", &session_name_) ||
+      !string("placement", &placement_name_) || !boolean("createTable", &create_table_) ||
+      !boolean("shortCircuit", &short_circuit_) || !boolean("keepExpired", &keep_expired_) ||
+      !boolean("failoverMode", &failover_mode_) ||
       !boolean("synchronousCommit", &timings.synchronous_commit) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
@@ -202,7 +201,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
                                                 timings, gc_interval, vacuum_interval));
   }
 
-  Placement::Mode mode = failover_mode_               ? Placement::Mode::kFailover
+  Placement::Mode mode = failover_mode_             ? Placement::Mode::kFailover
                          : placement_name_ == "php" ? Placement::Mode::kPhp
                                                     : Placement::Mode::kRendezvous;
   placement_ = std::make_unique<Placement>(mode, identities);
@@ -324,8 +323,8 @@ void Handler::Barrier(std::function<void(bool, ErrorInfo)> done) {
       if (--state->remaining > 0) return;
       ErrorInfo error = state->first;
       if (count > 1) {
-        error = MakeError(code::kNoServer, "no server could be reached: " + state->reasons, -1,
-                          true);
+        error =
+            MakeError(code::kNoServer, "no server could be reached: " + state->reasons, -1, true);
       }
       state->done(state->any, std::move(error));
     };
@@ -403,11 +402,14 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int serv
     return Napi::String::New(env, PQgetvalue(r, i, col), PQgetlength(r, i, col));
   };
   auto number = [&](int col, long long otherwise, long long plus = 0) {
-    return Napi::Number::New(env, static_cast<double>(load ? ParseInt(r, i, col) + plus : otherwise));
+    return Napi::Number::New(env,
+                             static_cast<double>(load ? ParseInt(r, i, col) + plus : otherwise));
   };
   const napi_value values[] = {
       Napi::Number::New(env, server),
-      Napi::String::New(env, !found ? "new" : expired ? "expired" : "existing"),
+      Napi::String::New(env, !found    ? "new"
+                             : expired ? "expired"
+                                       : "existing"),
       Napi::Boolean::New(env, !load),  // the next write stores a fresh row
       text(0, load && !expired),
       number(1, 1, 1),  // accesses: the stored counter + 1 (this access)
@@ -550,9 +552,8 @@ void Handler::DropCopies(const std::string& id, const std::vector<Server*>& serv
 Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 10 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() ||
-      !(IsNullish(info[4]) || info[4].IsString()) || !info[5].IsNumber() ||
-      !info[6].IsNumber() || !info[7].IsNumber() ||
-      !(IsNullish(info[8]) || info[8].IsString()) ||
+      !(IsNullish(info[4]) || info[4].IsString()) || !info[5].IsNumber() || !info[6].IsNumber() ||
+      !info[7].IsNumber() || !(IsNullish(info[8]) || info[8].IsString()) ||
       !(IsNullish(info[9]) || info[9].IsString())) {
     return Reject(env, code::kInvalidArgument,
                   "write(id, data, address, expires, custom, errors, warnings, notices, "
@@ -581,8 +582,8 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   const int errors = info[5].As<Napi::Number>().Int32Value();
   const int warnings = info[6].As<Napi::Number>().Int32Value();
   const int notices = info[7].As<Napi::Number>().Int32Value();
-  const bool forced = !IsNullish(info[4]) || !IsNullish(info[8]) || errors != 0 ||
-                      warnings != 0 || notices != 0;
+  const bool forced =
+      !IsNullish(info[4]) || !IsNullish(info[8]) || errors != 0 || warnings != 0 || notices != 0;
   // Short circuit: a session read live whose data is byte-equal and on which
   // nothing was forced is not written at all (its expiry is not refreshed).
   if (short_circuit_ && !forced && info[9].IsString() && Utf8(info[9]) == data) {
@@ -856,7 +857,8 @@ Napi::Value Handler::JsStats(const Napi::CallbackInfo& info) {
     Napi::ObjectReference out;
     Deferred deferred;
     State(Napi::Env env, size_t n)
-        : remaining(n), out(Napi::Persistent(Napi::Array::New(env, n).As<Napi::Object>())),
+        : remaining(n),
+          out(Napi::Persistent(Napi::Array::New(env, n).As<Napi::Object>())),
           deferred(Deferred::New(env)) {}
   };
   auto state = std::make_shared<State>(env, servers_.size());

@@ -117,12 +117,12 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Addon* addon_;
   Napi::FunctionReference error_class_;
   Napi::FunctionReference make_row_;  // the facade's nativeRow(...fields)
-  Napi::FunctionReference events_;  // (name, payload) => void, set by the facade
+  Napi::FunctionReference events_;    // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Sql> sql_;
-  Merge write_many_;  // writes that leave the custom field alone, merged per batch
-  Merge read_many_;   // reads side by side, merged per group
+  Merge write_many_;          // writes that leave the custom field alone, merged per batch
+  Merge read_many_;           // reads side by side, merged per group
   std::string table_;         // quoted table name, as given to to_regclass
   std::string housekeeping_;  // quoted name of the housekeeping record table
   std::string session_name_;

@@ -49,9 +49,8 @@ void Placement::Order(std::string_view id, std::vector<int>* order) const {
   const uint64_t key = Hash64(id);
   std::vector<uint64_t> scores(n);
   for (int i = 0; i < n; ++i) scores[i] = Mix64(key ^ seeds_[i]);
-  std::sort(order->begin(), order->end(), [&](int a, int b) {
-    return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
-  });
+  std::sort(order->begin(), order->end(),
+            [&](int a, int b) { return scores[a] != scores[b] ? scores[a] > scores[b] : a < b; });
 }
 
 }  // namespace spg

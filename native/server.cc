@@ -5,9 +5,9 @@
 #include <cmath>
 #include <random>
 #include <set>
-#include <vector>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "addon.h"
 #include "handler.h"
@@ -159,8 +159,8 @@ void Server::Submit(OpPtr op) {
   ++operations_;
   op->server = index_;
   if (slots_.empty()) {
-    op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_,
-                          true);
+    op->error =
+        MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_, true);
     if (op->done) op->done(*op);
     return;
   }
@@ -309,16 +309,17 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   if (!exists) {
     if (!handler_->create_table() || slot->created) {
       conn->Fail(MakeError(code::kTableMissing,
-                            "server " + std::to_string(index_) + ": table " + table +
-                                " does not exist and createTable is off",
-                            index_, false));
+                           "server " + std::to_string(index_) + ": table " + table +
+                               " does not exist and createTable is off",
+                           index_, false));
       return;
     }
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
     slot->created = true;
     std::vector<Statement> ddl;
-    for (const std::string* text : {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
+    for (const std::string* text :
+         {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
       ddl.push_back(Statement::Text(*text));
     }
     CheckUnderLock(conn, std::move(ddl));
@@ -341,16 +342,16 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   }
   if (!missing.empty()) {
     conn->Fail(MakeError(code::kTableInvalid,
-                          "server " + std::to_string(index_) + ": table " + table +
-                              " lacks required column(s): " + missing,
-                          index_, false));
+                         "server " + std::to_string(index_) + ": table " + table +
+                             " lacks required column(s): " + missing,
+                         index_, false));
     return;
   }
   if (PQgetvalue(r, 0, 2)[0] != 't') {
     conn->Fail(MakeError(code::kTableInvalid,
-                          "server " + std::to_string(index_) + ": table " + table +
-                              " needs a primary key or unique index on sess_id",
-                          index_, false));
+                         "server " + std::to_string(index_) + ": table " + table +
+                             " needs a primary key or unique index on sess_id",
+                         index_, false));
     return;
   }
   if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !slot->created) {
@@ -433,8 +434,8 @@ void Server::ScheduleRetry() {
   }
   // Exponential backoff with jitter: half the step fixed, half random, so many
   // processes that lost the same server do not reconnect in lockstep.
-  const double step =
-      std::min(timings_.retry_max_ms, timings_.retry_min_ms * std::pow(2.0, std::min(attempts_, 30)));
+  const double step = std::min(timings_.retry_max_ms,
+                               timings_.retry_min_ms * std::pow(2.0, std::min(attempts_, 30)));
   ++attempts_;
   static thread_local std::minstd_rand random{std::random_device{}()};
   const double delay = step / 2 + std::uniform_real_distribution<double>(0, step / 2)(random);

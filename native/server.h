@@ -39,7 +39,7 @@ struct ServerTimings {
   double statement_timeout_ms = 5000;
   double retry_min_ms = 100;
   double retry_max_ms = 5000;
-  size_t max_batch = 1;  // ops per Sync (group commit)
+  size_t max_batch = 1;    // ops per Sync (group commit)
   size_t connections = 1;  // per server
   bool synchronous_commit = true;
 };
@@ -121,8 +121,8 @@ class Server : public ConnectionDelegate {
   double state_since_ = 0;
   std::vector<Slot> slots_;                  // the connections new ops go to; empty when down
   std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect(), or failing
-  uv_timer_t* retry_timer_ = nullptr;  // owned; unref'd so it never keeps a process alive
-  int attempts_ = 0;                   // consecutive failed connects
+  uv_timer_t* retry_timer_ = nullptr;        // owned; unref'd so it never keeps a process alive
+  int attempts_ = 0;                         // consecutive failed connects
   uint64_t operations_ = 0;
   uint64_t failures_ = 0;
   double recovered_at_ = 0;

@@ -3,10 +3,9 @@
 namespace spg {
 
 const std::vector<std::string> kRequiredColumns = {
-    "sess_id",           "sess_name",          "sess_data",    "sess_created",
-    "sess_modified",     "sess_expire",        "sess_addr_created",
-    "sess_addr_modified", "sess_counter",      "sess_error",   "sess_warning",
-    "sess_notice",       "sess_err_message",   "sess_custom"};
+    "sess_id",      "sess_name",         "sess_data",          "sess_created", "sess_modified",
+    "sess_expire",  "sess_addr_created", "sess_addr_modified", "sess_counter", "sess_error",
+    "sess_warning", "sess_notice",       "sess_err_message",   "sess_custom"};
 
 namespace {
 
@@ -16,6 +15,8 @@ constexpr const char* kNow = "floor(extract(epoch from now()))::bigint";
 
 }  // namespace
 
+// The SQL is laid out by clause, which the formatter would undo.
+// clang-format off
 Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   const std::string& t = o.table;
   const std::string now = kNow;
@@ -205,5 +206,6 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                  "sess_err_message text, sess_custom text)";
   create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";
 }
+// clang-format on
 
 }  // namespace spg

@@ -25,8 +25,8 @@ inline constexpr const char* kTombstoneStmt = "spg_tombstone";
 extern const std::vector<std::string> kRequiredColumns;
 
 struct SqlOptions {
-  std::string table;  // quoted identifier, optionally schema-qualified
-  std::string index;  // quoted name of the expiry index (same schema as the table)
+  std::string table;         // quoted identifier, optionally schema-qualified
+  std::string index;         // quoted name of the expiry index (same schema as the table)
   std::string housekeeping;  // quoted name of the table recording GC/VACUUM runs
   long long max_lifetime = 1440;
   bool keep_expired = false;
@@ -42,7 +42,7 @@ struct Sql {
     int param_count;
   };
   std::vector<Prepared> prepared;  // what setup prepares
-  long long gc_batch;               // rows per GC statement
+  long long gc_batch;              // rows per GC statement
 
   // Setup: $1 = table, $2 = housekeeping table; one row:
   // (exists, columns "a,b,…", unique_on_id, housekeeping_exists).
