@@ -12,6 +12,7 @@ import { expect } from 'chai';
 import { SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
+import { addSlowCommit } from './support/triggers';
 import { serverBack, sleep } from './support/wait';
 
 interface Row {
@@ -107,26 +108,6 @@ describe('60 group commit', function () {
     await query(
       server,
       `ALTER TABLE ${table} ADD CONSTRAINT no_poison CHECK (sess_data <> 'poison')`,
-    );
-  }
-
-  /**
-   * A deferred constraint trigger: the commit of a transaction that wrote a row whose data is
-   * 'slow-commit' takes `seconds` (the statements themselves stay fast).
-   */
-  async function addSlowCommit(seconds: number, server = 0): Promise<void> {
-    await query(
-      server,
-      `CREATE FUNCTION ${table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN
-         IF NEW.sess_data = 'slow-commit' THEN PERFORM pg_sleep(${seconds}); END IF;
-         RETURN NULL;
-       END $$`,
-    );
-    await query(
-      server,
-      `CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT OR UPDATE ON ${table}
-       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${table}_slow()`,
     );
   }
 
@@ -506,7 +487,7 @@ describe('60 group commit', function () {
     ] as const) {
       it(`${label} a read issued before a slow-committing write does not wait for it`, async () => {
         const h = await make({ maxBatch });
-        await addSlowCommit(1.5);
+        await addSlowCommit(table, 1.5);
         const r = newId();
         await h.write(r, 'read me');
         const started = Date.now();
@@ -542,7 +523,7 @@ describe('60 group commit', function () {
     it('every operation settles, and nothing is reported stored that is not', async () => {
       const h = await make({ maxBatch: 64, connectTimeout: 2 }, CRASH_SERVER);
       // Each batch of 64 holds one slow-committing write: batches are in flight at the crash.
-      await addSlowCommit(1, CRASH_SERVER);
+      await addSlowCommit(table, 1, CRASH_SERVER);
       const ids = Array.from({ length: 320 }, () => newId());
       const data = ids.map((_, i) => (i % 64 === 63 ? 'slow-commit' : `data ${i}`));
       const resolved: string[] = [];
@@ -599,7 +580,7 @@ describe('60 group commit', function () {
 
     it('a read never reports data that its interrupted batch did not commit', async () => {
       const h = await make({ maxBatch: 64, connectTimeout: 2 }, CRASH_SERVER);
-      await addSlowCommit(4, CRASH_SERVER);
+      await addSlowCommit(table, 4, CRASH_SERVER);
       const big = 'y'.repeat(20_000);
       const [x, filler] = [newId(), newId()];
       await h.write(filler, big);

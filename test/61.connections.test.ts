@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import type { SessionPgsql, SessionPgsqlOptions } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
+import { addSlowCommit } from './support/triggers';
 
 describe('61 connections per server', function () {
   this.timeout(60_000);
@@ -158,19 +159,7 @@ describe('61 connections per server', function () {
     const h = await make({ connections: 2 });
     const other = newId();
     await h.write(other, 'other');
-    await query(
-      0,
-      `CREATE FUNCTION ${table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN
-         IF NEW.sess_data = 'slow-commit' THEN PERFORM pg_sleep(2); END IF;
-         RETURN NULL;
-       END $$`,
-    );
-    await query(
-      0,
-      `CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT OR UPDATE ON ${table}
-       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${table}_slow()`,
-    );
+    await addSlowCommit(table, 2);
     const slow = h.write(newId(), 'slow-commit');
     await new Promise((resolve) => setTimeout(resolve, 200));
     for (let i = 0; i < 5; i++) {
