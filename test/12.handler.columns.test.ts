@@ -5,24 +5,7 @@ import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { newId, query, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
-import { sessionRows } from './support/rows';
-
-interface Row {
-  sess_id: string;
-  sess_name: string | null;
-  sess_data: string | null;
-  sess_created: number;
-  sess_modified: number;
-  sess_expire: number;
-  sess_addr_created: string | null;
-  sess_addr_modified: string | null;
-  sess_counter: number;
-  sess_error: number;
-  sess_warning: number;
-  sess_notice: number;
-  sess_err_message: string | null;
-  sess_custom: string | null;
-}
+import { storedRows, type StoredRow } from './support/rows';
 
 const LIFETIME = 100;
 
@@ -34,14 +17,10 @@ describe('12 handler: column values after insert and update', () => {
     return handlers.open({ table, maxLifetime: LIFETIME, sessionName: 'MYSESSID', ...options });
   }
   /** The one row of `id`, its times as numbers. */
-  async function row(id: string): Promise<Row> {
-    const rows = await sessionRows(table, id);
+  async function row(id: string): Promise<StoredRow> {
+    const rows = await storedRows(table, id);
     expect(rows, `rows for ${id}`).to.have.length(1);
-    const r = rows[0]!;
-    for (const c of ['sess_created', 'sess_modified', 'sess_expire']) {
-      if (r[c] !== null) r[c] = Number(r[c]);
-    }
-    return r as unknown as Row;
+    return rows[0]!;
   }
   async function dbNow(): Promise<number> {
     const [r] = await query<{ now: number }>(0, 'SELECT extract(epoch from now())::float8 AS now');

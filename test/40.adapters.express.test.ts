@@ -19,7 +19,7 @@ import {
   pollUntilBack,
   type HttpResponse,
 } from './support/http';
-import { sessionRow } from './support/rows';
+import { storedRow } from './support/rows';
 import { sleep, waitUntil } from './support/wait';
 import { rejection } from './support/errors';
 
@@ -46,30 +46,6 @@ function sidOf(jar: CookieJar): string {
   const value = decodeURIComponent(raw!);
   expect(value.startsWith('s:'), `signed cookie ${value}`).to.equal(true);
   return value.slice(2, value.lastIndexOf('.'));
-}
-
-interface Row {
-  sess_id: string;
-  sess_data: string;
-  sess_created: number;
-  sess_modified: number;
-  sess_expire: number;
-  sess_addr_created: string | null;
-  sess_addr_modified: string | null;
-  sess_counter: number;
-  sess_custom: string | null;
-}
-
-async function row(table: string, id: string, server = 0): Promise<Row | undefined> {
-  const r = await sessionRow(table, id, server);
-  if (!r) return undefined;
-  return {
-    ...(r as unknown as Row),
-    sess_created: Number(r.sess_created),
-    sess_modified: Number(r.sess_modified),
-    sess_expire: Number(r.sess_expire),
-    sess_counter: Number(r.sess_counter),
-  };
 }
 
 async function count(table: string, server = 0): Promise<number> {
@@ -197,7 +173,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       expect(await views(jar)).to.deep.equal({ id, views: 2 });
       expect(await views(jar)).to.deep.equal({ id, views: 3 });
       expect(sidOf(jar)).to.equal(id);
-      const r = await row(table, id);
+      const r = await storedRow(table, id);
       expect(r, 'row').to.not.equal(undefined);
       expect(JSON.parse(r!.sess_data)).to.include({ views: 3 });
       // express-session recomputes originalMaxAge from the stored expiry: a ms may be lost.
@@ -208,7 +184,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
     it('the expiry comes from cookie.expires', async () => {
       const jar = app.jar();
       await views(jar);
-      const r = await row(table, sidOf(jar));
+      const r = await storedRow(table, sidOf(jar));
       const expires = Date.parse(JSON.parse(r!.sess_data).cookie.expires) / 1000;
       expect(r!.sess_expire).to.be.closeTo(expires, 1);
       expect(r!.sess_expire).to.be.closeTo(Date.now() / 1000 + 3600, 30);
@@ -217,7 +193,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
     it('stores the request IP in sess_addr_created', async () => {
       const jar = app.jar();
       await views(jar);
-      const r = await row(table, sidOf(jar));
+      const r = await storedRow(table, sidOf(jar));
       expect(r!.sess_addr_created).to.equal('127.0.0.1');
     });
 
@@ -226,10 +202,10 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       await views(jar);
       await views(jar);
       const id = sidOf(jar);
-      expect(await row(table, id)).to.not.equal(undefined);
+      expect(await storedRow(table, id)).to.not.equal(undefined);
       const out = await jar.post('/logout');
       expect(out.status, out.text).to.equal(200);
-      expect(await row(table, id), 'row after logout').to.equal(undefined);
+      expect(await storedRow(table, id), 'row after logout').to.equal(undefined);
       const next = await views(jar);
       expect(next.views).to.equal(1);
       expect(next.id).to.not.equal(id);
@@ -246,8 +222,8 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       expect(body.before).to.equal(old);
       expect(body.id).to.not.equal(old);
       expect(sidOf(jar)).to.equal(body.id);
-      expect(await row(table, old), 'old row').to.equal(undefined);
-      const fresh = await row(table, body.id);
+      expect(await storedRow(table, old), 'old row').to.equal(undefined);
+      const fresh = await storedRow(table, body.id);
       expect(JSON.parse(fresh!.sess_data)).to.include({ views: 2 });
       expect(await views(jar)).to.deep.equal({ id: body.id, views: 3 });
     });
@@ -276,7 +252,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const jar = app.jar();
       await views(jar);
       const id = sidOf(jar);
-      expect((await row(table, id))!.sess_expire).to.be.closeTo(Date.now() / 1000 + 1, 2);
+      expect((await storedRow(table, id))!.sess_expire).to.be.closeTo(Date.now() / 1000 + 1, 2);
       await sleep(2500);
       // The jar still sends the old cookie, as a client with a stale cookie would.
       const res = await views(jar);
@@ -293,11 +269,11 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const jar = app.jar();
       await views(jar);
       const id = sidOf(jar);
-      const before = (await row(table, id))!;
+      const before = (await storedRow(table, id))!;
       await sleep(1600);
       const peek = await views(jar, '/peek');
       expect(peek).to.deep.equal({ id, views: 1 });
-      const after = (await row(table, id))!;
+      const after = (await storedRow(table, id))!;
       expect(after.sess_expire, 'sess_expire').to.be.above(before.sess_expire);
       expect(after.sess_data, 'sess_data').to.equal(before.sess_data);
       expect(after.sess_modified, 'sess_modified').to.equal(before.sess_modified);
@@ -311,10 +287,10 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const jar = app.jar();
       await views(jar);
       const id = sidOf(jar);
-      const before = (await row(table, id))!;
+      const before = (await storedRow(table, id))!;
       await sleep(1600);
       expect(await views(jar, '/peek')).to.deep.equal({ id, views: 1 });
-      const after = (await row(table, id))!;
+      const after = (await storedRow(table, id))!;
       expect(after).to.deep.equal(before);
     });
   });
@@ -328,7 +304,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       });
       const jar = app.jar();
       await views(jar);
-      expect((await row(table, sidOf(jar)))!.sess_expire).to.be.closeTo(
+      expect((await storedRow(table, sidOf(jar)))!.sess_expire).to.be.closeTo(
         Date.now() / 1000 + 777,
         30,
       );
@@ -341,10 +317,10 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const jar = app.jar();
       await views(jar);
       const id = sidOf(jar);
-      const before = (await row(table, id))!;
+      const before = (await storedRow(table, id))!;
       await sleep(1600);
       expect(await views(jar, '/peek')).to.deep.equal({ id, views: 1 });
-      const after = (await row(table, id))!;
+      const after = (await storedRow(table, id))!;
       expect(after.sess_expire, 'sess_expire').to.be.above(before.sess_expire);
       expect(after.sess_data, 'sess_data').to.equal(before.sess_data);
       expect(after.sess_modified, 'sess_modified').to.equal(before.sess_modified);
@@ -355,10 +331,10 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const jar = app.jar();
       await views(jar);
       const id = sidOf(jar);
-      const before = (await row(table, id))!;
+      const before = (await storedRow(table, id))!;
       await sleep(1600);
       expect(await views(jar, '/peek')).to.deep.equal({ id, views: 1 });
-      expect(await row(table, id)).to.deep.equal(before);
+      expect(await storedRow(table, id)).to.deep.equal(before);
     });
   });
 
@@ -396,7 +372,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       expect(set.status, set.text).to.equal(200);
       const res = await jar.get('/info');
       expect(res.json().info).to.include({ sessionId: id, custom: 'user:42' });
-      expect((await row(table, id))!.sess_custom).to.equal('user:42');
+      expect((await storedRow(table, id))!.sess_custom).to.equal('user:42');
     });
 
     it('setField alone (the session data unchanged) is stored too: setField forces the next write', async () => {
@@ -405,7 +381,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const id = sidOf(jar);
       const set = await jar.post('/field?value=user:7');
       expect(set.status, set.text).to.equal(200);
-      expect((await row(table, id))!.sess_custom, 'sess_custom').to.equal('user:7');
+      expect((await storedRow(table, id))!.sess_custom, 'sess_custom').to.equal('user:7');
       const res = await jar.get('/info');
       expect(res.json().info).to.include({ sessionId: id, custom: 'user:7' });
     });
@@ -424,7 +400,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       expect(body.views).to.equal(1);
       if (not) expect(body.id).to.not.equal(not);
       expect(sidOf(jar)).to.equal(body.id);
-      expect(await row(table, body.id)).to.not.equal(undefined);
+      expect(await storedRow(table, body.id)).to.not.equal(undefined);
     }
 
     it('control: a cookie the test signs for a live id is accepted (the signing below is genuine)', async () => {
@@ -443,7 +419,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       const id = sidOf(jar);
       jar.setCookie(COOKIE, encodeURIComponent(`s:${id}.${'A'.repeat(43)}`));
       await expectFresh(await jar.get('/count'), jar, id);
-      expect(JSON.parse((await row(table, id))!.sess_data)).to.include({ views: 2 });
+      expect(JSON.parse((await storedRow(table, id))!.sess_data)).to.include({ views: 2 });
     });
 
     it('a cookie signed with another secret gets a fresh session', async () => {
@@ -653,7 +629,7 @@ describe('40 adapters: express (express-session over HTTP)', function () {
       expect(last!.status, `not back 15 s after the restart: ${last!.text}`).to.equal(200);
       expect(last!.json()).to.deep.equal({ id, views: 3 });
       expect(await views(jar)).to.deep.equal({ id, views: 4 });
-      expect(JSON.parse((await row(table, id, RESTART_SERVER))!.sess_data)).to.include({
+      expect(JSON.parse((await storedRow(table, id, RESTART_SERVER))!.sess_data)).to.include({
         views: 4,
       });
     });

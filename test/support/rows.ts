@@ -20,6 +20,69 @@ export async function sessionRow<T = Record<string, unknown>>(
   return (await sessionRows<T>(table, id, server))[0];
 }
 
+/**
+ * A row of a session table with its bigint and integer columns as numbers. Columns the handler
+ * always writes are typed non-null; a NULL in one (e.g. a counter in a row PHP wrote) stays null.
+ */
+export interface StoredRow {
+  sess_id: string;
+  sess_name: string | null;
+  sess_data: string;
+  sess_created: number;
+  sess_modified: number;
+  sess_expire: number;
+  sess_addr_created: string | null;
+  sess_addr_modified: string | null;
+  sess_counter: number;
+  sess_error: number;
+  sess_warning: number;
+  sess_notice: number;
+  sess_err_message: string | null;
+  sess_custom: string | null;
+}
+
+/** The bigint/integer columns of a session table (pg returns bigint as a string). */
+const NUMERIC_COLUMNS = [
+  'sess_created',
+  'sess_modified',
+  'sess_expire',
+  'sess_counter',
+  'sess_error',
+  'sess_warning',
+  'sess_notice',
+] as const;
+
+/** `r` as a StoredRow: its non-NULL numeric columns converted with Number(). */
+function toStoredRow(r: Record<string, unknown>): StoredRow {
+  const out: Record<string, unknown> = { ...r };
+  for (const c of NUMERIC_COLUMNS) {
+    if (out[c] !== null) out[c] = Number(out[c]);
+  }
+  return out as unknown as StoredRow;
+}
+
+/** The rows of session `id` in `table` on test server `server` (0 unless told) as StoredRows. */
+export async function storedRows(table: string, id: string, server = 0): Promise<StoredRow[]> {
+  return (await sessionRows(table, id, server)).map(toStoredRow);
+}
+
+/** sessionRow() as a StoredRow: the row of session `id` in `table` on server `server`, if any. */
+export async function storedRow(
+  table: string,
+  id: string,
+  server = 0,
+): Promise<StoredRow | undefined> {
+  return (await storedRows(table, id, server))[0];
+}
+
+/** Only the `keys` columns of a stored row (undefined when there is no row). */
+export function columnsOf<K extends keyof StoredRow>(
+  row: StoredRow | undefined,
+  keys: readonly K[],
+): Pick<StoredRow, K> | undefined {
+  return row && (Object.fromEntries(keys.map((k) => [k, row[k]])) as Pick<StoredRow, K>);
+}
+
 /** Every row of `table` on test server `server` (0 unless told), ordered by sess_id. */
 export function allRows<T = Record<string, unknown>>(table: string, server = 0): Promise<T[]> {
   return query<T>(server, `SELECT * FROM ${table} ORDER BY sess_id`);
