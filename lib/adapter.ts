@@ -1,8 +1,10 @@
-// What the framework adapters share: owning or borrowing a handler, turning a
-// framework's expiry into Unix seconds, and the JSON encoding of session objects.
+// What the framework adapters share: owning or borrowing a handler, the ids
+// frameworks hand us and their stored form, turning a framework's expiry into
+// Unix seconds, and the JSON encoding of session objects.
 import { ErrorCode, SessionPgsqlError } from './errors';
-import { SessionPgsql } from './handler';
+import { SessionPgsql, withAdapterId, type ReadContext, type WriteOptions } from './handler';
 import type { SessionPgsqlOptions } from './options';
+import type { Session } from './session';
 
 /**
  * Loads a framework package that an adapter needs (an optional peer
@@ -29,8 +31,112 @@ export function adoptHandler(source: HandlerOrOptions): { handler: SessionPgsql;
   return { handler, owned: true };
 }
 
-/** Unix seconds from a Date, an ISO string or epoch milliseconds; null when absent. */
-export function toUnixSeconds(value: unknown): number | null {
+/** The longest id an adapter takes, in characters (UTF-16 code units, as `String#length`). */
+export const MAX_ID_LENGTH = 1024;
+/**
+ * The longest stored id in UTF-8 bytes. PostgreSQL's btree refuses an index
+ * entry over 2704 bytes that does not compress: 1024 three-byte characters
+ * would pass a character bound and then fail on insert with a SQLSTATE.
+ */
+export const MAX_ID_BYTES = 2048;
+
+// The first character of an escaped id. A verbatim id never starts with it
+// (one that does is escaped), so the two forms cannot collide.
+const MARK = '\u0001';
+// What a text column cannot hold losslessly: NUL, and a lone surrogate (UTF-8
+// has no encoding for it, libpq would get U+FFFD). Plus MARK, so that in an
+// escaped id every MARK starts an escape. Without the u flag, code units.
+const UNSAFE =
+  /[\u0000\u0001]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const ESCAPE = /\u0001([0-9a-f]{4})/g;
+
+function invalidId(message: string): SessionPgsqlError {
+  return new SessionPgsqlError(message, ErrorCode.InvalidId);
+}
+
+/**
+ * The `sess_id` of a framework's session id: the id itself (verbatim), unless
+ * it contains NUL or a lone surrogate or starts with U+0001; then U+0001
+ * followed by the id with each of those characters as U+0001 and four hex
+ * digits. Injective, and {@link idFromStored} inverts it.
+ * @throws SessionPgsqlError `SPG_INVALID_ID` for a non-string, an empty id, or
+ *   one over {@link MAX_ID_LENGTH} characters or {@link MAX_ID_BYTES} bytes stored.
+ */
+export function storedId(id: unknown): string {
+  if (typeof id !== 'string')
+    throw invalidId(`Invalid session id (a ${typeof id}): expected a string`);
+  if (id.length === 0) throw invalidId('Invalid session id: it is empty');
+  if (id.length > MAX_ID_LENGTH) {
+    throw invalidId(
+      `Invalid session id of ${id.length} characters: at most ${MAX_ID_LENGTH} are allowed`,
+    );
+  }
+  UNSAFE.lastIndex = 0;
+  const stored = UNSAFE.test(id)
+    ? MARK + id.replace(UNSAFE, (c) => MARK + c.charCodeAt(0).toString(16).padStart(4, '0'))
+    : id;
+  const bytes = Buffer.byteLength(stored, 'utf8');
+  if (bytes > MAX_ID_BYTES) {
+    throw invalidId(
+      `Invalid session id of ${id.length} characters: it takes ${bytes} bytes stored, at most ${MAX_ID_BYTES} are allowed`,
+    );
+  }
+  return stored;
+}
+
+/** The framework's id of a stored `sess_id` (the inverse of {@link storedId}). */
+export function idFromStored(stored: string): string {
+  if (!stored.startsWith(MARK)) return stored;
+  return stored
+    .slice(1)
+    .replace(ESCAPE, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+}
+
+// The handler's operations on a framework id: stored form, idPattern waived.
+// An invalid id rejects (SPG_INVALID_ID) like any other failure.
+
+export async function readId(
+  handler: SessionPgsql,
+  id: string,
+  context?: ReadContext,
+): Promise<Session> {
+  const key = storedId(id);
+  return withAdapterId(() => handler.read(key, context));
+}
+
+/** Writes by id, or through the Session this request read (which carries its own stored id). */
+export async function writeId(
+  handler: SessionPgsql,
+  target: string | Session,
+  data: string,
+  options?: WriteOptions,
+): Promise<boolean> {
+  const key = typeof target === 'string' ? storedId(target) : target;
+  return withAdapterId(() => handler.write(key, data, options));
+}
+
+export async function touchId(
+  handler: SessionPgsql,
+  id: string,
+  expires?: number,
+): Promise<boolean> {
+  const key = storedId(id);
+  return withAdapterId(() => handler.touch(key, expires));
+}
+
+/** Destroys by id; an id no session can have is nothing to destroy. */
+export async function destroyId(handler: SessionPgsql, id: string): Promise<void> {
+  let key: string;
+  try {
+    key = storedId(id);
+  } catch {
+    return;
+  }
+  await withAdapterId(() => handler.destroy(key));
+}
+
+/** Epoch milliseconds from a Date, an ISO string or epoch milliseconds; null when absent. */
+export function toEpochMs(value: unknown): number | null {
   if (value === undefined || value === null || value === false) return null;
   const ms =
     value instanceof Date
@@ -38,7 +144,16 @@ export function toUnixSeconds(value: unknown): number | null {
       : typeof value === 'string'
         ? Date.parse(value)
         : Number(value);
-  return Number.isFinite(ms) ? ms / 1000 : null;
+  return Number.isFinite(ms) ? ms : null;
+}
+
+/**
+ * The row expiry (whole Unix seconds, as the table keeps it) for an exact
+ * expiry in ms: rounded up, so the row never ends before the framework's
+ * expiry; the adapter refuses the session at the exact time itself.
+ */
+export function rowExpiry(ms: number): number {
+  return Math.ceil(ms / 1000);
 }
 
 /** True for errors that mean "no such session" to a framework: a malformed or foreign id. */

@@ -3,10 +3,16 @@ import type * as ExpressSession from 'express-session';
 import {
   adoptHandler,
   decode,
+  destroyId,
+  idFromStored,
   isNotFound,
+  readId,
   requirePeer,
+  rowExpiry,
   settle,
-  toUnixSeconds,
+  toEpochMs,
+  touchId,
+  writeId,
   type HandlerOrOptions,
 } from './adapter';
 import type { SessionPgsql } from './handler';
@@ -27,10 +33,27 @@ export interface ExpressStoreOptions {
   touchAfter?: number;
 }
 
+/** An express middleware, as `guard()` returns it. */
+export type GuardMiddleware = (req: unknown, res: unknown, next: (err?: unknown) => void) => void;
+
+/** True while the stored session's cookie has not expired (to the millisecond). */
+function alive(data: Record<string, unknown>, now = Date.now()): boolean {
+  const cookie = data.cookie as { expires?: unknown } | undefined;
+  const expires = toEpochMs(cookie?.expires);
+  return expires === null || expires > now;
+}
+
 /**
- * An express-session store. Session objects are stored as JSON in `sess_data`;
+ * An express-session store. Session objects are stored as JSON in `sess_data`
+ * under the id express-session uses (any string up to 1024 characters, verbatim);
  * the expiry comes from `cookie.expires`, else the handler's `maxLifetime`.
- * Emits `'connect'` when the first server comes up and `'disconnect'` when none is left.
+ * A session is never served after its cookie's `expires`, to the millisecond.
+ *
+ * Failures (an outage included) reach express-session's callbacks as a
+ * SessionPgsqlError, so the app's error handler sees them; the store never
+ * emits `'disconnect'` (express-session would then run requests without
+ * `req.session`). It emits `'connect'` when the first server comes up.
+ * Methods called without a callback return a promise.
  *
  * @example
  * app.use(session({ store: new ExpressStore({ db: 'host=/run/postgresql dbname=app' }), secret, resave: false, saveUninitialized: false }))
@@ -57,33 +80,56 @@ export class ExpressStore extends session.Store {
     this.handler.on('up', () => {
       if (this.#up++ === 0) this.emit('connect');
     });
+    // No 'disconnect': express-session would skip sessions (req.session
+    // undefined) instead of failing the request; the operations fail instead.
     this.handler.on('down', () => {
-      if (--this.#up === 0) this.emit('disconnect');
+      this.#up = Math.max(0, this.#up - 1);
     });
   }
 
   /**
    * The SPEC's per-session functions (info, setField, addError, getError) for
    * the session this request loaded from the store; undefined for a session
-   * created during this request.
+   * created during this request. Its `id` is the stored form of the id.
    */
   sessionFor(req: object): Session | undefined {
     return this.#requests.get(req);
   }
 
-  override get(sid: string, callback: Callback<SessionData | null>): void {
-    const found = this.handler.read(sid).then(
+  /**
+   * An express middleware to put before `session()`: while no server is up it
+   * fails the request at once with the retryable SessionPgsqlError (so the
+   * app's error handler answers 5xx before anything runs), instead of letting
+   * a new session's save fail after the response was sent.
+   * @example app.use(store.guard()); app.use(session({ store, ... }))
+   */
+  guard(): GuardMiddleware {
+    return (_req, _res, next) => {
+      if (this.handler.status().servers.some((s) => s.state === 'up')) {
+        next();
+        return;
+      }
+      this.handler.open().then(() => next(), next);
+    };
+  }
+
+  override get(
+    sid: string,
+    callback?: Callback<SessionData | null>,
+  ): Promise<SessionData | null> | void {
+    const found = readId(this.handler, sid).then(
       (s) => {
         const data = s.isNew || s.expired ? null : decode(s.data);
-        if (data) this.#loaded.set(data, s);
-        return data as SessionData | null;
+        if (!data || !alive(data)) return null;
+        this.#loaded.set(data, s);
+        return data as unknown as SessionData;
       },
       (err) => {
         if (isNotFound(err)) return null; // a malformed id is a fresh session, not an error page
         throw err;
       },
     );
-    settle(found, callback);
+    return settle(found, callback);
   }
 
   override createSession(req: any, data: SessionData): ExpressSession.Session & SessionData {
@@ -92,80 +138,84 @@ export class ExpressStore extends session.Store {
     return super.createSession(req, data);
   }
 
-  override set(sid: string, sess: SessionData, callback?: Callback): void {
+  override set(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
     const req = (sess as { req?: { ip?: string } }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
-    const expires = toUnixSeconds(sess.cookie?.expires) ?? undefined;
+    const ms = toEpochMs(sess.cookie?.expires);
     const data = JSON.stringify(sess);
     const options = {
-      ...(expires === undefined ? {} : { expires }),
+      ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...(req?.ip ? { address: req.ip } : {}),
     };
     // A session loaded by this request carries its custom field and errors.
-    const written =
-      loaded && loaded.id === sid
-        ? this.handler.write(loaded, data, options)
-        : this.handler.write(sid, data, options);
-    settle(
+    const written = writeId(
+      this.handler,
+      loaded && this.#sameId(loaded, sid) ? loaded : sid,
+      data,
+      options,
+    );
+    return settle(
       written.then(() => undefined),
       callback,
     );
   }
 
-  override touch(sid: string, sess: SessionData, callback?: Callback): void {
+  /**
+   * Refreshes the expiry of an unchanged session. Skipped while the stored
+   * expiry would move by less than `touchAfter`. An actual touch stores the
+   * refreshed cookie in the session (as MemoryStore does: the stored session
+   * as it is now, with this cookie), so a reload shows the new expiry.
+   */
+  override touch(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
     const req = (sess as { req?: object }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     // setField/addError on an unchanged session still have to be stored.
-    if (loaded?.forced()) {
-      this.set(sid, sess, callback);
-      return;
-    }
-    const expires = toUnixSeconds(sess.cookie?.expires);
+    if (loaded?.forced()) return this.set(sid, sess, callback);
+    const ms = toEpochMs(sess.cookie?.expires);
     // Cheap and rare: skipped when the stored expiry would move by less than touchAfter.
-    const next = expires ?? Date.now() / 1000 + this.#maxLifetime;
+    const next = ms === null ? Date.now() / 1000 + this.#maxLifetime : rowExpiry(ms);
     if (loaded && next - loaded.info().expires < this.#touchAfter) {
-      callback?.(null);
-      return;
+      return settle(Promise.resolve(), callback);
     }
-    settle(
-      this.handler.touch(sid, expires ?? undefined).then(() => undefined),
-      callback,
-    );
+    return settle(this.#refresh(sid, sess, ms), callback);
   }
 
-  override destroy(sid: string, callback?: Callback): void {
-    const destroyed = this.handler.destroy(sid).then(
-      () => undefined,
-      (err) => {
-        if (!isNotFound(err)) throw err;
-      },
-    );
-    settle(destroyed, callback);
+  async #refresh(sid: string, sess: SessionData, ms: number | null): Promise<void> {
+    // A browser-session cookie has no expiry to store: the row's is enough.
+    if (ms === null) {
+      await touchId(this.handler, sid);
+      return;
+    }
+    // The session as stored now (another request may have changed it), with
+    // this cookie; a session destroyed meanwhile is not brought back.
+    const current = await readId(this.handler, sid);
+    const data = current.isNew || current.expired ? null : decode(current.data);
+    if (!data || !alive(data)) return;
+    data.cookie = JSON.parse(JSON.stringify(sess.cookie));
+    await writeId(this.handler, current, JSON.stringify(data), { expires: rowExpiry(ms) });
+  }
+
+  override destroy(sid: string, callback?: Callback): Promise<void> | void {
+    return settle(destroyId(this.handler, sid), callback);
   }
 
   /** Every live session, as an object keyed by id (like express-session's MemoryStore). */
-  override all(callback: Callback<Record<string, SessionData>>): void {
-    const all = this.handler.list().then((rows) => {
-      const out: Record<string, SessionData> = {};
-      for (const { id, data } of rows) {
-        const value = decode(data);
-        if (value) out[id] = value as unknown as SessionData;
-      }
-      return out;
-    });
-    settle(all, callback);
+  override all(
+    callback?: Callback<Record<string, SessionData>>,
+  ): Promise<Record<string, SessionData>> | void {
+    return settle(this.#live(), callback);
   }
 
   /** The number of live sessions that all() would return. */
-  override length(callback: Callback<number>): void {
-    settle(
-      this.handler.list().then((rows) => rows.filter(({ data }) => decode(data) !== null).length),
+  override length(callback?: Callback<number>): Promise<number> | void {
+    return settle(
+      this.#live().then((all) => Object.keys(all).length),
       callback,
     );
   }
 
-  override clear(callback?: Callback): void {
-    settle(
+  override clear(callback?: Callback): Promise<void> | void {
+    return settle(
       this.handler.clear().then(() => undefined),
       callback,
     );
@@ -174,5 +224,19 @@ export class ExpressStore extends session.Store {
   /** Closes the handler if this store created it. */
   async close(): Promise<void> {
     if (this.#owned) await this.handler.close();
+  }
+
+  async #live(): Promise<Record<string, SessionData>> {
+    const now = Date.now();
+    const out: Record<string, SessionData> = {};
+    for (const { id, data } of await this.handler.list()) {
+      const value = decode(data);
+      if (value && alive(value, now)) out[idFromStored(id)] = value as unknown as SessionData;
+    }
+    return out;
+  }
+
+  #sameId(loaded: Session, sid: string): boolean {
+    return idFromStored(loaded.id) === sid;
   }
 }

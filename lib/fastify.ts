@@ -1,13 +1,36 @@
 // session-pgsql/fastify: a store for @fastify/session (callback get/set/destroy).
-import { adoptHandler, decode, isNotFound, toUnixSeconds, type HandlerOrOptions } from './adapter';
+import {
+  adoptHandler,
+  decode,
+  destroyId,
+  isNotFound,
+  readId,
+  rowExpiry,
+  toEpochMs,
+  writeId,
+  type HandlerOrOptions,
+} from './adapter';
 import type { SessionPgsql } from './handler';
 
 type Callback = (err?: any) => void;
 type CallbackSession = (err: any, session?: any) => void;
 
 /**
- * A store for @fastify/session. Sessions are stored as JSON; the expiry comes
- * from the session cookie's `expires`, else the handler's `maxLifetime`.
+ * The exact expiry (epoch ms) of a @fastify/session session; null when it has
+ * none. `expires` is the one being saved; `originalExpires` the one it was
+ * loaded with.
+ */
+function expiryOf(session: any): number | null {
+  return toEpochMs(session?.cookie?.expires ?? session?.cookie?.originalExpires);
+}
+
+/**
+ * A store for @fastify/session. Sessions are stored as JSON under the id the
+ * plugin uses (any string up to 1024 characters, verbatim); the expiry comes
+ * from the session cookie's `expires`, else the handler's `maxLifetime`. A
+ * session is never served after that expiry, to the millisecond. Failures (an
+ * outage included) reach the plugin as a SessionPgsqlError, which fails the
+ * request (5xx) through Fastify's error handler.
  *
  * @example
  * app.register(fastifySession, { secret, store: new FastifyStore({ db: 'dbname=app' }) })
@@ -22,24 +45,28 @@ export class FastifyStore {
   }
 
   get(sessionId: string, callback: CallbackSession): void {
-    this.handler.read(sessionId).then(
-      (s) => callback(null, s.isNew || s.expired ? null : decode(s.data)),
+    readId(this.handler, sessionId).then(
+      (s) => {
+        const data = s.isNew || s.expired ? null : decode(s.data);
+        const expires = data ? expiryOf(data) : null;
+        callback(null, data && (expires === null || expires > Date.now()) ? data : null);
+      },
       (err) => (isNotFound(err) ? callback(null, null) : callback(err)),
     );
   }
 
   set(sessionId: string, session: any, callback: Callback): void {
-    const expires = toUnixSeconds(session?.cookie?.expires ?? session?.cookie?.originalExpires);
-    this.handler
-      .write(sessionId, JSON.stringify(session), expires === null ? {} : { expires })
-      .then(() => callback(), callback);
+    const ms = expiryOf(session);
+    writeId(
+      this.handler,
+      sessionId,
+      JSON.stringify(session),
+      ms === null ? {} : { expires: rowExpiry(ms) },
+    ).then(() => callback(), callback);
   }
 
   destroy(sessionId: string, callback: Callback): void {
-    this.handler.destroy(sessionId).then(
-      () => callback(),
-      (err) => (isNotFound(err) ? callback() : callback(err)),
-    );
+    destroyId(this.handler, sessionId).then(() => callback(), callback);
   }
 
   /** Closes the handler if this store created it. */

@@ -21,6 +21,26 @@ export interface WriteOptions {
 /** What `status()` returns (the original `session_pgsql_status()`). */
 export type Status = NativeStatus;
 
+// Set only while an adapter's call starts: the id was checked by the adapter
+// (any framework id, bounded, see adapter.ts), so idPattern is not applied to
+// it. Every method checks its id before its first await, so the flag is seen
+// by that call alone.
+let adapterCall = false;
+
+/**
+ * @internal Runs `call` (one handler method call) with `idPattern` waived for
+ * its id: the framework adapters take any id the framework hands them, after
+ * their own check. Direct callers of the handler keep `idPattern`.
+ */
+export function withAdapterId<T>(call: () => T): T {
+  adapterCall = true;
+  try {
+    return call();
+  } finally {
+    adapterCall = false;
+  }
+}
+
 /**
  * A PostgreSQL session handler over one or more servers.
  *
@@ -222,7 +242,11 @@ export class SessionPgsql extends EventEmitter {
 
   #checkId(id: unknown): asserts id is string {
     // A NUL would cut the id short on its way to libpq, whatever the pattern allows.
-    if (typeof id !== 'string' || !this.#options.idPattern.test(id) || id.includes('\0')) {
+    if (
+      typeof id !== 'string' ||
+      id.includes('\0') ||
+      (!adapterCall && !this.#options.idPattern.test(id))
+    ) {
       // The id itself is a secret (or an attacker's input): only its shape is told.
       const shown = typeof id === 'string' ? `of ${id.length} characters` : `(a ${typeof id})`;
       throw new SessionPgsqlError(

@@ -1,15 +1,32 @@
 // session-pgsql/koa: an external store for koa-session.
-import { adoptHandler, decode, isNotFound, type HandlerOrOptions } from './adapter';
+import {
+  adoptHandler,
+  decode,
+  destroyId,
+  isNotFound,
+  readId,
+  rowExpiry,
+  touchId,
+  writeId,
+  type HandlerOrOptions,
+} from './adapter';
 import type { SessionPgsql } from './handler';
 
 interface KoaContext {
   ip?: string;
 }
 
+// koa-session asks the store to keep a session this much longer than its
+// cookie (it adds it to the maxAge it passes to set()).
+const KOA_MARGIN_MS = 10_000;
+
 /**
- * A koa-session store. `set` with `changed: false` (a rolling or renewing save
- * of unchanged data) only refreshes the expiry. `maxAge` in milliseconds sets
- * the expiry; `'session'` uses the handler's `maxLifetime`.
+ * A koa-session store. Sessions are stored as JSON under the key koa-session
+ * uses (any string up to 1024 characters, `prefix` and `genid` ids included,
+ * verbatim). `set` with `changed: false` (a rolling or renewing save of
+ * unchanged data) only refreshes the expiry. `maxAge` in milliseconds sets the
+ * expiry; `'session'` uses the handler's `maxLifetime`. Failures (an outage
+ * included) reject, and reach the app's error handling through koa-session.
  *
  * @example
  * app.use(session({ store: new KoaStore({ db: 'dbname=app' }) }, app))
@@ -25,15 +42,15 @@ export class KoaStore {
 
   async get(key: string, _maxAge?: number | 'session', _opts?: { ctx?: KoaContext }): Promise<any> {
     try {
-      const s = await this.handler.read(key);
+      const s = await readId(this.handler, key);
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
-      // koa-session keeps its own expiry in the data; an expiry-only refresh
-      // (changed: false) moved the row's, so that one is the truth. The row
-      // outlives the cookie by the 10 s koa-session adds to the store's maxAge.
-      // (The row counts whole seconds: only a clearly later expiry replaces koa's own.)
-      const refreshed = s.info().expires * 1000 - 10_000;
-      if (typeof data._expire === 'number' && refreshed > data._expire + 1000) {
+      // koa-session keeps the cookie's expiry in `_expire` and refuses the
+      // session after it. An expiry-only refresh (changed: false) moved the
+      // row's, in whole seconds rounded up: one second less than that, minus
+      // koa's margin, is never later than the refreshed cookie's expiry.
+      const refreshed = (s.info().expires - 1) * 1000 - KOA_MARGIN_MS;
+      if (typeof data._expire === 'number' && refreshed > data._expire) {
         data._expire = refreshed;
       }
       return data;
@@ -49,22 +66,27 @@ export class KoaStore {
     maxAge?: number | 'session',
     opts: { changed?: boolean; ctx?: KoaContext } = {},
   ): Promise<void> {
-    const expires = typeof maxAge === 'number' ? Date.now() / 1000 + maxAge / 1000 : undefined;
+    const cookieExpiry = (sess as { _expire?: unknown } | null)?._expire;
+    // The row outlives the cookie by koa's margin (to the ms when koa says when
+    // the cookie ends).
+    const ms =
+      typeof maxAge !== 'number'
+        ? null
+        : typeof cookieExpiry === 'number'
+          ? cookieExpiry + KOA_MARGIN_MS
+          : Date.now() + maxAge;
+    const expires = ms === null ? undefined : rowExpiry(ms);
     // Unchanged data: refresh the expiry only, unless the row is gone.
-    if (opts.changed === false && (await this.handler.touch(key, expires))) return;
+    if (opts.changed === false && (await touchId(this.handler, key, expires))) return;
     const address = opts.ctx?.ip;
-    await this.handler.write(key, JSON.stringify(sess), {
+    await writeId(this.handler, key, JSON.stringify(sess), {
       ...(expires === undefined ? {} : { expires }),
       ...(address ? { address } : {}),
     });
   }
 
   async destroy(key: string, _opts?: { ctx?: KoaContext }): Promise<void> {
-    try {
-      await this.handler.destroy(key);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await destroyId(this.handler, key);
   }
 
   /** Closes the handler if this store created it. */
