@@ -174,12 +174,20 @@ export function decode(data: string): Record<string, unknown> | null {
   }
 }
 
-/** Settles an optional node-style callback from a promise; without one the promise is returned. */
+/**
+ * Settles an optional node-style callback from a promise; without one the
+ * promise is returned (as connect-redis does). A returned promise never counts
+ * as an unhandled rejection: express-session drops it (`req.session.destroy()`
+ * with no callback), and that must not end the process. Await it to see a failure.
+ */
 export function settle<T>(
   promise: Promise<T>,
   callback?: (err: any, value?: T) => void,
 ): Promise<T> | void {
-  if (!callback) return promise;
+  if (!callback) {
+    promise.catch(() => {});
+    return promise;
+  }
   promise.then(
     (value) => callback(null, value),
     (err) => callback(err),

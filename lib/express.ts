@@ -1,5 +1,5 @@
 // session-pgsql/express: a store for express-session.
-import type * as ExpressSession from 'express-session';
+import type { EventEmitter } from 'node:events';
 import {
   adoptHandler,
   decode,
@@ -18,11 +18,39 @@ import {
 import type { SessionPgsql } from './handler';
 import type { Session } from './session';
 
+// The store's types are written here, not taken from @types/express-session,
+// so that a TypeScript app needs no types package to use the store; they are
+// structural, so the store is still accepted where those types expect a Store.
+
+/** The cookie of a stored express-session session (its JSON form, or a `Cookie`). */
+export interface ExpressSessionCookie {
+  originalMaxAge?: number | null;
+  /** A `Date` in the request, an ISO string once stored; null for a browser-session cookie. */
+  expires?: Date | string | null | boolean;
+  [option: string]: any;
+}
+
+/** A session as express-session hands it to a store: the app's data and its `cookie`. */
+export interface ExpressSessionData {
+  cookie: ExpressSessionCookie;
+  [key: string]: any;
+}
+
+/** What express-session's `Store` class gives its subclasses (it is an EventEmitter). */
+export interface ExpressSessionStoreBase extends EventEmitter {
+  regenerate(req: any, callback: (err?: any) => any): void;
+  load(sid: string, callback: (err: any, session?: any) => any): void;
+  createSession(req: any, session: any): any;
+}
+
 // express-session is an optional peer dependency: only this entry point needs it.
-const session = requirePeer<typeof ExpressSession>('express-session', 'session-pgsql/express');
+const session = requirePeer<{ Store: new () => ExpressSessionStoreBase }>(
+  'express-session',
+  'session-pgsql/express',
+);
 
 type Callback<T = unknown> = (err?: any, value?: T) => void;
-type SessionData = ExpressSession.SessionData;
+type SessionData = ExpressSessionData;
 
 export interface ExpressStoreOptions {
   /**
@@ -113,16 +141,21 @@ export class ExpressStore extends session.Store {
     };
   }
 
-  override get(
+  /**
+   * The stored session, or null when there is none (or it has expired, or the
+   * id cannot be a session's). `T` is the app's session type (express-session's
+   * `SessionData` where its types are installed).
+   */
+  get<T = SessionData>(
     sid: string,
-    callback?: Callback<SessionData | null>,
-  ): Promise<SessionData | null> | void {
+    callback?: (err: any, session?: T | null) => void,
+  ): Promise<T | null> | void {
     const found = readId(this.handler, sid).then(
       (s) => {
         const data = s.isNew || s.expired ? null : decode(s.data);
         if (!data || !alive(data)) return null;
         this.#loaded.set(data, s);
-        return data as unknown as SessionData;
+        return data as unknown as T;
       },
       (err) => {
         if (isNotFound(err)) return null; // a malformed id is a fresh session, not an error page
@@ -132,13 +165,13 @@ export class ExpressStore extends session.Store {
     return settle(found, callback);
   }
 
-  override createSession(req: any, data: SessionData): ExpressSession.Session & SessionData {
+  override createSession(req: any, data: SessionData): any {
     const loaded = this.#loaded.get(data);
     if (loaded) this.#requests.set(req, loaded);
     return super.createSession(req, data);
   }
 
-  override set(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
+  set(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
     const req = (sess as { req?: { ip?: string } }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     const ms = toEpochMs(sess.cookie?.expires);
@@ -166,7 +199,7 @@ export class ExpressStore extends session.Store {
    * refreshed cookie in the session (as MemoryStore does: the stored session
    * as it is now, with this cookie), so a reload shows the new expiry.
    */
-  override touch(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
+  touch(sid: string, sess: SessionData, callback?: Callback): Promise<void> | void {
     const req = (sess as { req?: object }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     // setField/addError on an unchanged session still have to be stored.
@@ -195,26 +228,26 @@ export class ExpressStore extends session.Store {
     await writeId(this.handler, current, JSON.stringify(data), { expires: rowExpiry(ms) });
   }
 
-  override destroy(sid: string, callback?: Callback): Promise<void> | void {
+  destroy(sid: string, callback?: Callback): Promise<void> | void {
     return settle(destroyId(this.handler, sid), callback);
   }
 
   /** Every live session, as an object keyed by id (like express-session's MemoryStore). */
-  override all(
-    callback?: Callback<Record<string, SessionData>>,
-  ): Promise<Record<string, SessionData>> | void {
-    return settle(this.#live(), callback);
+  all<T = SessionData>(
+    callback?: (err: any, sessions?: Record<string, T>) => void,
+  ): Promise<Record<string, T>> | void {
+    return settle(this.#live() as Promise<Record<string, T>>, callback);
   }
 
   /** The number of live sessions that all() would return. */
-  override length(callback?: Callback<number>): Promise<number> | void {
+  length(callback?: Callback<number>): Promise<number> | void {
     return settle(
       this.#live().then((all) => Object.keys(all).length),
       callback,
     );
   }
 
-  override clear(callback?: Callback): Promise<void> | void {
+  clear(callback?: Callback): Promise<void> | void {
     return settle(
       this.handler.clear().then(() => undefined),
       callback,
