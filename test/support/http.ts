@@ -7,7 +7,7 @@
 //
 // Below the jar: serving an app on loopback, and what the adapter tests ask of their apps, whose
 // GET /count adds one to the session's `views` and answers JSON with it, and whose errors (from
-// the store) become a 500.
+// the store) become a 500 with `{ error, code, retryable }`.
 import { expect } from 'chai';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -185,19 +185,32 @@ export async function okJson<T = any>(jar: CookieJar, path: string): Promise<T> 
   return res.json<T>();
 }
 
+/** The codes of a retryable SessionPgsqlError that an outage gives. */
+export const OUTAGE_CODES = [
+  'SPG_NO_SERVER',
+  'SPG_CONNECT_FAILED',
+  'SPG_CONNECT_TIMEOUT',
+  'SPG_CONNECTION_LOST',
+  'SPG_TIMEOUT',
+];
+
+/** Expects a 5xx whose JSON body carries a retryable outage code (`{ code, retryable }`). */
+export function expectOutageError(res: HttpResponse, what: string): void {
+  expect(res.status, `${what}: ${res.text.slice(0, 300)}`).to.be.within(500, 599);
+  const body = res.json();
+  expect(OUTAGE_CODES, `${what}: code ${body.code}`).to.include(body.code);
+  expect(body.retryable, `${what}: retryable`).to.equal(true);
+}
+
 /**
- * Four GET /count while the app's only server is down, 250 ms apart: each fails (500) or gets a
- * fresh session (views 1). save: false keeps the jar's cookie for the session written before
- * the outage.
+ * Four GET /count while the app's only server is down, 250 ms apart: each fails with a 5xx
+ * carrying a retryable outage code, never a fresh session (a silent logout). save: false keeps
+ * the jar's cookie for the session written before the outage.
  */
-export async function expectFailOrFresh(jar: CookieJar): Promise<void> {
+export async function expectOutageErrors(jar: CookieJar): Promise<void> {
   for (let i = 0; i < 4; i++) {
     const res = await jar.get('/count', { save: false, timeoutMs: 10_000 });
-    if (res.status === 200) {
-      expect(res.json().views, `request ${i} during the outage`).to.equal(1);
-    } else {
-      expect(res.status, `request ${i} during the outage: ${res.text}`).to.equal(500);
-    }
+    expectOutageError(res, `request ${i} during the outage`);
     await sleep(250);
   }
 }
