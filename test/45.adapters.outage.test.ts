@@ -15,7 +15,7 @@ import { SessionPgsqlError } from '../lib';
 import { ExpressStore } from '../lib/express';
 import { FastifyStore } from '../lib/fastify';
 import { KoaStore } from '../lib/koa';
-import { clusters, servers, uniqueTable } from './support/db';
+import { clusters, newId, servers, uniqueTable } from './support/db';
 import { rejection } from './support/errors';
 import {
   closeServer,
@@ -139,12 +139,13 @@ describe('45 adapters: outages (errors, never a silent logout, never unhandled)'
   describe('express, with no server up at all', () => {
     it('every store method called without a callback returns a promise that rejects with the retryable error', async () => {
       const store = expressStore(deadDb);
+      const id = newId();
       const sess = { cookie: { originalMaxAge: 60_000, expires: new Date(Date.now() + 60_000) } };
       const calls: Array<[string, () => unknown]> = [
-        ['get', () => store.get('some-id')],
-        ['set', () => store.set('some-id', sess)],
-        ['touch', () => store.touch('some-id', sess)],
-        ['destroy', () => store.destroy('some-id')],
+        ['get', () => store.get(id)],
+        ['set', () => store.set(id, sess)],
+        ['touch', () => store.touch(id, sess)],
+        ['destroy', () => store.destroy(id)],
         ['all', () => store.all()],
         ['length', () => store.length()],
         ['clear', () => store.clear()],
@@ -165,9 +166,10 @@ describe('45 adapters: outages (errors, never a silent logout, never unhandled)'
 
     it('a failure with no callback and nobody awaiting is no unhandled rejection (req.session.destroy())', async () => {
       const store = expressStore(deadDb);
+      const id = newId();
       // Called as express-session calls it from req.session.destroy(): the result is dropped.
-      void store.destroy('some-id');
-      void store.set('some-id', { cookie: { originalMaxAge: null, expires: null } });
+      void store.destroy(id);
+      void store.set(id, { cookie: { originalMaxAge: null, expires: null } });
       await problems.expectNone();
       const jar = await expressApp(store);
       const res = await jar.get('/logout-no-callback');
