@@ -35,13 +35,13 @@ export function adoptHandler(source: HandlerOrOptions): { handler: SessionPgsql;
 export const MAX_ID_LENGTH = 1024;
 /**
  * The longest stored id in UTF-8 bytes. PostgreSQL's btree refuses an index
- * entry over 2704 bytes that does not compress: 1024 three-byte characters
- * would pass a character bound and then fail on insert with a SQLSTATE.
+ * entry over 2704 bytes after compression: 1024 random three-byte characters
+ * would pass the character bound and then fail on insert with SQLSTATE 54000.
  */
 export const MAX_ID_BYTES = 2048;
 
-// The first character of an escaped id. A verbatim id never starts with it
-// (one that does is escaped), so the two forms cannot collide.
+// The first character of an escaped id. A verbatim id never contains it (one
+// that does is escaped), so the two forms cannot collide.
 const MARK = '\u0001';
 // What a text column cannot hold losslessly: NUL, and a lone surrogate (UTF-8
 // has no encoding for it, libpq would get U+FFFD). Plus MARK, so that in an
@@ -56,8 +56,8 @@ function invalidId(message: string): SessionPgsqlError {
 
 /**
  * The `sess_id` of a framework's session id: the id itself (verbatim), unless
- * it contains NUL or a lone surrogate or starts with U+0001; then U+0001
- * followed by the id with each of those characters as U+0001 and four hex
+ * it contains NUL, U+0001 or a lone surrogate; then U+0001 followed by the id
+ * with each of those characters written as U+0001 and four lowercase hex
  * digits. Injective, and {@link idFromStored} inverts it.
  * @throws SessionPgsqlError `SPG_INVALID_ID` for a non-string, an empty id, or
  *   one over {@link MAX_ID_LENGTH} characters or {@link MAX_ID_BYTES} bytes stored.
