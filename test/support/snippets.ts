@@ -1,5 +1,5 @@
 // The code blocks of the documentation (README.md, docs/*.md), for the snippet check of
-// test/45.docs.snippets.test.ts, and the links between those pages.
+// test/48.docs.snippets.test.ts, and the links between those pages.
 //
 // A fenced block whose language is JavaScript or TypeScript is a snippet that must run as
 // written. Anything else (sh, text, json, sql, ...) is not run. A JS/TS block that must not
