@@ -17,8 +17,11 @@ const Module = require('node:module');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const SUITES = process.env.SESSION_PGSQL_PEER_SUITES;
-if (!SUITES) throw new Error('hook.js: SESSION_PGSQL_PEER_SUITES is not set');
+if (!process.env.SESSION_PGSQL_PEER_SUITES) {
+  throw new Error('hook.js: SESSION_PGSQL_PEER_SUITES is not set');
+}
+// Real path: module file names are real paths, and the directory may be a symbolic link.
+const SUITES = require('node:fs').realpathSync(process.env.SESSION_PGSQL_PEER_SUITES);
 
 const PACKAGES = {
   'express-session': 'express-session',
