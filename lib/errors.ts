@@ -32,6 +32,11 @@ export const ErrorCode = {
   TableInvalid: 'SPG_TABLE_INVALID',
   /** libpq returned something the protocol does not allow here. */
   Protocol: 'SPG_PROTOCOL',
+  /**
+   * The compiled addon is missing or does not load; thrown by `require('session-pgsql')`. The
+   * message says how to build it (`npm rebuild session-pgsql`, after approving the script).
+   */
+  AddonUnavailable: 'SPG_ADDON_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

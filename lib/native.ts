@@ -1,6 +1,8 @@
 // The only importer of the compiled addon, and its hand-written interface.
 // Durations cross in seconds, points in time in Unix seconds.
-import bindings from 'bindings';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ErrorCode, SessionPgsqlError } from './errors';
 
 /** The configuration the native handler takes, fully validated by options.ts. */
 export interface NativeConfig {
@@ -161,4 +163,98 @@ interface NativeModule {
   libpqVersion: number;
 }
 
-export const native: NativeModule = bindings('session_pgsql');
+const PACKAGE = 'session-pgsql';
+
+/** Quotes a word for a POSIX shell when it needs it, so a printed command can be pasted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+// The project whose package.json holds the install-script policy: the directory above the
+// first node_modules in our path (npm keeps allowScripts at the root, workspaces included).
+function projectDir(root: string): string | null {
+  const parts = root.split(path.sep);
+  const at = parts.indexOf('node_modules');
+  return at > 0 ? parts.slice(0, at).join(path.sep) || path.sep : null;
+}
+
+// The allowScripts keys that deny our script: our name, a pinned `name@range`, or a spec
+// that names us (npm keys a tarball or git dependency by its spec: `file:/…/session-pgsql-…tgz`).
+function denials(project: string): string[] {
+  let manifest: { allowScripts?: Record<string, unknown> };
+  try {
+    manifest = JSON.parse(fs.readFileSync(path.join(project, 'package.json'), 'utf8'));
+  } catch {
+    return [];
+  }
+  return Object.entries(manifest.allowScripts ?? {})
+    .filter(([, value]) => value === false)
+    .map(([key]) => key)
+    .filter(
+      (key) =>
+        key === PACKAGE ||
+        key.startsWith(`${PACKAGE}@`) ||
+        (/[:/]/.test(key) && key.includes(PACKAGE)),
+    );
+}
+
+function missingAddonMessage(root: string, file: string): string {
+  const project = projectDir(root);
+  if (project === null) {
+    return (
+      `${PACKAGE}: the native addon is not built (${file} does not exist). ` +
+      `In a checkout, run \`npm install\` in ${root}; it needs a C++17 compiler, make, python3 ` +
+      'and libpq >= 14 with its headers (Debian/Ubuntu: apt-get install build-essential python3 libpq-dev).'
+    );
+  }
+  const denied = denials(project);
+  const steps = [
+    ...denied.map((key) => `npm pkg delete ${shellWord(`allowScripts[${key}]`)}`),
+    `npm install-scripts approve ${PACKAGE}`,
+    `npm rebuild ${PACKAGE}`,
+  ];
+  const why =
+    denied.length > 0
+      ? `${path.join(project, 'package.json')} denies its install script ` +
+        `(allowScripts ${denied.map((key) => JSON.stringify(key)).join(', ')}: false), and ` +
+        '`npm install-scripts approve` never overrides a denial. Remove the denial, approve the ' +
+        'script and build the addon'
+      : 'npm did not run its install script (not approved, or installed with --ignore-scripts), ' +
+        'or the build failed. Approve the script (npm 11 and later) and build the addon';
+  return (
+    `${PACKAGE}: the native addon is not built (${file} does not exist). ${why}, in ${project}:\n` +
+    steps.map((step) => `  ${step}\n`).join('') +
+    'The build needs a C++17 compiler, make, python3 and libpq >= 14 with its headers ' +
+    '(Debian/Ubuntu: apt-get install build-essential python3 libpq-dev); if it fails, npm prints why.'
+  );
+}
+
+function unavailable(message: string, cause?: unknown): SessionPgsqlError {
+  const err = new SessionPgsqlError(message, ErrorCode.AddonUnavailable);
+  if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause });
+  return err;
+}
+
+// Loads build/Release (what install builds) or else build/Debug (`npm run build:debug`), and
+// turns each way it can fail into a message that says how to fix it.
+function loadAddon(): NativeModule {
+  const root = path.resolve(__dirname, '..');
+  const candidates = ['Release', 'Debug'].map((dir) =>
+    path.join(root, 'build', dir, 'session_pgsql.node'),
+  );
+  const file = candidates.find((candidate) => fs.existsSync(candidate));
+  if (file === undefined) throw unavailable(missingAddonMessage(root, candidates[0]!));
+  try {
+    return require(file) as NativeModule;
+  } catch (err) {
+    throw unavailable(
+      `${PACKAGE}: the native addon ${file} failed to load: ${(err as Error).message}\n` +
+        'If the message names libpq.so.5, install libpq (Debian/Ubuntu: apt-get install libpq5). ' +
+        'If the addon was built for another machine, Node.js or architecture (node_modules ' +
+        `copied from elsewhere), build it here: npm rebuild ${PACKAGE}`,
+      err,
+    );
+  }
+}
+
+export const native: NativeModule = loadAddon();
