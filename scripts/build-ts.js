@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
-// Compiles lib/ to dist/. A consumer installing the published package has dist/ already
-// and no TypeScript (a devDependency), so a missing compiler with a present dist/ is fine.
+// Compiles lib/ to dist/ in a checkout (`npm install` through scripts/install.js, `npm run
+// build:ts`, prepack). Never run in a consumer's install: the tarball ships dist/, and not this
+// file. Without TypeScript (e.g. `npm install --omit=dev`), an existing dist/ is kept.
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 const { spawnSync } = require('node:child_process');

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -143,6 +144,94 @@ describe('01 entry points', () => {
       const out = JSON.parse(stdout.trim().split('\n').pop()!);
       expect(out.same).to.equal(true);
       expect(out.version).to.be.at.least(140000);
+    });
+  });
+
+  // The compiled dist/ without build/, where npm leaves it when the install script did not
+  // run: require() must say how to build the addon. (test/70 runs the printed commands.)
+  describe('without the compiled addon', () => {
+    let tmp = '';
+    before(() => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'session-pgsql-noaddon-'));
+    });
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+    function install(project: string, allowScripts?: Record<string, boolean>): string {
+      const pkgDir = path.join(project, 'node_modules', 'session-pgsql');
+      fs.mkdirSync(pkgDir, { recursive: true });
+      fs.cpSync(path.join(ROOT, 'dist'), path.join(pkgDir, 'dist'), { recursive: true });
+      fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkgDir, 'package.json'));
+      fs.writeFileSync(
+        path.join(project, 'package.json'),
+        JSON.stringify({ name: 'app', version: '1.0.0', ...(allowScripts && { allowScripts }) }),
+      );
+      return pkgDir;
+    }
+
+    async function requireError(cwd: string, id = 'session-pgsql') {
+      const script = `try { require(${JSON.stringify(id)}); console.log('null'); } catch (err) {
+        console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message })); }`;
+      const { code, stdout, stderr } = await new Promise<{
+        code: number;
+        stdout: string;
+        stderr: string;
+      }>((resolve) =>
+        execFile(
+          process.execPath,
+          ['-e', script],
+          { cwd, env: { ...process.env, NODE_OPTIONS: '' } },
+          (err, out, errOut) => resolve({ code: err ? -1 : 0, stdout: out, stderr: errOut }),
+        ),
+      );
+      expect(code, stderr).to.equal(0);
+      return JSON.parse(stdout) as { name: string; code: string; message: string } | null;
+    }
+
+    it('throws SPG_ADDON_UNAVAILABLE naming the file, with the approve and rebuild commands', async () => {
+      const project = path.join(tmp, 'plain');
+      const pkgDir = install(project);
+      const err = await requireError(project);
+      expect(err).to.include({ name: 'SessionPgsqlError', code: 'SPG_ADDON_UNAVAILABLE' });
+      expect(err!.message).to.include(path.join(pkgDir, 'build', 'Release', 'session_pgsql.node'));
+      expect(err!.message).to.include(
+        `, in ${project}:\n  npm install-scripts approve session-pgsql\n  npm rebuild session-pgsql\n`,
+      );
+      expect(err!.message).to.include('libpq-dev');
+      expect(err!.message).to.not.include('npm pkg delete');
+      // Every entry point goes through the same loader.
+      expect(await requireError(project, 'session-pgsql/koa')).to.include({
+        code: 'SPG_ADDON_UNAVAILABLE',
+      });
+    });
+
+    it('names each allowScripts entry that denies the script, and the command removing it', async () => {
+      const project = path.join(tmp, 'denied');
+      install(project, {
+        'session-pgsql@0.1.0': false,
+        'file:/srv/pkgs/session-pgsql-0.1.0.tgz': false,
+        'session-pgsql-other': false,
+        'some-package': false,
+        'session-pgsql@0.0.9': true,
+      });
+      const err = await requireError(project);
+      expect(err).to.include({ code: 'SPG_ADDON_UNAVAILABLE' });
+      const commands = err!.message.split('\n').filter((line) => line.startsWith('  '));
+      expect(commands).to.deep.equal([
+        "  npm pkg delete 'allowScripts[session-pgsql@0.1.0]'",
+        "  npm pkg delete 'allowScripts[file:/srv/pkgs/session-pgsql-0.1.0.tgz]'",
+        '  npm install-scripts approve session-pgsql',
+        '  npm rebuild session-pgsql',
+      ]);
+      expect(err!.message).to.include('never overrides a denial');
+    });
+
+    it('in a checkout (no node_modules above it) says to run npm install there', async () => {
+      const checkout = path.join(tmp, 'checkout');
+      fs.mkdirSync(checkout);
+      fs.cpSync(path.join(ROOT, 'dist'), path.join(checkout, 'dist'), { recursive: true });
+      const err = await requireError(checkout, path.join(checkout, 'dist', 'index.js'));
+      expect(err).to.include({ code: 'SPG_ADDON_UNAVAILABLE' });
+      expect(err!.message).to.include(`run \`npm install\` in ${checkout}`);
     });
   });
 });

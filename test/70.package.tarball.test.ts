@@ -303,10 +303,10 @@ describe('70 the packed tarball installed into a fresh app', function () {
       LIBPQ_LIB_DIR: broken,
     });
     expect(rebuild.code, 'the rebuild should fail').to.not.equal(0);
-    expect(rebuild.stdout + rebuild.stderr).to.include('previous build in build/ is kept');
-    expect(fs.existsSync(addon)).to.equal(true);
+    expect(fs.existsSync(addon), 'the addon was deleted').to.equal(true);
     expect(sha256(addon)).to.equal(before);
     expect(await requireError(app)).to.equal(null);
+    expect(rebuild.stdout + rebuild.stderr).to.include('previous build in build/ is kept');
   });
 
   it('a missing addon fails at require with SPG_ADDON_UNAVAILABLE and the commands that build it', async () => {
@@ -351,6 +351,17 @@ describe('70 the packed tarball installed into a fresh app', function () {
     expect(rebuild.stdout + rebuild.stderr).to.include('building the native addon failed');
     const manifest = JSON.parse(fs.readFileSync(path.join(app, 'package.json'), 'utf8'));
     expect(manifest.allowScripts).to.deep.equal({ [`file:${tarball}`]: true });
+  });
+
+  it('an addon that does not load fails with the reason and the rebuild command', async () => {
+    // What a node_modules copied from another platform, or a missing libpq.so.5, look like.
+    fs.mkdirSync(path.dirname(addon), { recursive: true });
+    fs.writeFileSync(addon, 'not an ELF file');
+    const err = await requireError(app);
+    expect(err).to.include({ name: 'SessionPgsqlError', code: 'SPG_ADDON_UNAVAILABLE' });
+    expect(err!.message).to.include(`the native addon ${addon} failed to load: `);
+    expect(err!.message).to.include('libpq5');
+    expect(err!.message).to.include('npm rebuild session-pgsql');
   });
 
   it('installs again from the lockfile: rm -rf node_modules && npm ci', async function () {
