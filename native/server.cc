@@ -33,20 +33,23 @@ std::string Quoted(const std::string& value) {
   return out + "'";
 }
 
-// The text after "password=" (quoted or not) and the password part of a URI's
-// user info ("postgresql://user:secret@host").
+// The text after "<secret option>=" (quoted or not; in key=value form or a
+// URI's query) and the password part of a URI's user info
+// ("postgresql://user:secret@host").
 std::vector<std::string> PasswordCandidates(const std::string& entry) {
   std::vector<std::string> out;
-  for (size_t at = entry.find("password"); at != std::string::npos;
-       at = entry.find("password", at + 1)) {
-    size_t p = entry.find_first_not_of(" \t", at + 8);
-    if (p == std::string::npos || entry[p] != '=') continue;
-    p = entry.find_first_not_of(" \t", p + 1);
-    if (p == std::string::npos) continue;
-    const bool quoted = entry[p] == '\'';
-    if (quoted) ++p;
-    size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
-    out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
+  for (const std::string& keyword : SecretOptions()) {
+    for (size_t at = entry.find(keyword); at != std::string::npos;
+         at = entry.find(keyword, at + 1)) {
+      size_t p = entry.find_first_not_of(" \t", at + keyword.size());
+      if (p == std::string::npos || entry[p] != '=') continue;
+      p = entry.find_first_not_of(" \t", p + 1);
+      if (p == std::string::npos) continue;
+      const bool quoted = entry[p] == '\'';
+      if (quoted) ++p;
+      size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
+      out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
+    }
   }
   const size_t scheme = entry.find("://");
   if (scheme != std::string::npos) {
@@ -87,8 +90,8 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
     std::string key = o->keyword, value = o->val;
-    if (key == "password") {
-      spec->secret = value;
+    if (IsSecretOption(o->keyword)) {
+      spec->secrets.push_back(value);
       value = "***";
     }
     if (key == "host") host = value;
@@ -139,7 +142,7 @@ void Server::Start() {
     ConnectionConfig config;
     config.server = index_;
     config.conninfo = spec_.conninfo;
-    config.secret = spec_.secret;
+    config.secrets = spec_.secrets;
     config.connect_timeout_ms = timings_.connect_timeout_ms;
     config.statement_timeout_ms = timings_.statement_timeout_ms;
     config.max_batch = timings_.max_batch;
@@ -159,8 +162,13 @@ void Server::Submit(OpPtr op) {
   ++operations_;
   op->server = index_;
   if (slots_.empty()) {
-    op->error =
-        MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_, true);
+    // why: a connection that fails at once (no socket directory, no server on
+    // the socket, a host name that does not resolve) leaves the server down
+    // before any op reaches it; its own error says why, "is down" would not.
+    op->error = last_error_ ? last_error_
+                            : MakeError(code::kNoServer,
+                                        "server " + std::to_string(index_) + " is down", index_,
+                                        true);
     if (op->done) op->done(*op);
     return;
   }

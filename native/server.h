@@ -26,12 +26,12 @@ class Handler;
 // What a `db` entry says about a server, from PQconninfoParse.
 struct ServerSpec {
   std::string conninfo;  // as given (trimmed)
-  std::string redacted;  // key=value form with any password replaced by ***
+  std::string redacted;  // key=value form with every secret option replaced by ***
   std::string identity;  // host(s), port(s) and database: stable across list reorders
-  std::string secret;    // the password, if the entry has one
+  std::vector<std::string> secrets;  // values of the entry's secret options (password, ...)
 };
 
-// Parses one entry; on failure `error` names the problem without the password.
+// Parses one entry; on failure `error` names the problem without any secret.
 bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error);
 
 struct ServerTimings {
