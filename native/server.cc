@@ -296,11 +296,52 @@ Statement Server::CheckStatement() const {
 void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
   auto op = std::make_unique<Op>();
   op->setup = true;
+  const bool creates = !ddl.empty();
   op->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  if (creates) op->statements.push_back(CheckStatement());
   for (Statement& s : ddl) op->statements.push_back(std::move(s));
   op->statements.push_back(CheckStatement());
-  op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+  op->done = [this, conn, creates](Op& op) {
+    if (creates && !op.error) {
+      // Under the lock: what was missing before the DDL and is there after it
+      // was created by this handler.
+      const PGresult* before = op.results[1].get();
+      const PGresult* after = op.results.back().get();
+      auto found = [&](int column) {
+        if (PQgetvalue(before, 0, column)[0] == 't') return Found::kExisted;
+        return PQgetvalue(after, 0, column)[0] == 't' ? Found::kCreated : Found::kMissing;
+      };
+      Note(&table_found_, found(0));
+      Note(&housekeeping_found_, found(3));
+    }
+    SetupChecked(conn, op);
+  };
   conn->Enqueue(std::move(op));
+}
+
+void Server::CreateHousekeeping(Connection* conn) {
+  // The session table exists (perhaps made by PHP) but the record of
+  // housekeeping runs does not yet. Failing to create it (no CREATE right)
+  // only leaves housekeeping uncoordinated; sessions are served regardless.
+  auto create = std::make_unique<Op>();
+  create->setup = true;
+  create->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  create->statements.push_back(CheckStatement());
+  create->statements.push_back(Statement::Text(handler_->sql().create_housekeeping));
+  create->done = [this, conn](Op& op) {
+    if (op.error) {
+      Note(&housekeeping_found_, Found::kMissing);
+    } else {
+      const bool existed = PQgetvalue(op.results[1].get(), 0, 3)[0] == 't';
+      Note(&housekeeping_found_, existed ? Found::kExisted : Found::kCreated);
+    }
+    if (SlotOf(conn) != nullptr) Prepare(conn);
+  };
+  conn->Enqueue(std::move(create));
+}
+
+void Server::Note(Found* field, Found value) {
+  if (*field == Found::kUnknown || *field == Found::kMissing) *field = value;
 }
 
 void Server::SetupChecked(Connection* conn, Op& op) {
@@ -316,6 +357,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   const Sql& sql = handler_->sql();
   if (!exists) {
     if (!handler_->create_table() || slot->created) {
+      Note(&table_found_, Found::kMissing);
       conn->Fail(MakeError(code::kTableMissing,
                            "server " + std::to_string(index_) + ": table " + table +
                                " does not exist and createTable is off",
@@ -362,21 +404,15 @@ void Server::SetupChecked(Connection* conn, Op& op) {
                          index_, false));
     return;
   }
-  if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !slot->created) {
-    // The session table exists (perhaps made by PHP) but the record of
-    // housekeeping runs does not yet. Failing to create it (no CREATE right)
-    // only leaves housekeeping uncoordinated; sessions are served regardless.
+  Note(&table_found_, Found::kExisted);
+  const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
+  if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
+  if (!has_housekeeping && handler_->create_table() && !slot->created) {
     slot->created = true;
-    auto create = std::make_unique<Op>();
-    create->setup = true;
-    create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
-    create->statements.push_back(Statement::Text(sql.create_housekeeping));
-    create->done = [this, conn](Op&) {
-      if (SlotOf(conn) != nullptr) Prepare(conn);
-    };
-    conn->Enqueue(std::move(create));
+    CreateHousekeeping(conn);
     return;
   }
+  if (!has_housekeeping) Note(&housekeeping_found_, Found::kMissing);
   Prepare(conn);
 }
 
