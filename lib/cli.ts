@@ -74,16 +74,22 @@ class UsageError extends Error {}
 
 /**
  * Our own message for an option the parser does not know or a value it lacks, naming it (Node's
- * parseArgs messages talk about positionals and '--').
+ * parseArgs messages talk about positionals and '--'). Returns the arguments with each string
+ * option's value attached (`--db=...`), so a value starting with '-' stays a value.
  */
-function checkOptions(argv: string[]): void {
+function checkOptions(argv: string[]): string[] {
   const byShort = new Map<string, string>();
   for (const [name, spec] of Object.entries(OPTIONS)) {
     if ('short' in spec) byShort.set(spec.short, name);
   }
+  const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--') break;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    out.push(arg);
     if (!arg.startsWith('-') || arg === '-') continue;
     const names = arg.startsWith('--')
       ? [arg.slice(2).split('=')[0]!]
@@ -97,10 +103,12 @@ function checkOptions(argv: string[]): void {
       if (spec.type === 'string' && !arg.includes('=')) {
         const value = argv[i + 1];
         if (value === undefined) throw new UsageError(`option --${name} needs a value`);
-        i++; // a value, even one starting with '-', is not an option
+        out[out.length - 1] = `--${name}=${value}`;
+        i++;
       }
     }
   }
+  return out;
 }
 
 function version(): string {
@@ -155,10 +163,10 @@ interface Report {
 }
 
 async function main(argv: string[]): Promise<number> {
-  checkOptions(argv);
+  const args = checkOptions(argv);
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+    parsed = parseArgs({ args, allowPositionals: true, options: OPTIONS });
   } catch (err) {
     throw new UsageError((err as Error).message); // checkOptions has caught what users hit
   }

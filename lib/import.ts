@@ -120,10 +120,12 @@ async function copy(
   dryRun: boolean,
 ): Promise<keyof ImportCounts> {
   try {
+    // Stored expiries are whole seconds: rounded down, the row never outlives the cookie, and
+    // a copy compares equal to its earlier self.
+    const at = Math.floor(expires);
     const ours = await handler.read(id);
-    // Stored expiries are whole seconds: the floor compares a copy with its earlier self.
-    if (!ours.isNew && !ours.expired && ours.info().expires >= Math.floor(expires)) return 'newer';
-    if (!dryRun) await handler.write(id, data, { expires });
+    if (!ours.isNew && !ours.expired && ours.info().expires >= at) return 'newer';
+    if (!dryRun) await handler.write(id, data, { expires: at });
     return 'copied';
   } catch (err) {
     const unfit: string[] = [ErrorCode.InvalidId, ErrorCode.DataTooLarge, ErrorCode.DataHasNul];
