@@ -92,6 +92,24 @@ describe('18 handler: status() and reset()', () => {
         });
     });
 
+    it('setup tells what the handler created and what it found', async () => {
+      const creator = make();
+      expect(creator.status().servers[0]!.setup).to.deep.equal({ table: null, housekeeping: null });
+      await creator.open();
+      const created = creator.status().servers[0]!.setup;
+      expect(created.table).to.equal('created');
+      expect(created.housekeeping).to.be.oneOf(['created', 'existed']); // shared by the schema
+      const finder = make();
+      await finder.open();
+      expect(finder.status().servers[0]!.setup).to.deep.equal({
+        table: 'existed',
+        housekeeping: 'existed',
+      });
+      const missing = make({ table: uniqueTable(), createTable: false, retryMinDelay: 5 });
+      await rejection(missing.open());
+      expect(missing.status().servers[0]!.setup.table).to.equal('missing');
+    });
+
     it('failoverMode shows in status()', async () => {
       const handler = make({ db: db(2), failoverMode: true });
       expect(handler.status().failoverMode).to.equal(true);

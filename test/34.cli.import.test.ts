@@ -258,7 +258,7 @@ describe('34 CLI: import connect-pg-simple', function () {
     expect(s.info().expires).to.equal(Math.floor(row!.expire));
   });
 
-  it('--from-schema finds a table in another schema; a missing table fails with exit 1', async () => {
+  it('--from-schema and --from-db find a table elsewhere; a missing table fails with exit 1', async () => {
     const schema = uniqueTable('cps_schema');
     await query(0, `CREATE SCHEMA ${schema}`);
     const inSchema = new PgSession({
@@ -271,11 +271,15 @@ describe('34 CLI: import connect-pg-simple', function () {
       const sid = newId();
       const value = sess(HOUR, { where: schema });
       await call<void>((cb) => inSchema.set(sid, value, cb));
+      // --from-db as a URI (pg's own form).
+      const c = poolConfig();
       const r = await cli([
         'import',
         'connect-pg-simple',
         '--from-schema',
         schema,
+        '--from-db',
+        `postgresql://${c.user}@${c.host}:${c.port}/${c.database}`,
         '--db',
         db(3),
         '--table',
