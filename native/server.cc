@@ -165,10 +165,11 @@ void Server::Submit(OpPtr op) {
     // why: a connection that fails at once (no socket directory, no server on
     // the socket, a host name that does not resolve) leaves the server down
     // before any op reaches it; its own error says why, "is down" would not.
-    op->error = last_error_ ? last_error_
-                            : MakeError(code::kNoServer,
-                                        "server " + std::to_string(index_) + " is down", index_,
-                                        true);
+    op->error = last_error_;
+    if (!op->error) {
+      op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down",
+                            index_, true);
+    }
     if (op->done) op->done(*op);
     return;
   }
