@@ -210,8 +210,6 @@ async function main(argv: string[]): Promise<number> {
       gcInterval: 0,
       vacuumInterval: 0,
       keepExpired: values['keep-expired'] ?? false,
-      // connect-pg-simple's ids are express-session's, stored verbatim as ExpressStore does.
-      ...(command === 'import' ? { idPattern: /^[^\0]{1,1024}$/ } : {}),
       ...(values['max-lifetime'] ? { maxLifetime: Number(values['max-lifetime']) } : {}),
       ...(values['connect-timeout'] ? { connectTimeout: Number(values['connect-timeout']) } : {}),
     });

@@ -2,7 +2,7 @@
 // table, session(sid varchar, sess json, expire timestamp(6)), into ours. Each session is
 // written through the handler, so it lands on the server where the handler (and ExpressStore)
 // will look for it; the source is read a page at a time, so memory stays bounded.
-import { requirePeer, toUnixSeconds } from './adapter';
+import { readId, requirePeer, rowExpiry, toEpochMs, writeId } from './adapter';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import type { SessionPgsql } from './handler';
 
@@ -30,7 +30,7 @@ export interface ImportCounts {
   expired: number;
   /** Sessions we already hold with the same or a later expiry (a previous import, or newer). */
   newer: number;
-  /** Sessions our table cannot hold (too large, or a NUL in the id): left behind. */
+  /** Sessions our table cannot hold (data over maxDataSize, an id over the adapters' bound). */
   invalid: number;
 }
 
@@ -45,8 +45,10 @@ interface PgClient {
 }
 
 /**
- * Copies the live sessions: sess_id = sid verbatim, sess_data = the JSON text of sess,
- * expiry = the session cookie's own expiry (what ExpressStore stores), else `expire`.
+ * Copies the live sessions as ExpressStore would store them: sess_id = sid (verbatim, or
+ * ExpressStore's escaped form for the rare id a text column cannot hold as is), sess_data =
+ * the JSON text of sess, row expiry = ExpressStore's for the cookie's own expiry (the store
+ * refuses the session at the cookie's exact expiry), else connect-pg-simple's `expire`.
  * Idempotent: a session we already hold with the same or a later expiry is left alone, so a
  * second run copies nothing and a session the application has used since is never regressed.
  * @throws SessionPgsqlError from the handler (a server down, a timeout), Error from `pg`.
@@ -82,9 +84,9 @@ export async function importConnectPgSimple(
       after = rows[rows.length - 1]!.sid;
       const live = [];
       for (const row of rows) {
-        const expires = row.sess === null ? null : expiryOf(row.sess, row.expire);
-        if (expires === null || expires <= row.now) counts.expired++;
-        else live.push({ id: row.sid, data: row.sess!, expires });
+        const ms = row.sess === null ? null : expiryOf(row.sess, row.expire);
+        if (ms === null || ms <= row.now * 1000) counts.expired++;
+        else live.push({ id: row.sid, data: row.sess!, expires: rowExpiry(ms) });
       }
       for (let i = 0; i < live.length; i += concurrency) {
         const outcomes = await Promise.all(
@@ -102,13 +104,13 @@ export async function importConnectPgSimple(
   return counts;
 }
 
-/** The expiry ExpressStore would store: the cookie's own, else connect-pg-simple's column. */
+/** The session's expiry in epoch ms: the cookie's own, else connect-pg-simple's column. */
 function expiryOf(sess: string, column: number): number {
   try {
     const value = JSON.parse(sess) as { cookie?: { expires?: unknown } } | null;
-    return toUnixSeconds(value?.cookie?.expires) ?? column;
+    return toEpochMs(value?.cookie?.expires) ?? column * 1000;
   } catch {
-    return column;
+    return column * 1000;
   }
 }
 
@@ -120,12 +122,10 @@ async function copy(
   dryRun: boolean,
 ): Promise<keyof ImportCounts> {
   try {
-    // Stored expiries are whole seconds: rounded down, the row never outlives the cookie, and
-    // a copy compares equal to its earlier self.
-    const at = Math.floor(expires);
-    const ours = await handler.read(id);
-    if (!ours.isNew && !ours.expired && ours.info().expires >= at) return 'newer';
-    if (!dryRun) await handler.write(id, data, { expires: at });
+    // A copy compares equal to its earlier self: both are whole seconds from rowExpiry().
+    const ours = await readId(handler, id);
+    if (!ours.isNew && !ours.expired && ours.info().expires >= expires) return 'newer';
+    if (!dryRun) await writeId(handler, id, data, { expires });
     return 'copied';
   } catch (err) {
     const unfit: string[] = [ErrorCode.InvalidId, ErrorCode.DataTooLarge, ErrorCode.DataHasNul];
