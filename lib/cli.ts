@@ -1,17 +1,28 @@
 #!/usr/bin/env node
-// npx session-pgsql init|gc|vacuum|status: housekeeping from cron or a deploy step.
+// npx session-pgsql init|gc|vacuum|status|import: housekeeping from cron or a deploy step, and
+// the move from connect-pg-simple.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SessionPgsql } from './handler';
-import { SessionPgsqlError } from './errors';
+import { ErrorCode, SessionPgsqlError } from './errors';
+import { importConnectPgSimple, type ImportCounts } from './import';
+import { libpqVersion } from './index';
+import { resolveOptions } from './options';
 
 const usage = `Usage: session-pgsql <command> [options]
 
 Commands:
-  init      create the session table, its index and the housekeeping record
+  init      create the session table, its index and the housekeeping record table,
+            and say which were created and which already existed
             (for deployments whose application role may not create tables)
   gc        delete expired sessions now on every server; prints rows removed per server
   vacuum    run VACUUM (ANALYZE) of the session table now on every server
   status    print each server's state and the table's size and row counts
+  import connect-pg-simple
+            copy the live sessions of connect-pg-simple's table into ours, ids unchanged,
+            so switching stores logs nobody out; safe to run again
+  help      this text
 
 Options:
   --db <list>       ';'-separated libpq conninfo list (default: $SESSION_PGSQL_DB)
@@ -21,64 +32,181 @@ Options:
   --connect-timeout <s>  seconds to wait for each server (default 5)
   --json            print one JSON document on stdout
   -h, --help        this text
+  -v, --version     print the version of session-pgsql and of the libpq it runs with
+
+Options of import connect-pg-simple:
+  --from-table <name>   connect-pg-simple's table (its tableName; default: session)
+  --from-schema <name>  its schema (its schemaName; default: the search path's)
+  --from-db <conninfo>  the database holding it (default: the first server of --db)
+  --dry-run             count what would be copied; write nothing
 
 Exit status: 0 success; 1 an operation failed on some server (the reason is on stderr);
 2 usage error (unknown command or option, no --db and no SESSION_PGSQL_DB).
 
-Crontab example (GC every 10 minutes, VACUUM nightly):
-  */10 * * * * SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx session-pgsql gc
-  30 3 * * *   SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx session-pgsql vacuum
+Crontab example (GC every 10 minutes, VACUUM nightly). cron starts in the home directory, so
+cd into the application that depends on session-pgsql; --no-install makes npx fail rather than
+download a package when it is not installed there:
+  */10 * * * * cd /srv/app && SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx --no-install session-pgsql gc
+  30 3 * * *   cd /srv/app && SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx --no-install session-pgsql vacuum
 `;
 
+const COMMANDS = ['init', 'gc', 'vacuum', 'status', 'import', 'help'];
+const IMPORT_SOURCES = ['connect-pg-simple'];
+
+const OPTIONS = {
+  db: { type: 'string' },
+  table: { type: 'string' },
+  'max-lifetime': { type: 'string' },
+  'keep-expired': { type: 'boolean' },
+  'connect-timeout': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+  'from-table': { type: 'string' },
+  'from-schema': { type: 'string' },
+  'from-db': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+} as const;
+
+const IMPORT_ONLY = ['from-table', 'from-schema', 'from-db', 'dry-run'];
+
 class UsageError extends Error {}
+
+/**
+ * Our own message for an option the parser does not know or a value it lacks, naming it (Node's
+ * parseArgs messages talk about positionals and '--'). Returns the arguments with each string
+ * option's value attached (`--db=...`), so a value starting with '-' stays a value.
+ */
+function checkOptions(argv: string[]): string[] {
+  const byShort = new Map<string, string>();
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    if ('short' in spec) byShort.set(spec.short, name);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    out.push(arg);
+    if (!arg.startsWith('-') || arg === '-') continue;
+    const names = arg.startsWith('--')
+      ? [arg.slice(2).split('=')[0]!]
+      : [...arg.slice(1)].map((c) => byShort.get(c) ?? `-${c}`);
+    for (const name of names) {
+      const spec = (OPTIONS as Record<string, { type: string }>)[name];
+      if (spec === undefined) {
+        const shown = name.startsWith('-') ? name : `--${name}`;
+        throw new UsageError(`unknown option ${shown}`);
+      }
+      if (spec.type === 'string' && !arg.includes('=')) {
+        const value = argv[i + 1];
+        if (value === undefined) throw new UsageError(`option --${name} needs a value`);
+        out[out.length - 1] = `--${name}=${value}`;
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
+function version(): string {
+  // dist/cli.js and lib/cli.ts both sit one level below package.json.
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  const v = libpqVersion;
+  return `session-pgsql ${pkg.version} (libpq ${Math.floor(v / 10000)}.${v % 100})\n`;
+}
+
+/** An identifier as a user wrote it: the quotes only where they are needed. */
+function shown(quoted: string): string {
+  return quoted.replace(/"((?:[^"]|"")*)"/g, (q, name: string) =>
+    /^[a-z_][a-z0-9_$]*$/.test(name) ? name : q,
+  );
+}
+
+/** init's account of one server: what it created and what was already there. */
+function setupSummary(
+  setup: { table: string | null; housekeeping: string | null },
+  names: { table: string; index: string; housekeeping: string },
+): { created: string[]; existed: string[]; missing: string[] } {
+  const out = { created: [] as string[], existed: [] as string[], missing: [] as string[] };
+  const table = shown(names.table);
+  const index = shown(names.index);
+  const housekeeping = shown(names.housekeeping);
+  if (setup.table === 'created') out.created.push(`table ${table}`, `index ${index}`);
+  if (setup.table === 'existed') out.existed.push(`table ${table}`);
+  if (setup.housekeeping === 'created') out.created.push(`housekeeping table ${housekeeping}`);
+  if (setup.housekeeping === 'existed') out.existed.push(`housekeeping table ${housekeeping}`);
+  if (setup.housekeeping === 'missing') out.missing.push(`housekeeping table ${housekeeping}`);
+  return out;
+}
+
+function sentence(summary: { created: string[]; existed: string[]; missing: string[] }): string {
+  const parts = [];
+  if (summary.created.length > 0) parts.push(`created ${summary.created.join(', ')}`);
+  if (summary.existed.length > 0) parts.push(`${summary.existed.join(', ')} already existed`);
+  if (summary.missing.length > 0)
+    parts.push(`could not create ${summary.missing.join(', ')} (GC and VACUUM runs go unrecorded)`);
+  return parts.join('; ');
+}
 
 interface Report {
   command: string;
   ok: boolean;
   servers: Array<Record<string, unknown>>;
+  /** import: what was copied and skipped. */
+  import?: ImportCounts;
+  dryRun?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
+  const args = checkOptions(argv);
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        db: { type: 'string' },
-        table: { type: 'string' },
-        'max-lifetime': { type: 'string' },
-        'keep-expired': { type: 'boolean' },
-        'connect-timeout': { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseArgs({ args, allowPositionals: true, options: OPTIONS });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError((err as Error).message); // checkOptions has caught what users hit
   }
   const { values, positionals } = parsed;
-  if (values.help) {
+  const command = positionals[0];
+  if (values.help || command === 'help') {
     process.stdout.write(usage);
     return 0;
   }
-  const command = positionals[0];
-  if (positionals.length !== 1 || !['init', 'gc', 'vacuum', 'status'].includes(command!)) {
-    throw new UsageError(
-      command === undefined
-        ? 'a command is required'
-        : `unknown command "${positionals.join(' ')}"`,
-    );
+  if (values.version) {
+    process.stdout.write(version());
+    return 0;
+  }
+  if (command === undefined) throw new UsageError('a command is required');
+  if (!COMMANDS.includes(command)) throw new UsageError(`unknown command "${command}"`);
+  if (command === 'import') {
+    if (positionals.length !== 2 || !IMPORT_SOURCES.includes(positionals[1]!)) {
+      throw new UsageError(
+        positionals[1] === undefined
+          ? 'import needs a source: import connect-pg-simple'
+          : `cannot import from "${positionals.slice(1).join(' ')}" (only connect-pg-simple)`,
+      );
+    }
+  } else {
+    if (positionals.length !== 1)
+      throw new UsageError(`unexpected argument "${positionals.slice(1).join(' ')}"`);
+    const misplaced = IMPORT_ONLY.find((name) => values[name as keyof typeof values] !== undefined);
+    if (misplaced) throw new UsageError(`option --${misplaced} is only for import`);
   }
   const db = values.db ?? process.env.SESSION_PGSQL_DB;
   if (!db) throw new UsageError('no server list: pass --db or set SESSION_PGSQL_DB');
 
   let handler: SessionPgsql;
+  const table = values.table ?? 'php_session';
   try {
     handler = new SessionPgsql({
       db,
-      table: values.table ?? 'php_session',
-      createTable: command === 'init',
+      table,
+      // import makes the table it copies into, as the application would on its first start.
+      createTable: command === 'init' || command === 'import',
       gcInterval: 0,
       vacuumInterval: 0,
       keepExpired: values['keep-expired'] ?? false,
@@ -89,7 +217,8 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError((err as Error).message);
   }
   handler.on('warning', () => {}); // failures are reported per server below
-  const report: Report = { command: command!, ok: true, servers: [] };
+  const report: Report = { command, ok: true, servers: [] };
+  let imported: ImportCounts | null = null as ImportCounts | null;
   try {
     let failure: unknown = null;
     try {
@@ -101,10 +230,28 @@ async function main(argv: string[]): Promise<number> {
       if (command === 'gc') await handler.gc().catch((err) => (failure = err));
       if (command === 'vacuum') await handler.vacuum().catch((err) => (failure = err));
     }
+    if (command === 'import' && failure === null) {
+      const from = values['from-db'] ?? db.split(';')[0]!.trim();
+      imported = await importConnectPgSimple(handler, {
+        from,
+        table: values['from-table'] ?? 'session',
+        ...(values['from-schema'] ? { schema: values['from-schema'] } : {}),
+        dryRun: values['dry-run'] ?? false,
+      }).catch((err) => {
+        failure = err;
+        return null;
+      });
+    }
     const stats = command === 'status' || command === 'init' ? await handler.stats() : [];
+    const names = resolveOptions({ table }).native;
     for (const s of handler.status().servers) {
       const entry: Record<string, unknown> = { id: s.id, server: s.server, state: s.state };
-      if (s.state !== 'up' && s.lastError) entry.error = s.lastError.message;
+      if (s.state !== 'up' && s.lastError) {
+        entry.error =
+          s.lastError.code === ErrorCode.TableMissing
+            ? `${s.lastError.message}; create it with: session-pgsql init --table ${table}`
+            : s.lastError.message;
+      }
       if (command === 'gc' && s.lastGc) {
         entry.removed = s.lastGc.removed;
         entry.seconds = s.lastGc.duration;
@@ -117,8 +264,19 @@ async function main(argv: string[]): Promise<number> {
       const st = stats[s.id];
       if (st && 'rows' in st) Object.assign(entry, st);
       else if (st && 'error' in st && s.state === 'up') entry.error = st.error.message;
+      if (command === 'init' && s.state === 'up') {
+        const summary = setupSummary(s.setup, names);
+        Object.assign(entry, summary);
+        // Sessions are served without it, but init was asked to make it.
+        if (summary.missing.length > 0)
+          entry.error = sentence({ ...summary, created: [], existed: [] });
+      }
       if (s.state !== 'up' || entry.error !== undefined) report.ok = false;
       report.servers.push(entry);
+    }
+    if (imported) {
+      report.import = imported;
+      if (values['dry-run']) report.dryRun = true;
     }
     if (failure !== null && report.servers.every((s) => s.error === undefined)) {
       report.ok = false;
@@ -137,11 +295,27 @@ function print(report: Report, json: boolean): void {
   } else {
     for (const s of report.servers) {
       const facts = Object.entries(s)
-        .filter(([k]) => !['id', 'server', 'error'].includes(k))
+        .filter(([k]) => !['id', 'server', 'error', 'created', 'existed', 'missing'].includes(k))
         .map(
           ([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`,
         );
       process.stdout.write(`server ${s.id} (${s.server}): ${facts.join(' ')}\n`);
+      if (Array.isArray(s.created)) {
+        const said = sentence({
+          created: s.created as string[],
+          existed: s.existed as string[],
+          missing: [], // on stderr, as an error
+        });
+        if (said) process.stdout.write(`server ${s.id}: ${said}\n`);
+      }
+    }
+    if (report.import) {
+      const c = report.import;
+      process.stdout.write(
+        `${report.dryRun ? 'would copy' : 'copied'} ${c.copied} live session(s); skipped ` +
+          `${c.expired} expired, ${c.newer} already here with the same or a later expiry, ` +
+          `${c.invalid} our table cannot hold\n`,
+      );
     }
   }
   for (const s of report.servers) {

@@ -56,7 +56,9 @@ export interface ErrorDetails {
 
 /**
  * The error class of session-pgsql. Messages never contain a password or
- * session data.
+ * session data. An error settled by the native core carries the stack of the
+ * code that awaited the operation (the facade method, then the caller's chain
+ * of `await`s).
  *
  * @example
  * try { await handler.read(id) } catch (err) {
@@ -65,8 +67,12 @@ export interface ErrorDetails {
  */
 export class SessionPgsqlError extends Error {
   override name = 'SessionPgsqlError';
-  /** A library code (`SPG_*`) or a SQLSTATE. */
-  readonly code: ErrorCode | string;
+  /**
+   * A library code (`SPG_*`, see {@link ErrorCode}) or a SQLSTATE. Typed
+   * `ErrorCode | (string & {})` so that editors still offer the `SPG_*` codes
+   * (a plain `| string` would swallow them) while any SQLSTATE type-checks.
+   */
+  readonly code: ErrorCode | (string & {});
   /** Index in `db` of the server concerned, when one is. */
   declare readonly server?: number;
   /** True when the same operation may succeed if tried again. */
@@ -78,7 +84,7 @@ export class SessionPgsqlError extends Error {
   declare readonly column?: string;
   declare readonly constraint?: string;
 
-  constructor(message: string, code: ErrorCode | string, details: ErrorDetails = {}) {
+  constructor(message: string, code: ErrorCode | (string & {}), details: ErrorDetails = {}) {
     super(message);
     this.code = code;
     this.retryable = details.retryable ?? false;

@@ -87,7 +87,11 @@ export class SessionPgsql extends EventEmitter {
    *   `SPG_TABLE_INVALID`, `SPG_NO_SERVER` (several servers, none usable), `SPG_CLOSED`, a SQLSTATE.
    */
   async open(): Promise<void> {
-    await this.#native.open();
+    try {
+      await this.#native.open();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -100,7 +104,12 @@ export class SessionPgsql extends EventEmitter {
     const address = context.address ?? '';
     if (typeof address !== 'string')
       throw argument(`Expected a string for "address" but received ${typeof address}`);
-    const row = await this.#native.read(id);
+    let row;
+    try {
+      row = await this.#native.read(id);
+    } catch (err) {
+      throw callerStack(err);
+    }
     return new Session(this.#owner, id, address, row);
   }
 
@@ -127,24 +136,28 @@ export class SessionPgsql extends EventEmitter {
     const address = options.address ?? (session instanceof Session ? session.address : '');
     if (typeof address !== 'string')
       throw argument(`Expected a string for "address" but received ${typeof address}`);
-    if (!(session instanceof Session)) {
-      return this.#native.write(id, data, address, expires, null, 0, 0, 0, null, null);
+    try {
+      if (!(session instanceof Session)) {
+        return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null, null);
+      }
+      const c = session.changes();
+      const stored = await this.#native.write(
+        id,
+        data,
+        address,
+        expires,
+        c.custom,
+        c.errors,
+        c.warnings,
+        c.notices,
+        c.message,
+        c.baseline,
+      );
+      session.written(data, stored);
+      return stored;
+    } catch (err) {
+      throw callerStack(err);
     }
-    const c = session.changes();
-    const stored = await this.#native.write(
-      id,
-      data,
-      address,
-      expires,
-      c.custom,
-      c.errors,
-      c.warnings,
-      c.notices,
-      c.message,
-      c.baseline,
-    );
-    session.written(data, stored);
-    return stored;
   }
 
   /**
@@ -154,7 +167,12 @@ export class SessionPgsql extends EventEmitter {
    */
   async touch(id: string, expires?: number): Promise<boolean> {
     this.#checkId(id);
-    return this.#native.touch(id, checkExpires(expires));
+    const at = checkExpires(expires);
+    try {
+      return await this.#native.touch(id, at);
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -163,7 +181,11 @@ export class SessionPgsql extends EventEmitter {
    */
   async destroy(id: string): Promise<boolean> {
     this.#checkId(id);
-    return this.#native.destroy(id);
+    try {
+      return await this.#native.destroy(id);
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -172,7 +194,11 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
    */
   async gc(): Promise<number> {
-    return this.#native.gc();
+    try {
+      return await this.#native.gc();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -192,7 +218,11 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `42501` when the role may not vacuum the table, `SPG_NO_SERVER`, `SPG_CLOSED`.
    */
   async vacuum(): Promise<number> {
-    return this.#native.vacuum();
+    try {
+      return await this.#native.vacuum();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -202,7 +232,11 @@ export class SessionPgsql extends EventEmitter {
   async stats(): Promise<
     Array<{ rows: number; expired: number; bytes: number } | { error: Error }>
   > {
-    return this.#native.stats();
+    try {
+      return await this.#native.stats();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -211,7 +245,11 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
    */
   async list(): Promise<Array<{ id: string; data: string }>> {
-    return this.#native.list();
+    try {
+      return await this.#native.list();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /**
@@ -219,7 +257,11 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
    */
   async clear(): Promise<number> {
-    return this.#native.clear();
+    try {
+      return await this.#native.clear();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
@@ -232,7 +274,11 @@ export class SessionPgsql extends EventEmitter {
    * connections). Resolves `true` if any server is up afterwards.
    */
   async reset(): Promise<boolean> {
-    return this.#native.reset();
+    try {
+      return await this.#native.reset();
+    } catch (err) {
+      throw callerStack(err);
+    }
   }
 
   /** Waits for operations in flight, then closes every connection; idempotent. */
@@ -255,6 +301,18 @@ export class SessionPgsql extends EventEmitter {
       );
     }
   }
+}
+
+/**
+ * Gives an error of the native core the stack of the code awaiting the
+ * operation. Errors settled from a libpq callback are built with no JS frame on
+ * the stack; here, in the awaiting facade method, V8's async stack trace names
+ * the caller's chain of awaits. Done only on failure: capturing a stack at every
+ * call costs about as much CPU as the operation itself.
+ */
+function callerStack(err: unknown): unknown {
+  if (err instanceof SessionPgsqlError) Error.captureStackTrace(err, callerStack);
+  return err;
 }
 
 function argument(message: string): SessionPgsqlError {

@@ -95,6 +95,12 @@ export interface HousekeepingRun {
   error: string | null;
 }
 
+/**
+ * What the handler found of a table on one server when it connected: `'created'` only when its
+ * own DDL made it; `null` until checked.
+ */
+export type SetupFinding = 'existed' | 'created' | 'missing' | null;
+
 export interface NativeServerStatus {
   id: number;
   server: string;
@@ -103,6 +109,8 @@ export interface NativeServerStatus {
   operations: number;
   failures: number;
   lastError: { code: string; message: string } | null;
+  /** The session table (created with its sess_expire index) and the housekeeping record table. */
+  setup: { table: SetupFinding; housekeeping: SetupFinding };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;
 }

@@ -59,7 +59,7 @@ ErrorInfo Connection::Start() {
   const char* values[] = {config_.conninfo.c_str(), "session-pgsql", "UTF8", nullptr};
   conn_ = PQconnectStartParams(keys, values, 1);
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
-    ErrorInfo error = ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secret);
+    ErrorInfo error = ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secrets);
     Close();
     return error;
   }
@@ -130,7 +130,7 @@ void Connection::MarkDirty() {
 }
 
 ErrorInfo Connection::LostError(const char* code) {
-  return ConnectionError(code, conn_, config_.server, config_.secret);
+  return ConnectionError(code, conn_, config_.server, config_.secrets);
 }
 
 bool Connection::WatchSocket(int events) {

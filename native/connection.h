@@ -123,7 +123,7 @@ class ConnectionDelegate {
 struct ConnectionConfig {
   int server = 0;
   std::string conninfo;
-  std::string secret;  // the password, scrubbed from messages
+  std::vector<std::string> secrets;  // the entry's passwords, scrubbed from messages
   double connect_timeout_ms = 5000;
   double statement_timeout_ms = 5000;
   size_t max_in_flight = 1000;

@@ -38,6 +38,35 @@ bool IsRetryableSqlState(const std::string& state) {
 
 }  // namespace
 
+const std::vector<std::string>& SecretOptions() {
+  // why: asked of libpq once, not listed by hand, so a secret option of a newer
+  // libpq (e.g. an OAuth client secret) is redacted too. Only the JS thread
+  // calls this; a function-local static is initialised once regardless.
+  static const std::vector<std::string> keywords = [] {
+    std::vector<std::string> out;
+    PQconninfoOption* defaults = PQconndefaults();
+    for (PQconninfoOption* o = defaults; o != nullptr && o->keyword != nullptr; ++o) {
+      if (o->dispchar != nullptr && o->dispchar[0] == '*') out.emplace_back(o->keyword);
+    }
+    if (defaults != nullptr) PQconninfoFree(defaults);
+    if (out.empty()) out = {"password", "sslpassword"};  // PQconndefaults out of memory
+    return out;
+  }();
+  return keywords;
+}
+
+bool IsSecretOption(const char* keyword) {
+  for (const std::string& k : SecretOptions()) {
+    if (k == keyword) return true;
+  }
+  return false;
+}
+
+std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& secret : secrets) text = Scrub(std::move(text), secret);
+  return text;
+}
+
 std::string Scrub(std::string text, const std::string& secret) {
   if (secret.empty()) return text;
   for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
@@ -56,8 +85,20 @@ ErrorInfo MakeError(const char* code, std::string message, int server, bool retr
 }
 
 ErrorInfo ConnectionError(const char* code, const PGconn* conn, int server,
-                          const std::string& secret) {
+                          const std::vector<std::string>& secrets) {
   std::string detail = conn ? Trimmed(PQerrorMessage(conn)) : "";
+  detail = Scrub(std::move(detail), secrets);
+  if (conn != nullptr && !detail.empty()) {
+    // A secret may come from a service file or PGPASSWORD rather than the entry.
+    PQconninfoOption* used = PQconninfo(const_cast<PGconn*>(conn));
+    for (PQconninfoOption* o = used; o != nullptr && o->keyword != nullptr; ++o) {
+      if (o->val != nullptr && o->val[0] != '\0' && o->dispchar != nullptr &&
+          o->dispchar[0] == '*') {
+        detail = Scrub(std::move(detail), std::string(o->val));
+      }
+    }
+    if (used != nullptr) PQconninfoFree(used);
+  }
   std::string message = "server " + std::to_string(server) + ": ";
   if (std::strcmp(code, code::kConnectTimeout) == 0) {
     message += "connection timed out";
@@ -66,7 +107,7 @@ ErrorInfo ConnectionError(const char* code, const PGconn* conn, int server,
   } else {
     message += "connection failed";
   }
-  if (!detail.empty()) message += ": " + Scrub(detail, secret);
+  if (!detail.empty()) message += ": " + detail;
   return MakeError(code, std::move(message), server, true);
 }
 

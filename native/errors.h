@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 namespace spg {
 
@@ -44,15 +45,24 @@ struct ErrorInfo {
 ErrorInfo MakeError(const char* code, std::string message, int server = -1, bool retryable = false);
 
 // A connection-level failure; the message is PQerrorMessage(conn), trimmed and
-// scrubbed of `secret` (the server's password, if any).
+// scrubbed of `secrets` and of every secret the connection ended up using
+// (from a service file or the environment too).
 ErrorInfo ConnectionError(const char* code, const PGconn* conn, int server,
-                          const std::string& secret);
+                          const std::vector<std::string>& secrets);
+
+// Whether libpq treats `keyword` as a secret (dispchar "*" in PQconndefaults:
+// password, sslpassword, and whatever later versions add).
+bool IsSecretOption(const char* keyword);
+
+// The secret keywords libpq knows, for scrubbing text it could not parse.
+const std::vector<std::string>& SecretOptions();
 
 // A failed statement (PGRES_FATAL_ERROR): SQLSTATE and diagnostic fields.
 ErrorInfo ResultError(const PGresult* res, int server);
 
 // Replaces every occurrence of `secret` in `text` by "***".
 std::string Scrub(std::string text, const std::string& secret);
+std::string Scrub(std::string text, const std::vector<std::string>& secrets);
 
 // Builds a SessionPgsqlError through the constructor registered by the facade
 // (`new ctor(message, code, details)`); falls back to a plain Error.

@@ -968,6 +968,15 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
       o.Set("error", r.error.empty() ? env.Null() : Napi::String::New(env, r.error));
       return o;
     };
+    auto found = [&](Server::Found f) -> Napi::Value {
+      static const char* kFound[] = {nullptr, "existed", "created", "missing"};
+      if (f == Server::Found::kUnknown) return env.Null();
+      return Napi::String::New(env, kFound[static_cast<int>(f)]);
+    };
+    Napi::Object setup = Napi::Object::New(env);
+    setup.Set("table", found(s.table_found()));
+    setup.Set("housekeeping", found(s.housekeeping_found()));
+    o.Set("setup", setup);
     o.Set("lastGc", run(s.housekeeping().last_gc()));
     o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));
     if (s.last_error()) {

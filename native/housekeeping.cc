@@ -223,7 +223,7 @@ void Housekeeping::StartVacuum() {
   ConnectionConfig config;
   config.server = server_->index();
   config.conninfo = server_->spec().conninfo;
-  config.secret = server_->spec().secret;
+  config.secrets = server_->spec().secrets;
   config.connect_timeout_ms = server_->timings().connect_timeout_ms;
   config.statement_timeout_ms = server_->timings().statement_timeout_ms;
   auto* conn = new Connection(addon_, this, std::move(config));

@@ -33,20 +33,23 @@ std::string Quoted(const std::string& value) {
   return out + "'";
 }
 
-// The text after "password=" (quoted or not) and the password part of a URI's
-// user info ("postgresql://user:secret@host").
+// The text after "<secret option>=" (quoted or not; in key=value form or a
+// URI's query) and the password part of a URI's user info
+// ("postgresql://user:secret@host").
 std::vector<std::string> PasswordCandidates(const std::string& entry) {
   std::vector<std::string> out;
-  for (size_t at = entry.find("password"); at != std::string::npos;
-       at = entry.find("password", at + 1)) {
-    size_t p = entry.find_first_not_of(" \t", at + 8);
-    if (p == std::string::npos || entry[p] != '=') continue;
-    p = entry.find_first_not_of(" \t", p + 1);
-    if (p == std::string::npos) continue;
-    const bool quoted = entry[p] == '\'';
-    if (quoted) ++p;
-    size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
-    out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
+  for (const std::string& keyword : SecretOptions()) {
+    for (size_t at = entry.find(keyword); at != std::string::npos;
+         at = entry.find(keyword, at + 1)) {
+      size_t p = entry.find_first_not_of(" \t", at + keyword.size());
+      if (p == std::string::npos || entry[p] != '=') continue;
+      p = entry.find_first_not_of(" \t", p + 1);
+      if (p == std::string::npos) continue;
+      const bool quoted = entry[p] == '\'';
+      if (quoted) ++p;
+      size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
+      out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
+    }
   }
   const size_t scheme = entry.find("://");
   if (scheme != std::string::npos) {
@@ -87,8 +90,8 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
     std::string key = o->keyword, value = o->val;
-    if (key == "password") {
-      spec->secret = value;
+    if (IsSecretOption(o->keyword)) {
+      spec->secrets.push_back(value);
       value = "***";
     }
     if (key == "host") host = value;
@@ -139,7 +142,7 @@ void Server::Start() {
     ConnectionConfig config;
     config.server = index_;
     config.conninfo = spec_.conninfo;
-    config.secret = spec_.secret;
+    config.secrets = spec_.secrets;
     config.connect_timeout_ms = timings_.connect_timeout_ms;
     config.statement_timeout_ms = timings_.statement_timeout_ms;
     config.max_batch = timings_.max_batch;
@@ -159,8 +162,14 @@ void Server::Submit(OpPtr op) {
   ++operations_;
   op->server = index_;
   if (slots_.empty()) {
-    op->error =
-        MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down", index_, true);
+    // why: a connection that fails at once (no socket directory, no server on
+    // the socket, a host name that does not resolve) leaves the server down
+    // before any op reaches it; its own error says why, "is down" would not.
+    op->error = last_error_;
+    if (!op->error) {
+      op->error = MakeError(code::kNoServer, "server " + std::to_string(index_) + " is down",
+                            index_, true);
+    }
     if (op->done) op->done(*op);
     return;
   }
@@ -288,11 +297,52 @@ Statement Server::CheckStatement() const {
 void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
   auto op = std::make_unique<Op>();
   op->setup = true;
+  const bool creates = !ddl.empty();
   op->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  if (creates) op->statements.push_back(CheckStatement());
   for (Statement& s : ddl) op->statements.push_back(std::move(s));
   op->statements.push_back(CheckStatement());
-  op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+  op->done = [this, conn, creates](Op& op) {
+    if (creates && !op.error) {
+      // Under the lock: what was missing before the DDL and is there after it
+      // was created by this handler.
+      const PGresult* before = op.results[1].get();
+      const PGresult* after = op.results.back().get();
+      auto found = [&](int column) {
+        if (PQgetvalue(before, 0, column)[0] == 't') return Found::kExisted;
+        return PQgetvalue(after, 0, column)[0] == 't' ? Found::kCreated : Found::kMissing;
+      };
+      Note(&table_found_, found(0));
+      Note(&housekeeping_found_, found(3));
+    }
+    SetupChecked(conn, op);
+  };
   conn->Enqueue(std::move(op));
+}
+
+void Server::CreateHousekeeping(Connection* conn) {
+  // The session table exists (perhaps made by PHP) but the record of
+  // housekeeping runs does not yet. Failing to create it (no CREATE right)
+  // only leaves housekeeping uncoordinated; sessions are served regardless.
+  auto create = std::make_unique<Op>();
+  create->setup = true;
+  create->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  create->statements.push_back(CheckStatement());
+  create->statements.push_back(Statement::Text(handler_->sql().create_housekeeping));
+  create->done = [this, conn](Op& op) {
+    if (op.error) {
+      Note(&housekeeping_found_, Found::kMissing);
+    } else {
+      const bool existed = PQgetvalue(op.results[1].get(), 0, 3)[0] == 't';
+      Note(&housekeeping_found_, existed ? Found::kExisted : Found::kCreated);
+    }
+    if (SlotOf(conn) != nullptr) Prepare(conn);
+  };
+  conn->Enqueue(std::move(create));
+}
+
+void Server::Note(Found* field, Found value) {
+  if (*field == Found::kUnknown || *field == Found::kMissing) *field = value;
 }
 
 void Server::SetupChecked(Connection* conn, Op& op) {
@@ -308,6 +358,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   const Sql& sql = handler_->sql();
   if (!exists) {
     if (!handler_->create_table() || slot->created) {
+      Note(&table_found_, Found::kMissing);
       conn->Fail(MakeError(code::kTableMissing,
                            "server " + std::to_string(index_) + ": table " + table +
                                " does not exist and createTable is off",
@@ -354,21 +405,15 @@ void Server::SetupChecked(Connection* conn, Op& op) {
                          index_, false));
     return;
   }
-  if (PQgetvalue(r, 0, 3)[0] != 't' && handler_->create_table() && !slot->created) {
-    // The session table exists (perhaps made by PHP) but the record of
-    // housekeeping runs does not yet. Failing to create it (no CREATE right)
-    // only leaves housekeeping uncoordinated; sessions are served regardless.
+  Note(&table_found_, Found::kExisted);
+  const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
+  if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
+  if (!has_housekeeping && handler_->create_table() && !slot->created) {
     slot->created = true;
-    auto create = std::make_unique<Op>();
-    create->setup = true;
-    create->statements.push_back(Statement::Text(sql.lock).Bind(kDdlLock));
-    create->statements.push_back(Statement::Text(sql.create_housekeeping));
-    create->done = [this, conn](Op&) {
-      if (SlotOf(conn) != nullptr) Prepare(conn);
-    };
-    conn->Enqueue(std::move(create));
+    CreateHousekeeping(conn);
     return;
   }
+  if (!has_housekeeping) Note(&housekeeping_found_, Found::kMissing);
   Prepare(conn);
 }
 

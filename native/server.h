@@ -26,12 +26,12 @@ class Handler;
 // What a `db` entry says about a server, from PQconninfoParse.
 struct ServerSpec {
   std::string conninfo;  // as given (trimmed)
-  std::string redacted;  // key=value form with any password replaced by ***
+  std::string redacted;  // key=value form with every secret option replaced by ***
   std::string identity;  // host(s), port(s) and database: stable across list reorders
-  std::string secret;    // the password, if the entry has one
+  std::vector<std::string> secrets;  // values of the entry's secret options (password, ...)
 };
 
-// Parses one entry; on failure `error` names the problem without the password.
+// Parses one entry; on failure `error` names the problem without any secret.
 bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error);
 
 struct ServerTimings {
@@ -47,6 +47,9 @@ struct ServerTimings {
 class Server : public ConnectionDelegate {
  public:
   enum class State { kDown, kConnecting, kUp };
+  // What setup found of a table on this server (for `init` to report):
+  // unknown until checked; kCreated only when this handler's own DDL made it.
+  enum class Found { kUnknown, kExisted, kCreated, kMissing };
 
   Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings,
          double gc_interval, double vacuum_interval);
@@ -82,6 +85,8 @@ class Server : public ConnectionDelegate {
   const Housekeeping& housekeeping() const { return housekeeping_; }
   // Unix seconds of the last return from a failure (0: never failed).
   double recovered_at() const { return recovered_at_; }
+  Found table_found() const { return table_found_; }  // with its sess_expire index
+  Found housekeeping_found() const { return housekeeping_found_; }
 
   // ConnectionDelegate
   void OnConnected(Connection* conn) override;
@@ -105,7 +110,12 @@ class Server : public ConnectionDelegate {
   Statement CheckStatement() const;
   // Runs `ddl` under the DDL lock, then the table check again, in one
   // implicit transaction; the check's answer goes to SetupChecked.
+  // With `ddl`, the check also runs before it, so that what the DDL created is
+  // known exactly (another process may have created it while we waited).
   void CheckUnderLock(Connection* conn, std::vector<Statement> ddl);
+  void CreateHousekeeping(Connection* conn);
+  // A finding replaces an unknown one, or a table found missing before.
+  static void Note(Found* field, Found value);
   void Prepare(Connection* conn);
   void SetupPrepared(Connection* conn, Op& op);
   void ScheduleRetry();
@@ -127,6 +137,8 @@ class Server : public ConnectionDelegate {
   uint64_t failures_ = 0;
   double recovered_at_ = 0;
   ErrorInfo last_error_;
+  Found table_found_ = Found::kUnknown;
+  Found housekeeping_found_ = Found::kUnknown;
   Housekeeping housekeeping_;
 };
 

@@ -1,8 +1,13 @@
 // SessionPgsqlError: its fields, and that every failure the library reports is one, with a
-// stable code, `retryable` and `server` where they apply. No server is needed: the
-// connection failures below go to a port nothing listens on.
+// stable code, `retryable` and `server` where they apply; errors settled by the native core
+// carry the awaiting caller's stack; `code`'s type still offers the SPG_* codes to editors.
+// Most need no server (the connection failures go to a port nothing listens on); the stacks of
+// server-side failures use test server 0.
 import { expect } from 'chai';
+import path from 'node:path';
+import ts from 'typescript';
 import { ErrorCode, SessionPgsql, SessionPgsqlError } from '../lib';
+import { db, query, uniqueTable } from './support/db';
 import { rejection, thrown } from './support/errors';
 
 const DEAD = 'host=127.0.0.1 port=1 dbname=x user=y';
@@ -143,6 +148,118 @@ describe('02 SessionPgsqlError', () => {
       } finally {
         await handler.close();
       }
+    });
+  });
+
+  describe('stacks: an error settled by the native core names the code that awaited it', () => {
+    // Named functions, so the stack can be searched for them.
+    async function openTheStore(handler: SessionPgsql): Promise<void> {
+      await handler.open();
+    }
+    async function saveTheCart(handler: SessionPgsql, id: string): Promise<void> {
+      await handler.write(id, 'too long for the check');
+    }
+
+    function expectCallerFrames(err: SessionPgsqlError, caller: string, method: string): void {
+      const frames = err.stack!.split('\n').slice(1);
+      expect(err.stack!.split('\n')[0]).to.equal(`SessionPgsqlError: ${err.message}`);
+      expect(
+        frames.some((f) => f.includes(`SessionPgsql.${method}`)),
+        err.stack,
+      ).to.equal(true);
+      expect(
+        frames.some((f) => f.includes(caller)),
+        err.stack,
+      ).to.equal(true);
+      expect(
+        frames.some((f) => f.includes(path.basename(__filename))),
+        err.stack,
+      ).to.equal(true);
+    }
+
+    it('a refused connection (settled from a libpq callback)', async () => {
+      const handler = new SessionPgsql({ db: DEAD, connectTimeout: 2, retryMinDelay: 5 });
+      try {
+        const err = await rejection(openTheStore(handler));
+        expect(err.code).to.equal(ErrorCode.ConnectFailed);
+        expectCallerFrames(err, 'openTheStore', 'open');
+      } finally {
+        await handler.close();
+      }
+    });
+
+    it('a missing table and a SQLSTATE from a real server', async () => {
+      const table = uniqueTable();
+      const missing = new SessionPgsql({ db: db(1), table, createTable: false, gcInterval: 0 });
+      const handler = new SessionPgsql({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 });
+      try {
+        const err = await rejection(openTheStore(missing));
+        expect(err.code).to.equal(ErrorCode.TableMissing);
+        expectCallerFrames(err, 'openTheStore', 'open');
+
+        await handler.open();
+        await query(0, `ALTER TABLE ${table} ADD CHECK (length(sess_data) < 5)`);
+        const check = await rejection(saveTheCart(handler, ID));
+        expect(check.code).to.equal('23514');
+        expectCallerFrames(check, 'saveTheCart', 'write');
+      } finally {
+        await Promise.all([missing.close(), handler.close()]);
+        await query(0, `DROP TABLE IF EXISTS ${table}`);
+      }
+    });
+  });
+
+  describe('the type of `code`', () => {
+    // What an editor sees: completions and diagnostics from the TypeScript language service.
+    function service(source: string) {
+      const file = path.join(__dirname, '__code_type_probe.ts');
+      const options: ts.CompilerOptions = {
+        strict: true,
+        target: ts.ScriptTarget.ES2022,
+        module: ts.ModuleKind.CommonJS,
+        moduleResolution: ts.ModuleResolutionKind.Node10,
+        esModuleInterop: true,
+        skipLibCheck: true,
+        types: ['node'],
+        noEmit: true,
+      };
+      const host: ts.LanguageServiceHost = {
+        getCompilationSettings: () => options,
+        getScriptFileNames: () => [file],
+        getScriptVersion: () => '1',
+        getScriptSnapshot: (name) => {
+          if (name === file) return ts.ScriptSnapshot.fromString(source);
+          const text = ts.sys.readFile(name);
+          return text === undefined ? undefined : ts.ScriptSnapshot.fromString(text);
+        },
+        getCurrentDirectory: () => path.join(__dirname, '..'),
+        getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+        fileExists: ts.sys.fileExists,
+        readFile: ts.sys.readFile,
+        readDirectory: ts.sys.readDirectory,
+        directoryExists: ts.sys.directoryExists,
+        getDirectories: ts.sys.getDirectories,
+      };
+      return { file, ls: ts.createLanguageService(host) };
+    }
+
+    it("offers the SPG_* codes after `err.code === '` and accepts any SQLSTATE", function () {
+      this.timeout(60_000);
+      const source = [
+        "import { SessionPgsqlError } from '../lib';",
+        'export function probe(err: SessionPgsqlError): boolean {',
+        "  if (err.code === '57P01') return true;",
+        "  return err.code === '';",
+        '}',
+      ].join('\n');
+      const { file, ls } = service(source);
+      const at = source.indexOf("=== '';") + "=== '".length;
+      const names = (ls.getCompletionsAtPosition(file, at, {})?.entries ?? []).map((e) => e.name);
+      expect(names).to.include.members(Object.values(ErrorCode));
+      const problems = [...ls.getSyntacticDiagnostics(file), ...ls.getSemanticDiagnostics(file)];
+      expect(
+        problems.map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n')),
+      ).to.deep.equal([]);
     });
   });
 });

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { ErrorCode } from '../lib';
-import { db, newId, query, uniqueTable } from './support/db';
+import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
 import { rejection } from './support/errors';
 import { handlerFactory } from './support/handlers';
 
@@ -369,5 +369,66 @@ describe('10 handler: open()', () => {
     expect(result.code, result.stderr).to.equal(0);
     expect(result.stderr).to.equal('');
     expect(result.stdout).to.equal('');
+  });
+  describe('a server that fails at once says why', () => {
+    // libpq fails these before any socket wait: no socket directory, no server on the socket,
+    // a host name that does not resolve (.invalid never does, RFC 6761: no query leaves the
+    // local resolver). Each reaches open() as the server's own error, like a refused port.
+    const socketDir = () => clusters()[0]!.socketDir;
+    const cases = [
+      {
+        what: 'a missing socket directory',
+        entry: () => 'host=/nonexistent/spg-no-such-dir dbname=postgres',
+        text: () => '/nonexistent/spg-no-such-dir/.s.PGSQL.',
+      },
+      {
+        what: 'no server on the socket (a real socket directory, another port)',
+        entry: () => `host=${socketDir()} port=1 dbname=postgres`,
+        text: () => `${socketDir()}/.s.PGSQL.1`,
+      },
+      {
+        what: 'a host name that does not resolve',
+        entry: () => 'host=spg-test.invalid port=1 dbname=postgres',
+        text: () => 'spg-test.invalid',
+      },
+    ];
+
+    for (const c of cases) {
+      it(`${c.what}: open() rejects with SPG_CONNECT_FAILED and libpq's text`, async () => {
+        const handler = make({ db: c.entry(), connectTimeout: 2, retryMinDelay: 5 });
+        const err = await rejection(handler.open());
+        expect(err.code).to.equal(ErrorCode.ConnectFailed);
+        expect(err.server).to.equal(0);
+        expect(err.retryable).to.equal(true);
+        expect(err.message).to.include(c.text());
+        // status() and the next operation tell the same reason.
+        expect(handler.status().servers[0]!.lastError?.message).to.include(c.text());
+        const read = await rejection(handler.read(newId()));
+        expect(read.message).to.include(c.text());
+      });
+    }
+
+    it('among several servers: SPG_NO_SERVER naming each server’s reason', async () => {
+      const [socket, , unresolvable] = cases;
+      const handler = make({
+        db: `${socket!.entry()};${unresolvable!.entry()}`,
+        connectTimeout: 2,
+        retryMinDelay: 5,
+      });
+      const err = await rejection(handler.open());
+      expect(err.code).to.equal(ErrorCode.NoServer);
+      expect(err.message).to.include(socket!.text());
+      expect(err.message).to.include(unresolvable!.text());
+    });
+
+    it('a live server next to one that fails at once: open() resolves', async () => {
+      const handler = make({
+        db: `${servers()[0]};host=spg-test.invalid dbname=postgres`,
+        table: uniqueTable(),
+        retryMinDelay: 5,
+      });
+      await handler.open();
+      expect(handler.status().servers.map((s) => s.state)).to.deep.equal(['up', 'down']);
+    });
   });
 });

@@ -1,20 +1,25 @@
-// status() (the original session_pgsql_status(), passwords redacted) and reset() (reconnect
-// every server; operations in flight still complete).
+// status() (the original session_pgsql_status(), every secret option redacted) and reset()
+// (reconnect every server; operations in flight still complete).
 import { expect } from 'chai';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { ErrorCode, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, servers, uniqueTable } from './support/db';
-import { rejection } from './support/errors';
+import { rejection, thrown } from './support/errors';
 import { handlerFactory } from './support/handlers';
 
 const SECRET = 'secretpw';
+// libpq's other secret option (dispchar '*'); harmless against a server without TLS.
+const SSL_SECRET = 'sslsecretpw';
 
 function withPassword(conninfo: string): string {
-  return `${conninfo} password=${SECRET}`;
+  return `${conninfo} password=${SECRET} sslpassword=${SSL_SECRET}`;
 }
 
 function asUri(conninfo: string): string {
   const kv = Object.fromEntries(conninfo.split(/\s+/).map((p) => p.split('=') as [string, string]));
-  return `postgresql://${kv.user}:${SECRET}@${kv.host}:${kv.port}/${kv.dbname}`;
+  return `postgresql://${kv.user}:${SECRET}@${kv.host}:${kv.port}/${kv.dbname}?sslpassword=${SSL_SECRET}`;
 }
 
 function expectNoSecret(value: unknown, what: string): void {
@@ -23,6 +28,7 @@ function expectNoSecret(value: unknown, what: string): void {
       ? `${value.message}\n${value.stack}\n${JSON.stringify(value)}`
       : JSON.stringify(value);
   expect(text, what).to.not.include(SECRET);
+  expect(text, what).to.not.include(SSL_SECRET);
 }
 
 describe('18 handler: status() and reset()', () => {
@@ -86,6 +92,24 @@ describe('18 handler: status() and reset()', () => {
         });
     });
 
+    it('setup tells what the handler created and what it found', async () => {
+      const creator = make();
+      expect(creator.status().servers[0]!.setup).to.deep.equal({ table: null, housekeeping: null });
+      await creator.open();
+      const created = creator.status().servers[0]!.setup;
+      expect(created.table).to.equal('created');
+      expect(created.housekeeping).to.be.oneOf(['created', 'existed']); // shared by the schema
+      const finder = make();
+      await finder.open();
+      expect(finder.status().servers[0]!.setup).to.deep.equal({
+        table: 'existed',
+        housekeeping: 'existed',
+      });
+      const missing = make({ table: uniqueTable(), createTable: false, retryMinDelay: 5 });
+      await rejection(missing.open());
+      expect(missing.status().servers[0]!.setup.table).to.equal('missing');
+    });
+
     it('failoverMode shows in status()', async () => {
       const handler = make({ db: db(2), failoverMode: true });
       expect(handler.status().failoverMode).to.equal(true);
@@ -100,6 +124,7 @@ describe('18 handler: status() and reset()', () => {
       await handler.open();
       expectNoSecret(handler.status(), 'status() after open');
       expect(handler.status().servers[0]!.server).to.include('password=');
+      expect(handler.status().servers[0]!.server).to.include('sslpassword=***');
       const id = newId();
       const s = await handler.read(id, { address: '192.0.2.1' });
       expectNoSecret(s.info(), 'info()');
@@ -111,12 +136,58 @@ describe('18 handler: status() and reset()', () => {
       expectNoSecret(await rejection(handler.write(id, 'a\0b')), 'NUL error');
     });
 
-    it('URI password: redacted the same way', async () => {
+    it('URI password and sslpassword: redacted the same way', async () => {
       const handler = make({ db: asUri(servers()[0]!) });
       await handler.open();
       expect(handler.status().servers[0]!.state).to.equal('up');
       expectNoSecret(handler.status(), 'status()');
+      expect(handler.status().servers[0]!.server).to.include('sslpassword=***');
       expectNoSecret((await handler.read(newId())).info(), 'info()');
+    });
+
+    it('an entry libpq cannot parse: the option error shows neither secret', () => {
+      for (const entry of [
+        `postgresql://u:${SECRET}@[::1/db?sslpassword=${SSL_SECRET}`,
+        `host=h password=${SECRET} sslpassword='${SSL_SECRET}`,
+      ]) {
+        const err = thrown(() => new SessionPgsql({ db: entry }));
+        expect(err.code).to.equal(ErrorCode.InvalidOption);
+        expectNoSecret(err, entry);
+      }
+    });
+
+    it('secrets from a service file never show (status() names only the service)', async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'spg-service-'));
+      const file = path.join(dir, 'pg_service.conf');
+      const kv = Object.fromEntries(
+        servers()[0]!
+          .split(/\s+/)
+          .map((p) => p.split('=') as [string, string]),
+      );
+      writeFileSync(
+        file,
+        `[spg_live]\nhost=${kv.host}\nport=${kv.port}\nuser=${kv.user}\ndbname=${kv.dbname}\n` +
+          `password=${SECRET}\nsslpassword=${SSL_SECRET}\n` +
+          `[spg_dead]\nhost=127.0.0.1\nport=1\npassword=${SECRET}\nsslpassword=${SSL_SECRET}\n`,
+      );
+      // libpq reads PGSERVICEFILE from this process's environment at connect time.
+      const saved = process.env.PGSERVICEFILE;
+      process.env.PGSERVICEFILE = file;
+      try {
+        const live = make({ db: 'service=spg_live' });
+        await live.open();
+        expect(live.status().servers[0]!.server).to.equal('service=spg_live');
+        expectNoSecret((await live.read(newId())).info(), 'info()');
+        const dead = make({ db: 'service=spg_dead', connectTimeout: 2, retryMinDelay: 5 });
+        const err = await rejection(dead.open());
+        expect(err.code).to.equal(ErrorCode.ConnectFailed);
+        expectNoSecret(err, 'refused');
+        expectNoSecret(dead.status(), 'status() of a refused server');
+      } finally {
+        if (saved === undefined) delete process.env.PGSERVICEFILE;
+        else process.env.PGSERVICEFILE = saved;
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('open() errors (table missing / invalid) do not show it', async () => {

@@ -1,6 +1,7 @@
-// The CLI (issue 4 §4): `node dist/cli.js init|gc|vacuum|status` against the test servers:
-// --help, exit codes (0 ok, 1 a server failed, 2 usage), one-line reasons on stderr that never
-// show a password, --json as exactly one JSON document, and per-server output.
+// The CLI (issue 4 §4, issue 11 §14): `node dist/cli.js init|gc|vacuum|status` against the test
+// servers: --help, help, --version, exit codes (0 ok, 1 a server failed, 2 usage), our own
+// messages for unknown options, one-line reasons on stderr that never show a secret, --json as
+// exactly one JSON document, per-server output, what init created. import: 34.cli.import.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -120,7 +121,7 @@ describe('33 CLI', function () {
       }
       // Every option the parser accepts (read from lib/cli.ts) appears in the help.
       const source = readFileSync(path.join(ROOT, 'lib', 'cli.ts'), 'utf8');
-      const block = /options:\s*{([\s\S]*?)\n\s*},\n\s*}\);/.exec(source);
+      const block = /const OPTIONS = {([\s\S]*?)\n} as const;/.exec(source);
       expect(block, 'the parseArgs options in lib/cli.ts').to.not.equal(null);
       const flags = [...block![1]!.matchAll(/^\s*'?([a-z][a-z-]*)'?\s*:\s*{/gm)].map((m) => m[1]!);
       expect(flags).to.include.members(['db', 'table', 'json', 'help']);
@@ -135,6 +136,64 @@ describe('33 CLI', function () {
       const short = await cli(['-h']);
       expect(short.code).to.equal(0);
       expect(short.stdout).to.equal(r.stdout);
+      const help = await cli(['help']);
+      expect(help.code).to.equal(0);
+      expect(help.stdout).to.equal(r.stdout);
+      expect(r.stdout).to.match(/^\s+help\s/m);
+      expect(r.stdout).to.match(/^\s+import connect-pg-simple\b/m);
+    });
+
+    it('the cron example cds into the app and runs npx --no-install', async () => {
+      const r = await cli(['--help']);
+      const cron = r.stdout
+        .split('\n')
+        .filter(
+          (line) => line.includes('session-pgsql gc') || line.includes('session-pgsql vacuum'),
+        );
+      expect(cron.length, r.stdout).to.be.at.least(2);
+      for (const line of cron) {
+        expect(line).to.match(/\bcd \S+ && /);
+        expect(line).to.match(/npx --no-install session-pgsql (gc|vacuum)$/);
+      }
+    });
+
+    it("--version and -v print the package version and libpq's, and exit 0", async () => {
+      const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+      for (const flag of ['--version', '-v']) {
+        const r = await cli([flag]);
+        expect(r.code, flag).to.equal(0);
+        expect(r.stderr).to.equal('');
+        expect(r.stdout).to.match(
+          new RegExp(`^session-pgsql ${version} \\(libpq \\d+\\.\\d+\\)\\n$`),
+        );
+      }
+    });
+
+    it('an unknown option or command gets our own one-line message naming it, exit 2', async () => {
+      const cases: Array<[string[], string]> = [
+        [
+          ['status', '--bogus', '--db', db(1)],
+          'session-pgsql: unknown option --bogus (see --help)',
+        ],
+        [['status', '-x', '--db', db(1)], 'session-pgsql: unknown option -x (see --help)'],
+        [['--frob=1', 'gc'], 'session-pgsql: unknown option --frob (see --help)'],
+        [['status', '--db'], 'session-pgsql: option --db needs a value (see --help)'],
+        [['frobnicate', '--db', db(1)], 'session-pgsql: unknown command "frobnicate" (see --help)'],
+        [
+          ['gc', '--from-table', 'session', '--db', db(1)],
+          'session-pgsql: option --from-table is only for import (see --help)',
+        ],
+      ];
+      for (const [args, message] of cases) {
+        const r = await cli(args);
+        expect(r.code, args.join(' ')).to.equal(2);
+        expect(r.stdout, args.join(' ')).to.equal('');
+        expect(oneLine(r.stderr)).to.equal(message);
+      }
+      // A value that starts with '-' is a value, not an option.
+      const negative = await cli(['gc', '--max-lifetime', '-5', '--db', db(1)]);
+      expect(negative.code).to.equal(2);
+      expect(oneLine(negative.stderr)).to.include('maxLifetime');
     });
 
     it('without --db and SESSION_PGSQL_DB: exit 2 and a one-line reason', async () => {
@@ -193,9 +252,39 @@ describe('33 CLI', function () {
       );
       expect(idx!.def).to.include('(sess_expire)');
       expect(r.stdout).to.match(/^server 0 .*state=up.*rows=0/m);
-      // Running it again is fine.
+      expect(r.stdout).to.include(
+        `server 0: created table ${name}, index ${table}_expire_idx, ` +
+          `housekeeping table ${schema}.session_pgsql_housekeeping\n`,
+      );
+      // Running it again is fine, and says so.
       const again = await cli(['init', '--table', name], { SESSION_PGSQL_DB: db(1) });
       expect(again.code, again.stderr).to.equal(0);
+      expect(again.stdout).to.include(
+        `server 0: table ${name}, housekeeping table ${schema}.session_pgsql_housekeeping ` +
+          'already existed\n',
+      );
+      expect(again.stdout).to.not.include('created');
+    });
+
+    it('--json lists what was created and what existed; a second table finds the record table', async () => {
+      const first = parseJson(
+        (await cli(['init', '--db', db(1), '--table', `${schema}.${table}`, '--json'])).stdout,
+      );
+      expect(first.servers[0]).to.deep.include({
+        created: [
+          `table ${schema}.${table}`,
+          `index ${table}_expire_idx`,
+          `housekeeping table ${schema}.session_pgsql_housekeeping`,
+        ],
+        existed: [],
+        missing: [],
+      });
+      const second = await cli(['init', '--db', db(1), '--table', `${schema}.${table}_2`]);
+      expect(second.code, second.stderr).to.equal(0);
+      expect(second.stdout).to.include(
+        `server 0: created table ${schema}.${table}_2, index ${table}_2_expire_idx; ` +
+          `housekeeping table ${schema}.session_pgsql_housekeeping already existed\n`,
+      );
     });
 
     it('succeeds silently on stderr, also when the record table already exists', async () => {
@@ -337,7 +426,41 @@ describe('33 CLI', function () {
       const line = oneLine(r.stderr);
       expect(line).to.include(table);
       expect(line).to.include('server 0');
+      expect(line).to.include(`session-pgsql init --table ${table}`);
       expect(await exists(table)).to.equal(false); // only init creates it
+      for (const command of ['gc', 'vacuum']) {
+        const other = await cli([command, '--db', db(1), '--table', table]);
+        expect(other.code, command).to.equal(1);
+        expect(oneLine(other.stderr), command).to.include(`session-pgsql init --table ${table}`);
+      }
+    });
+
+    it('vacuum by a role that does not own the table: exit 1, the reason on stderr', async () => {
+      await init();
+      const role = uniqueTable('hk_cli_role');
+      await query(0, `CREATE ROLE ${role} LOGIN`);
+      try {
+        await query(0, `GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${role}`);
+        const asRole = servers()[0]!.replace(/user=\S+/, `user=${role}`);
+        for (const json of [false, true]) {
+          const r = await cli([
+            'vacuum',
+            '--db',
+            asRole,
+            '--table',
+            table,
+            ...(json ? ['--json'] : []),
+          ]);
+          expect(r.code, r.stderr).to.equal(1);
+          const line = oneLine(r.stderr);
+          expect(line).to.match(/^session-pgsql vacuum: server 0: the role may not VACUUM/);
+          expect(line).to.include(table);
+          if (json) expect(parseJson(r.stdout).servers[0]!.error).to.include('may not VACUUM');
+        }
+      } finally {
+        await query(0, `REVOKE ALL ON ${table} FROM ${role}`);
+        await query(0, `DROP ROLE ${role}`);
+      }
     });
   });
 
@@ -384,6 +507,38 @@ describe('33 CLI', function () {
       for (const s of st.servers) {
         expect(s.bytes).to.be.a('number').and.above(0);
         expect(s.server).to.be.a('string');
+      }
+    });
+  });
+
+  describe('secrets', () => {
+    it('password and sslpassword, key=value or in a URI, never show in any output', async () => {
+      await init();
+      const [secret, sslSecret] = ['cli-secret-pw', 'cli-ssl-secret-pw'];
+      const kv = Object.fromEntries(
+        servers()[0]!
+          .split(/\s+/)
+          .map((p) => p.split('=') as [string, string]),
+      );
+      const entries = [
+        `${servers()[0]} password=${secret} sslpassword=${sslSecret}`,
+        `postgresql://${kv.user}:${secret}@${kv.host}:${kv.port}/${kv.dbname}?sslpassword=${sslSecret}`,
+      ];
+      for (const entry of entries) {
+        for (const args of [
+          ['status', '--db', entry, '--table', table],
+          ['status', '--db', entry, '--table', table, '--json'],
+          ['gc', '--db', entry, '--table', `${table}_missing`],
+          ['status', '--db', `${entry} port=notaport = =`],
+        ]) {
+          const r = await cli(args);
+          expect(r.stdout + r.stderr, args.join(' ')).to.not.include(secret);
+          expect(r.stdout + r.stderr, args.join(' ')).to.not.include(sslSecret);
+        }
+        const r = await cli(['status', '--db', entry, '--table', table]);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(r.stdout).to.include('password=***');
+        expect(r.stdout).to.include('sslpassword=***');
       }
     });
   });
