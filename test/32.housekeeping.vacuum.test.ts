@@ -162,11 +162,12 @@ describe('32 housekeeping: VACUUM', function () {
   });
 
   describe('vacuumInterval', () => {
-    it('vacuumInterval: 1 runs VACUUM by itself within ~3 s', async () => {
+    it('vacuumInterval: 1 runs VACUUM by itself', async () => {
       const handler = await make({ vacuumInterval: 1 });
       for (let i = 0; i < 20; i++) await handler.write(newId(), `row ${i}`);
-      const s = await vacuumedAfter(null, 3500);
-      expect(s.last_vacuum, 'last_vacuum ~3 s later').to.be.instanceOf(Date);
+      // A bound for a loaded machine, not a timing claim: the first run is due after ~1 s.
+      const s = await vacuumedAfter(null, 15_000);
+      expect(s.last_vacuum, 'last_vacuum within 15 s').to.be.instanceOf(Date);
       expect(s.last_analyze).to.be.instanceOf(Date);
       // The statistics can show the VACUUM a moment before its result reaches the handler.
       const deadline = Date.now() + 2000;
