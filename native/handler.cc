@@ -295,6 +295,11 @@ Napi::Value Handler::Reject(Napi::Env env, const char* code, const std::string& 
   return Reject(env, MakeError(code, message));
 }
 
+// An outage, like SPG_NO_SERVER from a session operation: retryable.
+Napi::Value Handler::NoServerUp(Napi::Env env) {
+  return Reject(env, MakeError(code::kNoServer, "no server is up", -1, true));
+}
+
 Napi::Value Handler::ClosedError(Napi::Env env) {
   return Reject(env, code::kClosed, "the handler is closed");
 }
@@ -796,7 +801,7 @@ Napi::Value Handler::OnEveryServer(Napi::Env env, const std::string& sql,
   if (closing()) return ClosedError(env);
   EnsureStarted();
   std::vector<Server*> servers = Routable();
-  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  if (servers.empty()) return NoServerUp(env);
   auto join = NewJoin(env, servers.size(), std::move(result));
   for (Server* server : servers) {
     auto op = std::make_unique<Op>();
@@ -815,7 +820,7 @@ Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
   if (closing()) return ClosedError(env);
   EnsureStarted();
   std::vector<Server*> servers = Routable();
-  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  if (servers.empty()) return NoServerUp(env);
   auto removed = std::make_shared<double>(0);
   auto join = NewJoin(env, servers.size(),
                       [removed](Napi::Env env) { return Napi::Number::New(env, *removed); });
@@ -834,7 +839,7 @@ Napi::Value Handler::JsVacuum(const Napi::CallbackInfo& info) {
   if (closing()) return ClosedError(env);
   EnsureStarted();
   std::vector<Server*> servers = Routable();
-  if (servers.empty()) return Reject(env, code::kNoServer, "no server is up");
+  if (servers.empty()) return NoServerUp(env);
   auto ran = std::make_shared<double>(0);
   auto join =
       NewJoin(env, servers.size(), [ran](Napi::Env env) { return Napi::Number::New(env, *ran); });

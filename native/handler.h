@@ -112,6 +112,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
                             std::function<Napi::Value(Napi::Env)> result);
   Napi::Value Reject(Napi::Env env, const ErrorInfo& error);
   Napi::Value Reject(Napi::Env env, const char* code, const std::string& message);
+  Napi::Value NoServerUp(Napi::Env env);
   Napi::Value ClosedError(Napi::Env env);
 
   Addon* addon_;

@@ -7,7 +7,9 @@ import { performance } from 'node:perf_hooks';
 import { SessionPgsql, SessionPgsqlError, type Session } from '../lib';
 import { clusters, newId, query, restartAll, uniqueTable } from './support/db';
 import { fastRecovery } from './support/handlers';
+import { closedPort } from './support/net';
 import { rowsOn } from './support/rows';
+import { rejection } from './support/errors';
 import { sleep, waitUntil } from './support/wait';
 
 /** Codes an operation may fail with while servers are down: each means "try again later". */
@@ -157,6 +159,23 @@ describe('servers: outages', function () {
     const onKilled = await rowsOn(KILLED, table, fresh);
     for (const id of fresh) expect(onKilled.get(id)).to.equal(`fresh ${id}`);
     expect(h.status().servers[KILLED]!.operations).to.be.greaterThan(opsBefore);
+  });
+
+  it('with no server up, gc(), vacuum(), list() and clear() fail as retryable, like session operations', async () => {
+    const db = `host=127.0.0.1 port=${await closedPort()} dbname=none user=none connect_timeout=2`;
+    const h = (handler = new SessionPgsql({ db, table: uniqueTable('out'), gcInterval: 0 }));
+    await h.open().catch(() => {});
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['gc', () => h.gc()],
+      ['vacuum', () => h.vacuum()],
+      ['list', () => h.list()],
+      ['clear', () => h.clear()],
+    ];
+    for (const [name, call] of calls) {
+      const err = await rejection(call());
+      expect(RETRYABLE, `${name}(): ${err.code}`).to.include(err.code);
+      expect(err.retryable, `${name}() retryable`).to.equal(true);
+    }
   });
 
   describe('a session written during an outage', () => {

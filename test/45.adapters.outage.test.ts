@@ -155,11 +155,7 @@ describe('45 adapters: outages (errors, never a silent logout, never unhandled)'
         expect(result, `${name}() returns a promise`).to.be.instanceOf(Promise);
         const err = await rejection(result as Promise<unknown>);
         expect(OUTAGE_CODES, `${name}(): ${err.code}`).to.include(err.code);
-        // The core's list() and clear() say "no server is up" without retryable (not the
-        // adapter's to change); express-session never calls all, length or clear.
-        if (!['all', 'length', 'clear'].includes(name)) {
-          expect(err.retryable, `${name}() retryable`).to.equal(true);
-        }
+        expect(err.retryable, `${name}() retryable`).to.equal(true);
       }
       await problems.expectNone();
     });
