@@ -1,10 +1,13 @@
 #include "handler.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <utility>
 
 #include "addon.h"
@@ -13,6 +16,50 @@
 namespace spg {
 
 namespace {
+
+// --- versions: the order of a session's writes is the order in which they
+// were issued, not the order in which some server ran them. A version is
+// (microseconds of Unix time when issued) << kTagBits | (this process's tag).
+// One clock per process (worker threads included): each version is greater
+// than every one this process issued or read before, so within a process the
+// order is exact whatever the wall clock does; the tag keeps two processes
+// from issuing the same value in the same microsecond (unless they drew the
+// same tag, 1 in 2048). 52 bits of microseconds last until the year 2112.
+constexpr int kTagBits = 11;
+constexpr long long kMaxVersion = ((1LL << 52) - 1) << kTagBits;
+std::atomic<long long> version_clock{0};
+
+long long Tag() {
+  static const long long tag = std::random_device{}() & ((1LL << kTagBits) - 1);
+  return tag;
+}
+
+long long NextVersion() {
+  const long long now = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  long long seen = version_clock.load(std::memory_order_relaxed);
+  for (;;) {
+    const long long version = (std::max(now, (seen >> kTagBits) + 1) << kTagBits) | Tag();
+    if (version_clock.compare_exchange_weak(seen, version, std::memory_order_relaxed)) {
+      return version;
+    }
+  }
+}
+
+// A version read from a server moves the clock past it: a write issued after
+// reading a session orders after what was read even when the host that wrote
+// it has a clock ahead of ours (a hybrid logical clock). Values beyond the
+// format's range (set by hand) are ignored rather than overflow.
+void ObserveVersion(const PGresult* r, int row, int col) {
+  if (row >= PQntuples(r) || PQgetisnull(r, row, col)) return;
+  const long long version = ParseInt(r, row, col);
+  if (version <= 0 || version > kMaxVersion) return;
+  long long seen = version_clock.load(std::memory_order_relaxed);
+  while (version > seen &&
+         !version_clock.compare_exchange_weak(seen, version, std::memory_order_relaxed)) {
+  }
+}
 
 // One element of a PostgreSQL array literal: NULL, or the value in double
 // quotes with its quotes and backslashes escaped.
@@ -42,11 +89,11 @@ std::string ArrayOf(const std::vector<const Statement*>& statements, size_t para
 
 // kWriteManyStmt from single writes (kWriteStmt parameters: $1 id, $2 name,
 // $3 data, $4 address, $5 expires, $6 custom (null here), $7..$9 counts,
-// $10 message): the name once, then one array per other column.
+// $10 message, $11 version): the name once, then one array per other column.
 Statement WriteMany(const std::vector<const Statement*>& writes) {
   Statement many = Statement::Prepared(kWriteManyStmt);
   many.Bind(writes.front()->params[1]);
-  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9}) many.Bind(ArrayOf(writes, param));
+  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9, 10}) many.Bind(ArrayOf(writes, param));
   return many;
 }
 
@@ -213,6 +260,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
   sql_options.max_lifetime = max_lifetime_;
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);
+  sql_options.versioned = false;
+  unversioned_sql_ = std::make_unique<Sql>(sql_options);
   write_many_.build = WriteMany;
   write_many_.distinct_keys = true;
   read_many_.build = ReadMany;
@@ -467,6 +516,7 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
       return;
     }
+    ObserveVersion(op.results[0].get(), op.row, 12);
     Server* home = servers_[op.server].get();
     // Sessions written elsewhere while this server was down live on the servers
     // after it in the id's order until they expire: while that can be, look
@@ -498,11 +548,20 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
       LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
     }
-    // Column 3 of the fetch and column 7 of the read are sess_modified. A copy
-    // written during the outage is never older than home's, so a tie goes to it.
+    ObserveVersion(r, 0, 13);
+    // The newer of the two rows wins: by version (column 13 of the fetch, 12
+    // of the read) when both have one, whether live, expired or a tombstone,
+    // and an equal version is the same write. Otherwise (a row PHP wrote, or
+    // one from before versions) by sess_modified (columns 3 and 7): a live
+    // copy written during the outage is never older than home's, so a tie
+    // goes to it.
     const PGresult* h = at_home.get();
-    const bool home_live = Found(h, home_row) && PQgetvalue(h, home_row, 11)[0] != 't';
-    if (home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3)) {
+    const bool home_found = Found(h, home_row);
+    const bool home_live = home_found && PQgetvalue(h, home_row, 11)[0] != 't';
+    const bool versioned = home_found && !PQgetisnull(h, home_row, 12) && !PQgetisnull(r, 0, 13);
+    const bool home_newer = versioned ? ParseInt(h, home_row, 12) >= ParseInt(r, 0, 13)
+                                      : home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3);
+    if (home_newer) {
       DropCopies(id, {other}, [] {});  // a stale copy: home was written since
       LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
@@ -512,7 +571,7 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
     auto adopt = std::make_unique<Op>();
     Statement insert = Statement::Prepared(kAdoptStmt);
     insert.Bind(id);
-    for (int col = 0; col < 13; ++col) {
+    for (int col = 0; col < 14; ++col) {
       if (PQgetisnull(r, 0, col)) {
         insert.BindNull();
       } else {
@@ -637,6 +696,8 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   } else {
     s.Bind(std::move(message));
   }
+  // Issued now: a resend carries the same version, being the same write.
+  s.Bind(std::to_string(NextVersion()));
 
   auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();
@@ -724,11 +785,15 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   auto removed = std::make_shared<bool>(false);
   auto join = NewJoin(env, targets.size(),
                       [removed](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
+  const std::string version = std::to_string(NextVersion());
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
-    op->statements.push_back(
-        Statement::Prepared(is_home && home_down ? kTombstoneStmt : kDestroyStmt).Bind(id));
+    if (is_home && home_down) {
+      op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
+    } else {
+      op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+    }
     op->key = id;
     op->reroutable = is_home;
     op->batchable = true;

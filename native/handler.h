@@ -37,6 +37,8 @@ class Handler : public Napi::ObjectWrap<Handler> {
   void Resend(OpPtr op, const ErrorInfo& error);
 
   const Sql& sql() const { return *sql_; }
+  // The statements for a table with the version column, or without it.
+  const Sql& sql(bool versioned) const { return versioned ? *sql_ : *unversioned_sql_; }
   const std::string& table_text() const { return table_; }
   // Seconds an expired row is kept before GC removes it (keepExpired: one lifetime).
   long long gc_grace() const { return keep_expired_ ? max_lifetime_ : 0; }
@@ -122,6 +124,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;
   std::unique_ptr<Sql> sql_;
+  std::unique_ptr<Sql> unversioned_sql_;  // for a table not yet migrated
   Merge write_many_;          // writes that leave the custom field alone, merged per batch
   Merge read_many_;           // reads side by side, merged per group
   std::string table_;         // quoted table name, as given to to_regclass

@@ -341,6 +341,43 @@ void Server::CreateHousekeeping(Connection* conn) {
   conn->Enqueue(std::move(create));
 }
 
+void Server::AddVersion(Connection* conn) {
+  auto add = std::make_unique<Op>();
+  add->setup = true;
+  add->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  // why: ALTER TABLE waits for every transaction using the table, and every
+  // session statement queues behind it meanwhile: give up soon instead, and
+  // serve this connection unversioned (the next connection tries again).
+  add->statements.push_back(Statement::Text("SELECT set_config('lock_timeout', '1000', true)"));
+  add->statements.push_back(Statement::Text(handler_->sql().add_version));
+  add->statements.push_back(CheckStatement());
+  add->done = [this, conn](Op& op) {
+    Slot* slot = SlotOf(conn);
+    if (slot == nullptr) return;
+    if (op.error) {
+      Unversioned(slot, "adding it failed: " + op.error.message);
+      Prepare(conn);
+      return;
+    }
+    SetupChecked(conn, op);  // the check again, now with the column
+  };
+  conn->Enqueue(std::move(add));
+}
+
+void Server::Unversioned(Slot* slot, const std::string& why) {
+  slot->versioned = false;
+  if (warned_unversioned_) return;
+  warned_unversioned_ = true;
+  const std::string& table = handler_->table_text();
+  handler_->Warn(MakeError(
+      code::kTableInvalid,
+      "server " + std::to_string(index_) + ": table " + table + " has no " + kVersionColumn +
+          " column (" + why + "), so a write that a hung server runs late can replace a newer "
+          "one there; add it with `npx session-pgsql init --table " + table +
+          "` or ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS " + kVersionColumn + " bigint",
+      index_, false));
+}
+
 void Server::Note(Found* field, Found value) {
   if (*field == Found::kUnknown || *field == Found::kMissing) *field = value;
 }
@@ -405,6 +442,15 @@ void Server::SetupChecked(Connection* conn, Op& op) {
                          index_, false));
     return;
   }
+  slot->versioned = present.count(kVersionColumn) != 0;
+  if (!slot->versioned) {
+    if (handler_->create_table() && !slot->migrated) {
+      slot->migrated = true;
+      AddVersion(conn);
+      return;
+    }
+    Unversioned(slot, "createTable is off");
+  }
   Note(&table_found_, Found::kExisted);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
@@ -420,7 +466,8 @@ void Server::SetupChecked(Connection* conn, Op& op) {
 void Server::Prepare(Connection* conn) {
   auto prepare = std::make_unique<Op>();
   prepare->setup = true;
-  for (const Sql::Prepared& p : handler_->sql().prepared) {
+  const Slot* slot = SlotOf(conn);
+  for (const Sql::Prepared& p : handler_->sql(slot == nullptr || slot->versioned).prepared) {
     prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
   }
   prepare->done = [this, conn](Op& op) { SetupPrepared(conn, op); };

@@ -101,6 +101,8 @@ class Server : public ConnectionDelegate {
     Connection* conn = nullptr;
     bool created = false;    // this connection already tried CREATE TABLE
     bool rechecked = false;  // this connection checked again under the lock
+    bool migrated = false;   // this connection tried to add the version column
+    bool versioned = true;   // its table has the version column (which statements it prepares)
     bool ready = false;      // setup done: ordinary ops go out
   };
   Slot* SlotOf(const Connection* conn);
@@ -114,6 +116,10 @@ class Server : public ConnectionDelegate {
   // known exactly (another process may have created it while we waited).
   void CheckUnderLock(Connection* conn, std::vector<Statement> ddl);
   void CreateHousekeeping(Connection* conn);
+  // The table lacks the version column: adds it (createTable), else warns once
+  // that this server's rows are ordered as before versions; then setup goes on.
+  void AddVersion(Connection* conn);
+  void Unversioned(Slot* slot, const std::string& why);
   // A finding replaces an unknown one, or a table found missing before.
   static void Note(Found* field, Found value);
   void Prepare(Connection* conn);
@@ -139,6 +145,7 @@ class Server : public ConnectionDelegate {
   ErrorInfo last_error_;
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
+  bool warned_unversioned_ = false;  // the warning that the table has no version column
   Housekeeping housekeeping_;
 };
 

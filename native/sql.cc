@@ -25,13 +25,28 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   const std::string fresh = o.keep_expired
                                 ? std::string("false")
                                 : "coalesce(s.sess_expire, 0) < EXCLUDED.sess_modified";
+  // Versions: every write carries the one its process gave it when issued, and
+  // a stored row is only replaced by a write with a greater one. So a statement
+  // that a hung server runs late, after its client gave up and sent it
+  // elsewhere, cannot undo a newer write; a row without a version (PHP's, or
+  // written before the column was added) yields to any versioned write.
+  // Without the column the version parameters are still taken (the binding is
+  // the same for every server) but not stored.
+  const bool v = o.versioned;
+  const std::string version_column = v ? ", sess_version" : "";
+  const std::string version_read = v ? "sess_version" : "NULL::bigint AS sess_version";
+  auto version_set = [v](const std::string& value) {
+    return v ? ", sess_version = " + value : std::string();
+  };
+  const std::string newer = v ? " WHERE s.sess_version IS NULL OR s.sess_version < "
+                                "EXCLUDED.sess_version" : "";
 
   // The row of session `id` (an SQL expression). Column 11, expired, is never
-  // null for a stored row.
+  // null for a stored row; column 12 is its version (null: none).
   auto read_of = [&](const std::string& id) {
     return "SELECT sess_data, sess_counter, sess_error, sess_warning, sess_notice, sess_custom, "
            "sess_created, sess_modified, sess_expire, sess_addr_created, sess_addr_modified, "
-           "coalesce(sess_expire, 0) < " + now + " AS expired "
+           "coalesce(sess_expire, 0) < " + now + " AS expired, " + version_read + " "
            "FROM " + t + " WHERE sess_id = " + id;
   };
   // $1 id
@@ -45,13 +60,13 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   const std::string columns_written =
       "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
       "sess_expire, sess_addr_created, sess_addr_modified, sess_counter, sess_error, "
-      "sess_warning, sess_notice, sess_err_message, sess_custom) ";
+      "sess_warning, sess_notice, sess_err_message, sess_custom" + version_column + ") ";
   // The update of an existing row, shared by both writes. `address` is the
   // request's address (null: unknown) and `custom` the new custom field
   // (null: not set by this request), as SQL expressions.
-  auto on_conflict = [&fresh](const std::string& address, const std::string& custom) {
+  auto on_conflict = [&](const std::string& address, const std::string& custom) {
     return "ON CONFLICT (sess_id) DO UPDATE SET "
-           "sess_data = EXCLUDED.sess_data, "
+           "sess_data = EXCLUDED.sess_data" + version_set("EXCLUDED.sess_version") + ", "
            "sess_modified = EXCLUDED.sess_modified, "
            "sess_expire = EXCLUDED.sess_expire, "
            "sess_name = CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END, "
@@ -74,36 +89,38 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
            " THEN EXCLUDED.sess_err_message "
            "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END, "
            "sess_custom = CASE WHEN " + fresh + " OR " + custom +
-           " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END";
+           " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END" + newer;
   };
 
   // $1 id, $2 name, $3 data, $4 address, $5 expires (null: now + maxLifetime),
   // $6 custom (null: not set by this request), $7..$9 error/warning/notice
-  // increments, $10 message (null: not set).
+  // increments, $10 message (null: not set), $11 version.
   // One upsert covers a new session, a concurrent insert of the same id, an
   // existing row (counter and error counts incremented in SQL), a row that
   // vanished since the read (stored again) and an expired row (replaced).
   std::string write =
       columns_written +
       "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), "
-      "coalesce($4, ''), NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '') "
-      "FROM (SELECT " + now + " AS now) n " + on_conflict("$4", "$6");
+      "coalesce($4, ''), NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '')" +
+      (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, $11::bigint AS version) n " + on_conflict("$4", "$6");
 
   // The same for several sessions at once, in one statement (the executor is
   // set up once for all of them): $1 name, then one array per column, element
   // i for session i: $2 ids, $3 data, $4 addresses, $5 expires, $6..$8
-  // error/warning/notice increments, $9 messages. Only writes that leave the
+  // error/warning/notice increments, $9 messages, $10 versions. Only writes that leave the
   // custom field alone go this way, and ids must be distinct (a row can be
   // updated once per statement). The address is read back from EXCLUDED:
   // an empty address means unknown, as in the single write.
   std::string write_many =
       columns_written +
       "SELECT u.id, $1, u.data, n.now, n.now, coalesce(u.expires, n.now + " + lifetime + "), "
-      "coalesce(u.address, ''), NULL, 1, u.errors, u.warnings, u.notices, u.message, '' "
+      "coalesce(u.address, ''), NULL, 1, u.errors, u.warnings, u.notices, u.message, ''" +
+      (v ? ", u.version " : " ") +
       "FROM (SELECT " + now + " AS now) n, "
       "unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[], "
-      "$8::int[], $9::text[]) AS u(id, data, address, expires, errors, warnings, notices, "
-      "message) " +
+      "$8::int[], $9::text[], $10::bigint[]) AS u(id, data, address, expires, errors, warnings, "
+      "notices, message, version) " +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
@@ -120,45 +137,56 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                    " WHERE sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
                    " LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
 
-  // $1 id. A session destroyed while its home server is down leaves a tombstone
-  // on the server that stands in: an empty row whose negative sess_expire
-  // (minus the end of its lifetime) reads as expired everywhere, PHP included.
-  // Moved home like any copy, it hides the row the home server still has.
+  // $1 id, $2 version. A session destroyed while its home server is down
+  // leaves a tombstone on the server that stands in: an empty row whose
+  // negative sess_expire (minus the end of its lifetime) reads as expired
+  // everywhere, PHP included. Moved home like any copy, it hides the row the
+  // home server still has, and its version hides any write issued before it.
   std::string tombstone =
       "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
-      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom) "
-      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, '' "
-      "FROM (SELECT " + now + " AS now) n "
+      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom" +
+      version_column + ") "
+      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, ''" +
+      (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, $2::bigint AS version) n "
       "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
       "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
-      "sess_expire = EXCLUDED.sess_expire";
+      "sess_expire = EXCLUDED.sess_expire" + version_set("EXCLUDED.sess_version") + newer;
 
   // Moving a session home after an outage: the whole row (live, or a tombstone)
-  // from the server that held it meanwhile ($1 id), stored at home unless home
-  // has a newer one.
+  // from the server that held it meanwhile ($1 id; column 13 of the fetch is
+  // its version), stored at home unless home has a newer one: by version when
+  // both rows have one, else by the servers' sess_modified as before versions.
   const std::string columns =
       "sess_name, sess_data, sess_created, sess_modified, sess_expire, sess_addr_created, "
       "sess_addr_modified, sess_counter, sess_error, sess_warning, sess_notice, "
       "sess_err_message, sess_custom";
-  std::string fetch = "SELECT " + columns + " FROM " + t +
+  std::string fetch = "SELECT " + columns + ", " + version_read + " FROM " + t +
                       " WHERE sess_id = $1 AND (coalesce(sess_expire, 0) >= " + now +
                       " OR sess_expire < 0)";
+  const std::string adopt_newer =
+      v ? "CASE WHEN s.sess_version IS NOT NULL AND EXCLUDED.sess_version IS NOT NULL "
+          "THEN s.sess_version < EXCLUDED.sess_version "
+          "ELSE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified END"
+        : "coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
+  // $15 version (null: none).
   std::string adopt =
-      "INSERT INTO " + t + " AS s (sess_id, " + columns + ") VALUES ($1, $2, $3, $4::bigint, "
-      "$5::bigint, $6::bigint, $7, $8, $9::int, $10::int, $11::int, $12::int, $13, $14) "
-      "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + ") = (EXCLUDED.sess_name, "
-      "EXCLUDED.sess_data, EXCLUDED.sess_created, EXCLUDED.sess_modified, EXCLUDED.sess_expire, "
-      "EXCLUDED.sess_addr_created, EXCLUDED.sess_addr_modified, EXCLUDED.sess_counter, "
-      "EXCLUDED.sess_error, EXCLUDED.sess_warning, EXCLUDED.sess_notice, "
-      "EXCLUDED.sess_err_message, EXCLUDED.sess_custom) "
-      "WHERE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
+      "INSERT INTO " + t + " AS s (sess_id, " + columns + version_column + ") SELECT $1, $2, $3, "
+      "$4::bigint, $5::bigint, $6::bigint, $7, $8, $9::int, $10::int, $11::int, $12::int, $13, "
+      "$14" + (v ? ", n.version " : " ") + "FROM (SELECT $15::bigint AS version) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + version_column + ") = ("
+      "EXCLUDED.sess_name, EXCLUDED.sess_data, EXCLUDED.sess_created, EXCLUDED.sess_modified, "
+      "EXCLUDED.sess_expire, EXCLUDED.sess_addr_created, EXCLUDED.sess_addr_modified, "
+      "EXCLUDED.sess_counter, EXCLUDED.sess_error, EXCLUDED.sess_warning, EXCLUDED.sess_notice, "
+      "EXCLUDED.sess_err_message, EXCLUDED.sess_custom" +
+      (v ? ", EXCLUDED.sess_version" : "") + ") WHERE " + adopt_newer;
 
-  prepared = {{kFetchStmt, fetch, 1},          {kAdoptStmt, adopt, 14},
+  prepared = {{kFetchStmt, fetch, 1},          {kAdoptStmt, adopt, 15},
               {kReadStmt, read, 1},            {kReadManyStmt, read_many, 1},
-              {kWriteStmt, write, 10},         {kWriteManyStmt, write_many, 9},
+              {kWriteStmt, write, 11},         {kWriteManyStmt, write_many, 10},
               {kTouchStmt, touch, 2},          {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},      {kGcStmt, gc, 1},
-              {kTombstoneStmt, tombstone, 1}};
+              {kTombstoneStmt, tombstone, 2}};
 
   check =
       "SELECT c.oid IS NOT NULL, "
@@ -203,7 +231,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                  "sess_created bigint, sess_modified bigint, sess_expire bigint, "
                  "sess_addr_created text, sess_addr_modified text, sess_counter integer, "
                  "sess_error integer, sess_warning integer, sess_notice integer, "
-                 "sess_err_message text, sess_custom text)";
+                 "sess_err_message text, sess_custom text, sess_version bigint)";
+  // A nullable column without a default: a catalog change, no table rewrite.
+  add_version = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS sess_version bigint";
   create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";
 }
 // clang-format on

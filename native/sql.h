@@ -23,6 +23,10 @@ inline constexpr const char* kTombstoneStmt = "spg_tombstone";
 
 // The columns a session table must have (the original's 14).
 extern const std::vector<std::string> kRequiredColumns;
+// Our own column, not the original's: the version of the row's last write, set
+// by the process that issued it (see NextVersion in handler.cc). A table made
+// by PHP or by an older session-pgsql lacks it until migrated.
+inline constexpr const char* kVersionColumn = "sess_version";
 
 struct SqlOptions {
   std::string table;         // quoted identifier, optionally schema-qualified
@@ -31,6 +35,10 @@ struct SqlOptions {
   long long max_lifetime = 1440;
   bool keep_expired = false;
   int gc_batch = 1000;
+  // Whether the table has kVersionColumn. Without it the statements take the
+  // same parameters and ignore the versions (rows ordered as before: the
+  // last statement a server runs wins).
+  bool versioned = true;
 };
 
 struct Sql {
@@ -66,6 +74,8 @@ struct Sql {
   std::string lock;
   std::string create_table;
   std::string create_index;
+  // Adds kVersionColumn to a table made without it (instant: no default, no rewrite).
+  std::string add_version;
 };
 
 }  // namespace spg
