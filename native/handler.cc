@@ -26,7 +26,8 @@ namespace {
 // from issuing the same value in the same microsecond (unless they drew the
 // same tag, 1 in 2048). 52 bits of microseconds last until the year 2112.
 constexpr int kTagBits = 11;
-constexpr long long kMaxVersion = ((1LL << 52) - 1) << kTagBits;
+// The greatest version the clock may be moved to: one more still fits in 63 bits.
+constexpr long long kMaxVersion = (((1LL << 52) - 1) << kTagBits) - 1;
 std::atomic<long long> version_clock{0};
 
 long long Tag() {

@@ -38,8 +38,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   auto version_set = [v](const std::string& value) {
     return v ? ", sess_version = " + value : std::string();
   };
-  const std::string newer = v ? " WHERE s.sess_version IS NULL OR s.sess_version < "
-                                "EXCLUDED.sess_version" : "";
+  const std::string stale = "(s.sess_version IS NOT NULL AND s.sess_version >= "
+                            "EXCLUDED.sess_version)";
+  const std::string newer = v ? " WHERE NOT " + stale : "";
 
   // The row of session `id` (an SQL expression). Column 11, expired, is never
   // null for a stored row; column 12 is its version (null: none).
@@ -65,31 +66,47 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // request's address (null: unknown) and `custom` the new custom field
   // (null: not set by this request), as SQL expressions.
   auto on_conflict = [&](const std::string& address, const std::string& custom) {
-    return "ON CONFLICT (sess_id) DO UPDATE SET "
-           "sess_data = EXCLUDED.sess_data" + version_set("EXCLUDED.sess_version") + ", "
-           "sess_modified = EXCLUDED.sess_modified, "
-           "sess_expire = EXCLUDED.sess_expire, "
-           "sess_name = CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END, "
-           "sess_created = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_created ELSE s.sess_created END, "
-           "sess_addr_created = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END, "
-           "sess_addr_modified = CASE WHEN " + fresh + " THEN NULL "
-           "ELSE coalesce(" + address + ", s.sess_addr_modified) END, "
-           "sess_counter = CASE WHEN " + fresh +
-           " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END, "
-           "sess_error = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error END, "
-           "sess_warning = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + EXCLUDED.sess_warning "
-           "END, "
-           "sess_notice = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice END, "
-           "sess_err_message = CASE WHEN " + fresh +
-           " THEN EXCLUDED.sess_err_message "
-           "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END, "
-           "sess_custom = CASE WHEN " + fresh + " OR " + custom +
-           " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END" + newer;
+    // A stale write (its version not above the row's) leaves each column as
+    // it is, except that a live row's counts still go up: the write did
+    // happen, and concurrent writes must not lose increments.
+    auto set = [&](const char* column, const std::string& value) {
+      return std::string(column) + " = " +
+             (v ? "CASE WHEN " + stale + " THEN s." + column + " ELSE " + value + " END" : value);
+    };
+    auto count = [&](const char* column, const std::string& value) {
+      return std::string(column) + " = " +
+             (v ? "CASE WHEN " + stale + " AND " + fresh + " THEN s." + column + " ELSE " + value +
+                      " END"
+                : value);
+    };
+    return "ON CONFLICT (sess_id) DO UPDATE SET " +
+           set("sess_data", "EXCLUDED.sess_data") + ", " +
+           set("sess_modified", "EXCLUDED.sess_modified") + ", " +
+           set("sess_expire", "EXCLUDED.sess_expire") + ", " +
+           set("sess_name", "CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END") +
+           ", " +
+           set("sess_created",
+               "CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END") + ", " +
+           set("sess_addr_created", "CASE WHEN " + fresh +
+               " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END") + ", " +
+           set("sess_addr_modified", "CASE WHEN " + fresh + " THEN NULL "
+               "ELSE coalesce(" + address + ", s.sess_addr_modified) END") + ", " +
+           count("sess_counter",
+                 "CASE WHEN " + fresh + " THEN 1 ELSE coalesce(s.sess_counter, 0) + 1 END") + ", " +
+           count("sess_error", "CASE WHEN " + fresh +
+                 " THEN EXCLUDED.sess_error ELSE coalesce(s.sess_error, 0) + EXCLUDED.sess_error "
+                 "END") + ", " +
+           count("sess_warning", "CASE WHEN " + fresh +
+                 " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + "
+                 "EXCLUDED.sess_warning END") + ", " +
+           count("sess_notice", "CASE WHEN " + fresh +
+                 " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice "
+                 "END") + ", " +
+           set("sess_err_message", "CASE WHEN " + fresh + " THEN EXCLUDED.sess_err_message "
+               "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END") + ", " +
+           set("sess_custom", "CASE WHEN " + fresh + " OR " + custom +
+               " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END") +
+           (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string());
   };
 
   // $1 id, $2 name, $3 data, $4 address, $5 expires (null: now + maxLifetime),

@@ -54,14 +54,13 @@ describe('10 handler: open()', () => {
   // Unopened handlers on test server 0, housekeeping timers off; closed after each test.
   const { make } = handlerFactory();
 
-  it('creates the table with the 14 columns, bigint times and a primary key on sess_id', async () => {
+  it('creates the table with the 14 columns and sess_version, bigint times and a primary key on sess_id', async () => {
     const table = uniqueTable();
     await make({ table }).open();
     const columns = await columnsOf('public', table);
-    expect(columns.map((c) => c.column_name)).to.have.members(COLUMNS);
-    expect(columns).to.have.length(14);
+    expect(columns.map((c) => c.column_name)).to.have.members([...COLUMNS, 'sess_version']);
     const types = Object.fromEntries(columns.map((c) => [c.column_name, c.data_type]));
-    for (const c of ['sess_created', 'sess_modified', 'sess_expire']) {
+    for (const c of ['sess_created', 'sess_modified', 'sess_expire', 'sess_version']) {
       expect(types[c], c).to.equal('bigint');
     }
     for (const c of ['sess_counter', 'sess_error', 'sess_warning', 'sess_notice']) {
@@ -270,7 +269,7 @@ describe('10 handler: open()', () => {
     const handler = make({ table: `${schema}.${name}` });
     await handler.open();
     const columns = await columnsOf(schema, name);
-    expect(columns).to.have.length(14);
+    expect(columns).to.have.length(15);
     expect(await columnsOf('public', name)).to.have.length(0);
     const id = newId();
     await handler.write(id, 'in schema');

@@ -4,9 +4,11 @@
 // still be the one read back, on the same handler and on a fresh one, and a session destroyed
 // meanwhile must stay destroyed.
 import { expect } from 'chai';
-import { SessionPgsql, type Session } from '../lib';
-import { newId, query, restartAll, uniqueTable } from './support/db';
-import { fastRecovery } from './support/handlers';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { ErrorCode, SessionPgsql, SessionPgsqlError, type Session } from '../lib';
+import { db, newId, query, restartAll, uniqueTable } from './support/db';
+import { fastRecovery, handlerFactory, pgClients } from './support/handlers';
 import { freeze, type Frozen } from './support/freeze';
 import { sleep, waitUntil } from './support/wait';
 
@@ -105,5 +107,148 @@ describe('servers: a home server that hangs, then resumes', function () {
     expect(await readAll(fresh), 'read through a fresh handler').to.deep.equal(
       Object.fromEntries(acked),
     );
+  });
+});
+
+// The version column on tables made before it, by PHP or by an older session-pgsql.
+describe('versions: sess_version on existing tables', function () {
+  this.timeout(30_000);
+  const { make } = handlerFactory();
+  const pg = pgClients();
+
+  // The original's DDL (integer times, no sess_version).
+  const phpTable = async (): Promise<string> => {
+    const table = uniqueTable('php');
+    await query(
+      0,
+      `CREATE TABLE ${table} (sess_id text PRIMARY KEY, sess_name text, sess_data text,
+        sess_created integer, sess_modified integer, sess_expire integer,
+        sess_addr_created text, sess_addr_modified text, sess_counter integer,
+        sess_error integer, sess_warning integer, sess_notice integer,
+        sess_err_message text, sess_custom text)`,
+    );
+    return table;
+  };
+  const versionColumn = async (table: string) =>
+    query<{ data_type: string }>(
+      0,
+      `SELECT data_type FROM information_schema.columns
+       WHERE table_name = $1 AND column_name = 'sess_version'`,
+      [table],
+    );
+  const warningsOf = (h: SessionPgsql): SessionPgsqlError[] => {
+    const seen: SessionPgsqlError[] = [];
+    h.on('warning', (e: SessionPgsqlError) => seen.push(e));
+    return seen;
+  };
+
+  it('createTable adds sess_version to a PHP-made table; a row PHP wrote (no version) yields to a write', async () => {
+    const table = await phpTable();
+    const id = newId();
+    await query(
+      0,
+      `INSERT INTO ${table} (sess_id, sess_data, sess_expire, sess_counter)
+       VALUES ($1, 'from php', extract(epoch from now())::int + 600, 1)`,
+      [id],
+    );
+    const h = make({ table });
+    const warnings = warningsOf(h);
+    await h.open();
+    expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
+    expect(warnings).to.deep.equal([]);
+    const s = await h.read(id);
+    expect(s.data).to.equal('from php');
+    await h.write(s, 'from node');
+    const [row] = await query<{ sess_data: string; sess_counter: number; v: boolean }>(
+      0,
+      `SELECT sess_data, sess_counter, sess_version IS NOT NULL AS v FROM ${table} WHERE sess_id = $1`,
+      [id],
+    );
+    expect(row).to.deep.equal({ sess_data: 'from node', sess_counter: 2, v: true });
+    // PHP updates the row without knowing the column: the next write still wins.
+    await query(0, `UPDATE ${table} SET sess_data = 'php again' WHERE sess_id = $1`, [id]);
+    const again = await h.read(id);
+    expect(again.data).to.equal('php again');
+    await h.write(again, 'node again');
+    expect((await h.read(id)).data).to.equal('node again');
+  });
+
+  it('createTable off: a table without sess_version still works, with a warning naming the migration', async () => {
+    const table = await phpTable();
+    const h = make({ table, createTable: false });
+    const warnings = warningsOf(h);
+    await h.open();
+    expect(await versionColumn(table)).to.deep.equal([]);
+    const id = newId();
+    await h.write(await h.read(id), 'one');
+    await h.write(await h.read(id), 'two');
+    expect((await h.read(id)).data).to.equal('two');
+    expect(warnings.map((w) => w.code)).to.deep.equal([ErrorCode.TableInvalid]);
+    expect(warnings[0]!.message).to.include('sess_version');
+    expect(warnings[0]!.message).to.include(`npx session-pgsql init --table "${table}"`);
+  });
+
+  it('a table too busy to alter is served without versions, and the next connection migrates it', async () => {
+    const table = await phpTable();
+    const busy = await pg.connect(0);
+    await busy.query(`BEGIN; SELECT count(*) FROM ${table}`); // a lock ALTER TABLE waits for
+    const h = make({ table, statementTimeout: 5 });
+    const warnings = warningsOf(h);
+    await h.open();
+    expect(warnings.map((w) => w.code)).to.deep.equal([ErrorCode.TableInvalid]);
+    expect(warnings[0]!.message).to.include('lock timeout');
+    const id = newId();
+    await h.write(id, 'served meanwhile');
+    await busy.query('COMMIT');
+    expect(await versionColumn(table)).to.deep.equal([]);
+    expect(await h.reset()).to.equal(true);
+    expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
+    expect((await h.read(id)).data).to.equal('served meanwhile');
+  });
+
+  it('`session-pgsql init` is the explicit migration for createTable: false deployments', async () => {
+    const table = await phpTable();
+    const cli = path.join(__dirname, '..', 'dist', 'cli.js');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [cli, 'init', '--db', db(1), '--table', table],
+        { timeout: 20_000 },
+        (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}${stderr}`)) : resolve(stdout),
+      ),
+    );
+    expect(out).to.include('up');
+    expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
+    const h = make({ table, createTable: false });
+    const warnings = warningsOf(h);
+    await h.open();
+    expect(warnings).to.deep.equal([]);
+  });
+
+  it('a blind write issued before a stored version loses its data but not its count; a write after reading it wins', async () => {
+    const h = make({ table: uniqueTable('ver') });
+    await h.open();
+    const table = h.status().table;
+    const id = newId();
+    await h.write(id, 'first');
+    // A version an hour ahead of our clock: what a host with a fast clock would store.
+    const ahead = BigInt(Date.now() + 3_600_000) * 1000n * 2048n;
+    await query(
+      0,
+      `UPDATE ${table} SET sess_data = 'ahead', sess_version = $2 WHERE sess_id = $1`,
+      [id, ahead.toString()],
+    );
+    await h.write(id, 'blind'); // issued with our (earlier) clock: stale there
+    const [row] = await query<{ sess_data: string; sess_counter: number }>(
+      0,
+      `SELECT sess_data, sess_counter FROM ${table} WHERE sess_id = $1`,
+      [id],
+    );
+    expect(row).to.deep.equal({ sess_data: 'ahead', sess_counter: 2 });
+    // Having read the row, this process issues versions after it, whatever its clock says.
+    const s = await h.read(id);
+    await h.write(s, 'after reading');
+    expect((await h.read(id)).data).to.equal('after reading');
   });
 });
