@@ -776,9 +776,15 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   // so it is deleted from every server that is up; the home server decides the
   // outcome, the others are best effort. When the id's own home is down, the
   // server standing in for it keeps a tombstone instead, so the row the home
-  // still has cannot come back when it returns.
+  // still has cannot come back when it returns. So does a home that came back
+  // from a failure lately: a write this process gave up on there may still
+  // run late (a stalled connection, a healed partition), and without a row to
+  // lose to it would store the session again.
   placement_->Order(id, &order_);
   const bool home_down = servers_[order_.front()].get() != home;
+  const bool home_recovered =
+      home->recovered_at() > 0 &&
+      NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
   std::vector<Server*> targets;
   for (auto& server : servers_) {
     if (server.get() == home || server->routable()) targets.push_back(server.get());
@@ -790,7 +796,7 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
-    if (is_home && home_down) {
+    if (is_home && (home_down || home_recovered)) {
       op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
     } else {
       op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { ErrorCode, SessionPgsql, SessionPgsqlError, type Session } from '../lib';
 import { db, newId, query, restartAll, uniqueTable } from './support/db';
 import { fastRecovery, handlerFactory, pgClients } from './support/handlers';
-import { freeze, type Frozen } from './support/freeze';
+import { freeze, freezeBackends, type Frozen } from './support/freeze';
 import { sleep, waitUntil } from './support/wait';
 
 const HOME = 0;
@@ -107,6 +107,62 @@ describe('servers: a home server that hangs, then resumes', function () {
     expect(await readAll(fresh), 'read through a fresh handler').to.deep.equal(
       Object.fromEntries(acked),
     );
+  });
+
+  it('a write a stalled connection runs after the server is back cannot undo a newer write or a destroy', async () => {
+    const table = uniqueTable('stl');
+    const options = { ...fastRecovery(table), statementTimeout: 1 };
+    const h = new SessionPgsql(options);
+    handlers.push(h);
+    h.on('warning', () => {});
+    await h.open();
+    const [rewritten, destroyed] = idsHomedOn(h, HOME, 2) as [string, string];
+    const before = new Map<string, Session>();
+    for (const id of [rewritten, destroyed]) {
+      await h.write(await h.read(id), `${id} v0`);
+      before.set(id, await h.read(id));
+    }
+    // Only the handler's own backend stalls; the server goes on serving new connections.
+    const pids = (
+      await query<{ pid: number }>(
+        HOME,
+        `SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0`,
+        [table],
+      )
+    ).map((r) => r.pid);
+    frozen = freezeBackends(pids);
+    const acked: Record<string, string> = {};
+    try {
+      // v1 goes to the stalled connection, times out, and is resent to the next server.
+      await Promise.all([rewritten, destroyed].map((id) => h.write(before.get(id)!, `${id} v1`)));
+      // The handler reconnects to home; what follows is done there, before v1 runs.
+      await waitUntil(
+        'home to be up again',
+        20_000,
+        () => h.status().servers[HOME]!.state === 'up',
+      );
+      await h.write(await h.read(rewritten), `${rewritten} v2`);
+      acked[rewritten] = `${rewritten} v2`;
+      await h.destroy(destroyed);
+      acked[destroyed] = '';
+    } finally {
+      frozen.resume();
+    }
+    await waitUntil('the stalled backend to run v1 and end', 20_000, async () => {
+      const left = await query(HOME, `SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)`, [pids]);
+      return left.length === 0;
+    });
+
+    const readAll = async (handler: SessionPgsql) => {
+      const got: Record<string, string> = {};
+      for (const id of [rewritten, destroyed]) got[id] = (await handler.read(id)).data;
+      return got;
+    };
+    expect(await readAll(h), 'read through the same handler').to.deep.equal(acked);
+    const fresh = new SessionPgsql({ ...options, gcInterval: 0, vacuumInterval: 0 });
+    handlers.push(fresh);
+    await fresh.open();
+    expect(await readAll(fresh), 'read through a fresh handler').to.deep.equal(acked);
   });
 });
 

@@ -34,20 +34,19 @@ function processTree(index: number): number[] {
   return all;
 }
 
-/**
- * Stops every process of test server `index` with SIGSTOP. The postmaster goes first so it forks
- * nothing new; its children are then listed again until none is left running.
- */
-export function freeze(index: number): Frozen {
+/** Sends `sig` to `pid`; false when it has exited meanwhile. */
+function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the processes `list()` names with SIGSTOP, asking again until it names no new one. */
+function stopAll(list: () => number[]): Frozen {
   const stopped = new Set<number>();
-  const signal = (pid: number, sig: NodeJS.Signals) => {
-    try {
-      process.kill(pid, sig);
-      return true;
-    } catch {
-      return false; // exited meanwhile
-    }
-  };
   const frozen: Frozen = {
     pids: [],
     resume() {
@@ -57,7 +56,7 @@ export function freeze(index: number): Frozen {
   };
   try {
     for (let round = 0; round < 5; round++) {
-      const fresh = processTree(index).filter((pid) => !stopped.has(pid));
+      const fresh = list().filter((pid) => !stopped.has(pid));
       if (fresh.length === 0) break;
       for (const pid of fresh) if (signal(pid, 'SIGSTOP')) stopped.add(pid);
     }
@@ -67,4 +66,21 @@ export function freeze(index: number): Frozen {
   }
   frozen.pids = [...stopped];
   return frozen;
+}
+
+/**
+ * Stops every process of test server `index` with SIGSTOP. The postmaster goes first so it forks
+ * nothing new; its children are then listed again until none is left running.
+ */
+export function freeze(index: number): Frozen {
+  return stopAll(() => processTree(index));
+}
+
+/**
+ * Stops only the given backends (a stalled connection, as after a partition of one TCP
+ * connection): the server goes on accepting and serving new connections.
+ */
+export function freezeBackends(pids: number[]): Frozen {
+  if (pids.length === 0) throw new Error('no backend to freeze');
+  return stopAll(() => pids);
 }
