@@ -299,6 +299,7 @@ Server* Handler::Route(const std::string& id, ErrorInfo* error) {
 }
 
 void Handler::Resend(OpPtr op, const ErrorInfo& error) {
+  if (!op->read_only && !op->key.empty() && op->server >= 0) GaveUp(op->key, op->server);
   if (op->reroutable && op->attempts == 0 && !closing()) {
     ++op->attempts;
     ErrorInfo ignored;
@@ -310,6 +311,28 @@ void Handler::Resend(OpPtr op, const ErrorInfo& error) {
   }
   op->error = error;
   if (op->done) op->done(*op);
+}
+
+void Handler::GaveUp(const std::string& id, int server) {
+  const double now = NowSeconds();
+  const uint64_t bit = server < 64 ? uint64_t{1} << server : ~uint64_t{0};
+  auto [at, fresh] = gave_up_.try_emplace(id, GaveUpOn{0, now});
+  if (!fresh && now - at->second.at >= static_cast<double>(max_lifetime_)) at->second.servers = 0;
+  at->second.servers |= bit;
+  at->second.at = now;
+  if (gave_up_.size() < prune_gave_up_at_) return;
+  for (auto it = gave_up_.begin(); it != gave_up_.end();) {
+    it = now - it->second.at >= static_cast<double>(max_lifetime_) ? gave_up_.erase(it)
+                                                                      : std::next(it);
+  }
+  prune_gave_up_at_ = std::max<size_t>(1024, 2 * gave_up_.size());
+}
+
+bool Handler::MayRunLate(const std::string& id, int server) const {
+  auto it = gave_up_.find(id);
+  if (it == gave_up_.end()) return false;
+  if (NowSeconds() - it->second.at >= static_cast<double>(max_lifetime_)) return false;
+  return (it->second.servers & (server < 64 ? uint64_t{1} << server : ~uint64_t{0})) != 0;
 }
 
 void Handler::Submit(Server* server, OpPtr op) {
@@ -776,15 +799,12 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   // so it is deleted from every server that is up; the home server decides the
   // outcome, the others are best effort. When the id's own home is down, the
   // server standing in for it keeps a tombstone instead, so the row the home
-  // still has cannot come back when it returns. So does a home that came back
-  // from a failure lately: a write this process gave up on there may still
-  // run late (a stalled connection, a healed partition), and without a row to
-  // lose to it would store the session again.
+  // still has cannot come back when it returns. So does a server where this
+  // process gave up on a write of the session lately: that write may still
+  // run there late (a stalled connection, a healed partition), and with no
+  // row to lose to it would store the session again.
   placement_->Order(id, &order_);
   const bool home_down = servers_[order_.front()].get() != home;
-  const bool home_recovered =
-      home->recovered_at() > 0 &&
-      NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
   std::vector<Server*> targets;
   for (auto& server : servers_) {
     if (server.get() == home || server->routable()) targets.push_back(server.get());
@@ -796,7 +816,7 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
-    if (is_home && (home_down || home_recovered)) {
+    if ((is_home && home_down) || MayRunLate(id, server->index())) {
       op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
     } else {
       op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));

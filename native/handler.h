@@ -9,9 +9,11 @@
 
 #include <napi.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "deferred.h"
@@ -89,6 +91,10 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Object BuildRow(Napi::Env env, const PGresult* r, int row, int server);
   // The first routable server in the id's order, or nullptr (error set).
   Server* Route(const std::string& id, ErrorInfo* error);
+  // A write of session `id` was given up on `server` (its connection failed
+  // first): the server may still run it, late. Remembered for maxLifetime.
+  void GaveUp(const std::string& id, int server);
+  bool MayRunLate(const std::string& id, int server) const;
   // Wraps `op->done` bookkeeping and sends it to `server`.
   void Submit(Server* server, OpPtr op);
   void OpSettled();
@@ -145,6 +151,12 @@ class Handler : public Napi::ObjectWrap<Handler> {
   size_t in_flight_ = 0;  // ops submitted and not yet settled
   std::vector<Deferred> close_waiters_;
   std::vector<int> order_;  // scratch for Route()
+  struct GaveUpOn {
+    uint64_t servers;  // bit i: server i (every bit: a server past the 64th)
+    double at;         // Unix seconds of the last time
+  };
+  std::unordered_map<std::string, GaveUpOn> gave_up_;
+  size_t prune_gave_up_at_ = 1024;
 };
 
 }  // namespace spg
