@@ -83,10 +83,11 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
            set("sess_data", "EXCLUDED.sess_data") + ", " +
            set("sess_modified", "EXCLUDED.sess_modified") + ", " +
            set("sess_expire", "EXCLUDED.sess_expire") + ", " +
-           set("sess_name", "CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END") +
-           ", " +
+           set("sess_name",
+               "CASE WHEN " + fresh + " THEN EXCLUDED.sess_name ELSE s.sess_name END") + ", " +
            set("sess_created",
-               "CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END") + ", " +
+               "CASE WHEN " + fresh + " THEN EXCLUDED.sess_created ELSE s.sess_created END") +
+           ", " +
            set("sess_addr_created", "CASE WHEN " + fresh +
                " THEN EXCLUDED.sess_addr_created ELSE s.sess_addr_created END") + ", " +
            set("sess_addr_modified", "CASE WHEN " + fresh + " THEN NULL "
@@ -100,8 +101,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                  " THEN EXCLUDED.sess_warning ELSE coalesce(s.sess_warning, 0) + "
                  "EXCLUDED.sess_warning END") + ", " +
            count("sess_notice", "CASE WHEN " + fresh +
-                 " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + EXCLUDED.sess_notice "
-                 "END") + ", " +
+                 " THEN EXCLUDED.sess_notice ELSE coalesce(s.sess_notice, 0) + "
+                 "EXCLUDED.sess_notice END") + ", " +
            set("sess_err_message", "CASE WHEN " + fresh + " THEN EXCLUDED.sess_err_message "
                "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END") + ", " +
            set("sess_custom", "CASE WHEN " + fresh + " OR " + custom +
