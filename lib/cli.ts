@@ -129,7 +129,7 @@ function shown(quoted: string): string {
 
 /** init's account of one server: what it created and what was already there. */
 function setupSummary(
-  setup: { table: string | null; housekeeping: string | null },
+  setup: { table: string | null; housekeeping: string | null; version: string | null },
   names: { table: string; index: string; housekeeping: string },
 ): { created: string[]; existed: string[]; missing: string[] } {
   const out = { created: [] as string[], existed: [] as string[], missing: [] as string[] };
@@ -141,6 +141,10 @@ function setupSummary(
   if (setup.housekeeping === 'created') out.created.push(`housekeeping table ${housekeeping}`);
   if (setup.housekeeping === 'existed') out.existed.push(`housekeeping table ${housekeeping}`);
   if (setup.housekeeping === 'missing') out.missing.push(`housekeeping table ${housekeeping}`);
+  // Created with the table, the column is no news; added to an existing one, it is the migration.
+  if (setup.version === 'created' && setup.table !== 'created')
+    out.created.push(`column ${table}.sess_version`);
+  if (setup.version === 'missing') out.missing.push(`column ${table}.sess_version`);
   return out;
 }
 
@@ -148,8 +152,13 @@ function sentence(summary: { created: string[]; existed: string[]; missing: stri
   const parts = [];
   if (summary.created.length > 0) parts.push(`created ${summary.created.join(', ')}`);
   if (summary.existed.length > 0) parts.push(`${summary.existed.join(', ')} already existed`);
-  if (summary.missing.length > 0)
-    parts.push(`could not create ${summary.missing.join(', ')} (GC and VACUUM runs go unrecorded)`);
+  // What each missing piece costs; sessions are served either way.
+  const costs = summary.missing.map((what) =>
+    what.startsWith('column ')
+      ? `${what} (a write a hung server runs late can replace a newer one there)`
+      : `${what} (GC and VACUUM runs go unrecorded)`,
+  );
+  if (costs.length > 0) parts.push(`could not create ${costs.join(', ')}`);
   return parts.join('; ');
 }
 

@@ -109,8 +109,12 @@ export interface NativeServerStatus {
   operations: number;
   failures: number;
   lastError: { code: string; message: string } | null;
-  /** The session table (created with its sess_expire index) and the housekeeping record table. */
-  setup: { table: SetupFinding; housekeeping: SetupFinding };
+  /**
+   * The session table (created with its sess_expire index), the housekeeping record table, and
+   * the table's sess_version column (`'created'`: added by this handler to an older table;
+   * `'missing'`: writes on this server are not versioned).
+   */
+  setup: { table: SetupFinding; housekeeping: SetupFinding; version: SetupFinding };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;
 }

@@ -359,6 +359,7 @@ void Server::AddVersion(Connection* conn) {
       Prepare(conn);
       return;
     }
+    Note(&version_found_, Found::kCreated);
     SetupChecked(conn, op);  // the check again, now with the column
   };
   conn->Enqueue(std::move(add));
@@ -366,6 +367,7 @@ void Server::AddVersion(Connection* conn) {
 
 void Server::Unversioned(Slot* slot, const std::string& why) {
   slot->versioned = false;
+  Note(&version_found_, Found::kMissing);
   if (warned_unversioned_) return;
   warned_unversioned_ = true;
   const std::string& table = handler_->table_text();
@@ -443,6 +445,9 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     return;
   }
   slot->versioned = present.count(kVersionColumn) != 0;
+  if (slot->versioned) {
+    Note(&version_found_, table_found_ == Found::kCreated ? Found::kCreated : Found::kExisted);
+  }
   if (!slot->versioned) {
     if (handler_->create_table() && !slot->migrated) {
       slot->migrated = true;

@@ -87,6 +87,8 @@ class Server : public ConnectionDelegate {
   double recovered_at() const { return recovered_at_; }
   Found table_found() const { return table_found_; }  // with its sess_expire index
   Found housekeeping_found() const { return housekeeping_found_; }
+  // The version column: kCreated when this handler added it.
+  Found version_found() const { return version_found_; }
 
   // ConnectionDelegate
   void OnConnected(Connection* conn) override;
@@ -145,6 +147,7 @@ class Server : public ConnectionDelegate {
   ErrorInfo last_error_;
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
+  Found version_found_ = Found::kUnknown;
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   Housekeeping housekeeping_;
 };

@@ -94,16 +94,22 @@ describe('18 handler: status() and reset()', () => {
 
     it('setup tells what the handler created and what it found', async () => {
       const creator = make();
-      expect(creator.status().servers[0]!.setup).to.deep.equal({ table: null, housekeeping: null });
+      expect(creator.status().servers[0]!.setup).to.deep.equal({
+        table: null,
+        housekeeping: null,
+        version: null,
+      });
       await creator.open();
       const created = creator.status().servers[0]!.setup;
       expect(created.table).to.equal('created');
+      expect(created.version).to.equal('created');
       expect(created.housekeeping).to.be.oneOf(['created', 'existed']); // shared by the schema
       const finder = make();
       await finder.open();
       expect(finder.status().servers[0]!.setup).to.deep.equal({
         table: 'existed',
         housekeeping: 'existed',
+        version: 'existed',
       });
       const missing = make({ table: uniqueTable(), createTable: false, retryMinDelay: 5 });
       await rejection(missing.open());

@@ -212,6 +212,7 @@ describe('versions: sess_version on existing tables', function () {
     await h.open();
     expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
     expect(warnings).to.deep.equal([]);
+    expect(h.status().servers[0]!.setup.version).to.equal('created');
     const s = await h.read(id);
     expect(s.data).to.equal('from php');
     await h.write(s, 'from node');
@@ -240,6 +241,7 @@ describe('versions: sess_version on existing tables', function () {
     await h.write(await h.read(id), 'two');
     expect((await h.read(id)).data).to.equal('two');
     expect(warnings.map((w) => w.code)).to.deep.equal([ErrorCode.TableInvalid]);
+    expect(h.status().servers[0]!.setup.version).to.equal('missing');
     expect(warnings[0]!.message).to.include('sess_version');
     expect(warnings[0]!.message).to.include(`npx session-pgsql init --table "${table}"`);
   });
@@ -259,6 +261,7 @@ describe('versions: sess_version on existing tables', function () {
     expect(await versionColumn(table)).to.deep.equal([]);
     expect(await h.reset()).to.equal(true);
     expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
+    expect(h.status().servers[0]!.setup.version).to.equal('created');
     expect((await h.read(id)).data).to.equal('served meanwhile');
   });
 
@@ -274,7 +277,7 @@ describe('versions: sess_version on existing tables', function () {
           err ? reject(new Error(`${err.message}${stderr}`)) : resolve(stdout),
       ),
     );
-    expect(out).to.include('up');
+    expect(out).to.include(`created column ${table}.sess_version`);
     expect(await versionColumn(table)).to.deep.equal([{ data_type: 'bigint' }]);
     const h = make({ table, createTable: false });
     const warnings = warningsOf(h);
