@@ -232,7 +232,7 @@ describe('versions: sess_version on existing tables', function () {
 
   it('createTable off: a table without sess_version still works, with a warning naming the migration', async () => {
     const table = await phpTable();
-    const h = make({ table, createTable: false });
+    const h = make({ table, createTable: false, maxBatch: 64 });
     const warnings = warningsOf(h);
     await h.open();
     expect(await versionColumn(table)).to.deep.equal([]);
@@ -240,6 +240,11 @@ describe('versions: sess_version on existing tables', function () {
     await h.write(await h.read(id), 'one');
     await h.write(await h.read(id), 'two');
     expect((await h.read(id)).data).to.equal('two');
+    // Writes side by side go out as one statement (the merged write), unversioned too.
+    const many = Array.from({ length: 20 }, () => newId());
+    await Promise.all(many.map((m) => h.write(m, `data of ${m}`)));
+    const reads = await Promise.all(many.map((m) => h.read(m)));
+    expect(reads.map((r) => r.data)).to.deep.equal(many.map((m) => `data of ${m}`));
     expect(warnings.map((w) => w.code)).to.deep.equal([ErrorCode.TableInvalid]);
     expect(h.status().servers[0]!.setup.version).to.equal('missing');
     expect(warnings[0]!.message).to.include('sess_version');
