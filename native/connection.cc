@@ -59,8 +59,7 @@ ErrorInfo Connection::Start() {
   timer_->data = this;
   ErrorInfo error = StartAttempt();
   while (error && target_ + 1 < config_.targets.size()) {
-    target_errors_ += (target_errors_.empty() ? "" : "; ") + config_.targets[target_].label +
-                      ": " + error.message;
+    NoteTargetFailed(error);
     ++target_;
     error = StartAttempt();
   }
@@ -125,20 +124,24 @@ void Connection::DropAttempt() {
   }
 }
 
+// Adds why the current host failed to the message of a failure of them all.
+void Connection::NoteTargetFailed(const ErrorInfo& error) {
+  const std::string prefix = "server " + std::to_string(config_.server) + ": ";
+  const bool prefixed = error.message.compare(0, prefix.size(), prefix) == 0;
+  target_errors_ += (target_errors_.empty() ? "" : "; ") + config_.targets[target_].label + ": " +
+                    (prefixed ? error.message.substr(prefix.size()) : error.message);
+}
+
 // The attempt on the current host failed: the next host of the entry gets
 // its turn (and its own connect timeout); after the last, the connection fails
 // with what happened on each.
 void Connection::ConnectFailed(ErrorInfo error) {
   while (!config_.targets.empty()) {
-    const std::string prefix = "server " + std::to_string(config_.server) + ": ";
-    std::string why = error.message.compare(0, prefix.size(), prefix) == 0
-                          ? error.message.substr(prefix.size())
-                          : error.message;
-    target_errors_ +=
-        (target_errors_.empty() ? "" : "; ") + config_.targets[target_].label + ": " + why;
+    NoteTargetFailed(error);
     if (target_ + 1 >= config_.targets.size()) {
-      error = MakeError(error.code.c_str(), prefix + "no host of the entry could be used: " +
-                                                target_errors_,
+      error = MakeError(error.code.c_str(),
+                        "server " + std::to_string(config_.server) +
+                            ": no host of the entry could be used: " + target_errors_,
                         config_.server, true);
       break;
     }

@@ -187,6 +187,7 @@ class Connection {
   ErrorInfo StartAttempt();
   void DropAttempt();
   void ConnectFailed(ErrorInfo error);
+  void NoteTargetFailed(const ErrorInfo& error);
   void HandleReadable();
   void SendQueued();
   void FlushOutput();

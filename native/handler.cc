@@ -968,7 +968,8 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     } else {
       o.Set("host", s.host_in_use());
       const std::string& port = s.port_in_use();
-      const bool numeric = !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
+      const bool numeric =
+          !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
       o.Set("port", numeric ? Napi::Value(Napi::Number::New(env, std::stod(port))) : env.Null());
     }
     o.Set("since", s.state_since());

@@ -378,7 +378,8 @@ bool Server::RejectReadOnly(Connection* conn, const PGresult* role) {
   if (!recovery && !read_only) return false;
   const char* host = PQhost(conn->pg());
   const char* port = PQport(conn->pg());
-  std::string where = std::string(host ? host : "") + (port && *port ? ":" : "") + (port ? port : "");
+  const std::string where =
+      std::string(host ? host : "") + (port && *port ? ":" + std::string(port) : "");
   ErrorInfo error = MakeError(
       code::kReadOnly,
       "server " + std::to_string(index_) + " (" + where + ") is read-only" +
