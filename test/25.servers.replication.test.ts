@@ -194,6 +194,25 @@ describe('servers: a replication pair behind one entry', function () {
       expect(s.lastError?.code).to.equal('SPG_READ_ONLY');
     });
 
+    it('target_session_attrs=prefer-standby tries every host for a standby first, as libpq does: the standby listed second is chosen, and is read-only', async () => {
+      const { primary, standby } = pair();
+      const h = handlers.keep(
+        new SessionPgsql({
+          db:
+            `host=127.0.0.1,127.0.0.1 port=${primary.port},${standby.port} dbname=postgres ` +
+            'user=postgres target_session_attrs=prefer-standby',
+          table: uniqueTable('t25'),
+          ...FAST,
+        }),
+      );
+      const error = await h.open().then(
+        () => null,
+        (err: SessionPgsqlError) => err,
+      );
+      expect(error?.code).to.equal('SPG_READ_ONLY');
+      expect(error!.message).to.contain(`127.0.0.1:${standby.port}`);
+    });
+
     it('killed (pg_ctl stop -m immediate), standby promoted: writes resume, none acknowledged is lost; the standby listed alone is used once promoted', async () => {
       const alone = handlers.keep(
         new SessionPgsql({ db: pair().standby.conninfo, table: uniqueTable('t25'), ...FAST }),
