@@ -120,9 +120,21 @@ class ConnectionDelegate {
   virtual void OnRetired(Connection* conn) = 0;
 };
 
+// One host of a multi-host entry: every option of the entry, with host,
+// hostaddr and port narrowed to that host's (PQconnectStartParams keywords).
+struct ConnectTarget {
+  std::vector<std::string> keywords, values;
+  std::string label;  // host:port, for messages
+};
+
 struct ConnectionConfig {
   int server = 0;
   std::string conninfo;
+  // why: libpq walks a multi-host entry by itself, but PQconnectPoll ignores
+  // connect_timeout, so our one timer would cover every host and a hung first
+  // host would use it all up. Hosts are then tried one at a time, each under
+  // its own connect timeout. Empty: the whole entry in one attempt.
+  std::vector<ConnectTarget> targets;
   std::vector<std::string> secrets;  // the entry's passwords, scrubbed from messages
   double connect_timeout_ms = 5000;
   double statement_timeout_ms = 5000;
@@ -172,6 +184,10 @@ class Connection {
   static void OnHandleClosed(uv_handle_t* handle);
 
   void ContinueConnect();
+  ErrorInfo StartAttempt();
+  void DropAttempt();
+  void ConnectFailed(ErrorInfo error);
+  void NoteTargetFailed(const ErrorInfo& error);
   void HandleReadable();
   void SendQueued();
   void FlushOutput();
@@ -205,6 +221,8 @@ class Connection {
   bool dirty_ = false;       // registered with Addon for the next flush
   bool want_write_ = false;  // PQflush reported unsent output
   int watched_events_ = 0;
+  size_t target_ = 0;           // the host of config_.targets being tried
+  std::string target_errors_;  // why each host tried before it failed
   int pending_closes_ = 0;     // uv handles still closing; delete this at 0
   uv_poll_t* poll_ = nullptr;  // owned; freed in OnHandleClosed
   uv_timer_t* timer_ = nullptr;

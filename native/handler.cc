@@ -961,6 +961,17 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     o.Set("id", static_cast<double>(i));
     o.Set("server", s.spec().redacted);
     o.Set("state", kStates[static_cast<int>(s.state())]);
+    // Which host of a multi-host entry is in use (null while not up).
+    if (s.host_in_use().empty()) {
+      o.Set("host", env.Null());
+      o.Set("port", env.Null());
+    } else {
+      o.Set("host", s.host_in_use());
+      const std::string& port = s.port_in_use();
+      const bool numeric =
+          !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
+      o.Set("port", numeric ? Napi::Value(Napi::Number::New(env, std::stod(port))) : env.Null());
+    }
     o.Set("since", s.state_since());
     o.Set("operations", static_cast<double>(s.operations()));
     o.Set("failures", static_cast<double>(s.failures()));

@@ -29,6 +29,9 @@ struct ServerSpec {
   std::string redacted;  // key=value form with every secret option replaced by ***
   std::string identity;  // host(s), port(s) and database: stable across list reorders
   std::vector<std::string> secrets;  // values of the entry's secret options (password, ...)
+  // One per host, in the order to try them, when the entry lists several
+  // hosts; empty otherwise (see ConnectionConfig::targets).
+  std::vector<ConnectTarget> targets;
 };
 
 // Parses one entry; on failure `error` names the problem without any secret.
@@ -87,6 +90,10 @@ class Server : public ConnectionDelegate {
   double recovered_at() const { return recovered_at_; }
   Found table_found() const { return table_found_; }  // with its sess_expire index
   Found housekeeping_found() const { return housekeeping_found_; }
+  // The host and port of the entry that the server's connections use while it
+  // is up (PQhost/PQport); empty otherwise.
+  const std::string& host_in_use() const { return host_in_use_; }
+  const std::string& port_in_use() const { return port_in_use_; }
 
   // ConnectionDelegate
   void OnConnected(Connection* conn) override;
@@ -106,6 +113,8 @@ class Server : public ConnectionDelegate {
   Slot* SlotOf(const Connection* conn);
   void DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);
+  // Fails `conn` if the role check of its setup found the server read-only.
+  bool RejectReadOnly(Connection* conn, const PGresult* role);
   // The table check: sql.check with the table and housekeeping table names.
   Statement CheckStatement() const;
   // Runs `ddl` under the DDL lock, then the table check again, in one
@@ -139,6 +148,7 @@ class Server : public ConnectionDelegate {
   ErrorInfo last_error_;
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
+  std::string host_in_use_, port_in_use_;
   Housekeeping housekeeping_;
 };
 

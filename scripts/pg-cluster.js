@@ -796,6 +796,13 @@ module.exports = {
   controlFromEnv,
   findBindir,
   conninfoFor,
+  // for scripts/pg-replica.js
+  asUser,
+  run,
+  freePorts,
+  makeCluster,
+  postmasterPid,
+  waitReady,
 };
 
 if (require.main === module) {
