@@ -60,6 +60,17 @@ export interface SessionPgsqlOptions {
    * Default `1`.
    */
   connections?: number;
+  /**
+   * `'transaction'` for a connection pooler that may run each transaction on
+   * another backend and cannot keep prepared statements or session settings
+   * (PgBouncer before 1.21 in transaction pooling, RDS Proxy, Supavisor):
+   * statements go unnamed with their text, still pipelined and group-committed,
+   * and no session-level setting is made, so `statementTimeout` is then only
+   * enforced by this process (not by the server) and `synchronousCommit: false`
+   * has no effect (set them on the role: see the docs on connection poolers).
+   * `'none'` (default): direct connections, or session pooling.
+   */
+  pooler?: 'none' | 'transaction';
 }
 
 export interface ResolvedOptions {
@@ -88,6 +99,7 @@ export const defaults = {
   maxBatch: 64,
   synchronousCommit: true,
   connections: 1,
+  pooler: 'none',
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -257,6 +269,10 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       `Expected "retryMaxDelay" >= "retryMinDelay" (${retryMin}) but received ${show(retryMax)}`,
     );
   }
+  const pooler = options.pooler ?? defaults.pooler;
+  if (pooler !== 'none' && pooler !== 'transaction') {
+    throw invalid(`Expected "none" or "transaction" for "pooler" but received ${show(pooler)}`);
+  }
   const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
   return {
     native: {
@@ -281,6 +297,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       maxBatch,
       connections,
       synchronousCommit: boolean(options, 'synchronousCommit'),
+      pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
   };
