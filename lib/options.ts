@@ -67,7 +67,7 @@ export interface SessionPgsqlOptions {
    * statements go unnamed with their text, still pipelined and group-committed,
    * and no session-level setting is made, so `statementTimeout` is then only
    * enforced by this process (not by the server) and `synchronousCommit: false`
-   * has no effect (set them on the role: see the docs on connection poolers).
+   * is refused (set them on the role: see the docs on connection poolers).
    * `'none'` (default): direct connections, or session pooling.
    */
   pooler?: 'none' | 'transaction';
@@ -273,6 +273,15 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
   if (pooler !== 'none' && pooler !== 'transaction') {
     throw invalid(`Expected "none" or "transaction" for "pooler" but received ${show(pooler)}`);
   }
+  const synchronousCommit = boolean(options, 'synchronousCommit');
+  if (pooler === 'transaction' && !synchronousCommit) {
+    // why: it is a session setting, which a transaction pooler would leave on
+    // its backend for other clients; silently ignoring it would hide the loss.
+    throw invalid(
+      `"synchronousCommit": false needs a session setting, which "pooler": "transaction" cannot make: ` +
+        `leave it true and set it on the database role instead (ALTER ROLE ... SET synchronous_commit = off)`,
+    );
+  }
   const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
   return {
     native: {
@@ -296,7 +305,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       vacuumInterval: seconds(options, 'vacuumInterval', true),
       maxBatch,
       connections,
-      synchronousCommit: boolean(options, 'synchronousCommit'),
+      synchronousCommit,
       pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),

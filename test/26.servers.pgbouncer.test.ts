@@ -100,6 +100,12 @@ describe('26 servers: behind PgBouncer', function () {
     }
   });
 
+  it("pooler 'transaction' refuses synchronousCommit: false (a session setting) and says why", () => {
+    expect(() => new SessionPgsql({ pooler: 'transaction', synchronousCommit: false }))
+      .to.throw(SessionPgsqlError, /"synchronousCommit".*"pooler".*ALTER ROLE/)
+      .with.property('code', 'SPG_INVALID_OPTION');
+  });
+
   const modes = [
     { poolMode: 'transaction', options: { pooler: 'transaction' }, processes: 4, connections: 2 },
     // Session pooling gives each client connection a backend of its own for as long as it
@@ -152,6 +158,18 @@ describe('26 servers: behind PgBouncer', function () {
         await roundTrip(second);
       });
 
+      it('writes issued together still commit together: one transaction, one xmin', async () => {
+        const table = uniqueTable('pgb');
+        const handler = make(table);
+        await handler.open();
+        const sessions = await Promise.all(Array.from({ length: 10 }, () => handler.read(newId())));
+        // Same tick, no await in between: one batch.
+        await Promise.all(sessions.map((s) => handler.write(s, 'batched')));
+        const rows = await query<{ xmin: string }>(0, `SELECT xmin::text FROM "${table}"`);
+        expect(rows).to.have.length(10);
+        expect(new Set(rows.map((r) => r.xmin)).size, 'transactions').to.equal(1);
+      });
+
       it('handlers in several processes write and read concurrently with 0 failures', async () => {
         const table = uniqueTable('pgb');
         const options = {
@@ -201,7 +219,8 @@ describe('26 servers: behind PgBouncer', function () {
         const handler = make(table, {
           connections: 2,
           statementTimeout: 7,
-          synchronousCommit: false,
+          // Refused with pooler 'transaction' (a test above).
+          ...(mode.poolMode === 'session' ? { synchronousCommit: false } : {}),
         });
         await handler.open();
         await Promise.all(Array.from({ length: 20 }, () => roundTrip(handler)));
