@@ -9,9 +9,10 @@
 //
 // Its own config, auth file, pid file and log in a fresh temporary directory, a free loopback
 // port, trust auth, default_pool_size 2 (so clients share backends), run as the `postgres` OS
-// user when we are root. Stopped by stop(), and on process exit.
+// user when we are root. Stopped by stop(), on process exit, and, through a detached watchdog
+// process, even when this process is killed with SIGKILL.
 
-const { execFile } = require('node:child_process');
+const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -58,8 +59,8 @@ function readPid(file) {
   }
 }
 
-function stopSync(bouncer) {
-  const pid = readPid(bouncer.pidFile);
+function reapSync(pidFile, dir) {
+  const pid = readPid(pidFile);
   if (pid && pidAlive(pid)) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -67,8 +68,27 @@ function stopSync(bouncer) {
       // gone
     }
   }
-  fs.rmSync(bouncer.dir, { recursive: true, force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function stopSync(bouncer) {
+  reapSync(bouncer.pidFile, bouncer.dir);
+  if (bouncer.watchdog) bouncer.watchdog.stdin.destroy();
   live.delete(bouncer);
+}
+
+/** A detached process that reaps PgBouncer once our end of its stdin closes (we died). */
+function spawnWatchdog(pidFile, dir) {
+  const child = spawn(process.execPath, [__filename, '--watchdog', pidFile, dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+    cwd: os.tmpdir(),
+  });
+  child.on('error', () => {});
+  child.stdin.on('error', () => {});
+  child.unref();
+  child.stdin.unref();
+  return child;
 }
 
 process.on('exit', () => {
@@ -147,6 +167,7 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
     },
   };
   live.add(bouncer);
+  bouncer.watchdog = spawnWatchdog(bouncer.pidFile, dir);
   const [cmd, args] = asUser(osUser && osUser.name, binary, ['-d', '-q', file('pgbouncer.ini')]);
   const started = await new Promise((resolve) => {
     execFile(cmd, args, { cwd: dir, timeout: READY_TIMEOUT_MS }, (err, stdout, stderr) =>
@@ -164,3 +185,16 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
 }
 
 module.exports = { findPgbouncer, startPgbouncer };
+
+if (require.main === module && process.argv[2] === '--watchdog') {
+  const [pidFile, dir] = process.argv.slice(3);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => {});
+  const reap = () => {
+    reapSync(pidFile, dir);
+    process.exit(0);
+  };
+  process.stdin.on('end', reap);
+  process.stdin.on('close', reap);
+  process.stdin.on('error', reap);
+  process.stdin.resume();
+}
