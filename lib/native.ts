@@ -27,6 +27,7 @@ export interface NativeConfig {
   maxBatch: number;
   connections: number;
   synchronousCommit: boolean;
+  pooler: 'none' | 'transaction';
 }
 
 export interface NativeRow {

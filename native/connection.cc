@@ -9,6 +9,21 @@
 
 namespace spg {
 
+namespace {
+
+// A prepared statement that exists already (42P05) or not at all (26000) on a
+// connection that prepared it: a pooler shares backends between clients.
+void HintPooler(ErrorInfo* error) {
+  if (error->code != "42P05" && error->code != "26000") return;
+  const char* hint =
+      "a connection pooler in transaction mode (PgBouncer before 1.21 or without "
+      "max_prepared_statements, RDS Proxy, Supavisor) runs each transaction on any backend: "
+      "set the option pooler: 'transaction'";
+  error->hint = error->hint.empty() ? hint : error->hint + "; " + hint;
+}
+
+}  // namespace
+
 Statement Statement::Prepare(std::string name, std::string sql, int param_count) {
   Statement s;
   s.kind = Kind::kPrepare;
@@ -330,8 +345,18 @@ bool Connection::SendStatement(const Statement& s) {
   switch (s.kind) {
     case Statement::Kind::kPrepare:
       return PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr) == 1;
-    case Statement::Kind::kPrepared:
-      return PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0) == 1;
+    case Statement::Kind::kPrepared: {
+      const Sql::Prepared* p = nullptr;
+      for (const Sql::Prepared& known : config_.statements) {
+        if (s.name == known.key) p = &known;
+      }
+      if (p != nullptr && config_.unnamed) {
+        return PQsendQueryParams(conn_, p->text.c_str(), n, nullptr, values.data(), nullptr,
+                                 nullptr, 0) == 1;
+      }
+      const char* name = p != nullptr ? p->name.c_str() : s.name.c_str();
+      return PQsendQueryPrepared(conn_, name, n, values.data(), nullptr, nullptr, 0) == 1;
+    }
     case Statement::Kind::kParams:
       return PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
                                0) == 1;
@@ -507,7 +532,10 @@ bool Connection::ProcessResults() {
           head.results[head_statement_] = std::move(result);
         break;
       case PGRES_FATAL_ERROR:
-        if (!head.error) head.error = ResultError(raw, config_.server);
+        if (!head.error) {
+          head.error = ResultError(raw, config_.server);
+          if (!config_.unnamed) HintPooler(&head.error);
+        }
         // After its last statement's results an error belongs to the COMMIT of
         // the whole batch (a deferred constraint, a serialization failure).
         if (head_statement_ >= head.statements.size()) head.failed_at_commit = true;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "sql.h"
 
 namespace spg {
 
@@ -35,7 +36,7 @@ inline ResultPtr AdoptResult(PGresult* r) { return ResultPtr(r, PQclear); }
 struct Statement {
   enum class Kind { kPrepare, kPrepared, kParams };
   Kind kind = Kind::kPrepared;
-  std::string name;     // statement name (kPrepare, kPrepared)
+  std::string name;     // name on the wire (kPrepare); key or name (kPrepared)
   std::string sql;      // text (kPrepare, kParams)
   int param_count = 0;  // kPrepare only
   std::vector<std::string> params;
@@ -140,6 +141,11 @@ struct ConnectionConfig {
   double statement_timeout_ms = 5000;
   size_t max_in_flight = 1000;
   size_t max_batch = 1;  // ops per Sync; 1 = every op commits on its own
+  // What Statement::Prepared(key) stands for: its name on the wire, or its text.
+  std::vector<Sql::Prepared> statements;
+  // pooler 'transaction': each transaction may run on another backend, so
+  // those statements go unnamed, with their text, in the transaction itself.
+  bool unnamed = false;
 };
 
 class Connection {

@@ -143,7 +143,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
     return true;
   };
 
-  std::string index;
+  std::string index, pooler;
   double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1,
          connections = 1;
   ServerTimings timings;
@@ -153,6 +153,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !boolean("shortCircuit", &short_circuit_) || !boolean("keepExpired", &keep_expired_) ||
       !boolean("failoverMode", &failover_mode_) ||
       !boolean("synchronousCommit", &timings.synchronous_commit) ||
+      !string("pooler", &pooler) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
       !number("maxBatch", &max_batch) || !number("connections", &connections) ||
@@ -161,6 +162,11 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
     return;
   }
+  if (pooler != "none" && pooler != "transaction") {
+    fail("config.pooler must be 'none' or 'transaction'");
+    return;
+  }
+  timings.unnamed = pooler == "transaction";
   // Durations arrive in seconds, like every duration of the public API.
   for (double* ms : {&timings.connect_timeout_ms, &timings.statement_timeout_ms,
                      &timings.retry_min_ms, &timings.retry_max_ms}) {

@@ -220,6 +220,8 @@ void Server::Start() {
     config.connect_timeout_ms = timings_.connect_timeout_ms;
     config.statement_timeout_ms = timings_.statement_timeout_ms;
     config.max_batch = timings_.max_batch;
+    config.statements = handler_->sql().prepared;
+    config.unnamed = timings_.unnamed;
     auto* conn = new Connection(addon_, this, std::move(config));
     ErrorInfo error = conn->Start();  // on failure `conn` is already gone
     if (error) {
@@ -340,10 +342,15 @@ void Server::Close() {
 void Server::OnConnected(Connection* conn) {
   auto op = std::make_unique<Op>();
   op->setup = true;
-  op->statements.push_back(
-      Statement::Text("SELECT set_config('statement_timeout', $1, false)")
-          .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
-  if (PQserverVersion(conn->pg()) >= 120000) {
+  // why: behind a transaction pooler a session setting would stay on the
+  // backend for whichever client runs there next, and not follow us to the
+  // next backend (docs: what pooler 'transaction' gives up).
+  if (!timings_.unnamed) {
+    op->statements.push_back(
+        Statement::Text("SELECT set_config('statement_timeout', $1, false)")
+            .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
+  }
+  if (!timings_.unnamed && PQserverVersion(conn->pg()) >= 120000) {
     // why: the merged read and write unnest arrays, and PostgreSQL would plan
     // them afresh on every call (a custom plan of a few rows looks cheaper than
     // the generic one), costing more than running them. Every statement here
@@ -351,7 +358,7 @@ void Server::OnConnected(Connection* conn) {
     op->statements.push_back(
         Statement::Text("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)"));
   }
-  if (!timings_.synchronous_commit) {
+  if (!timings_.unnamed && !timings_.synchronous_commit) {
     // The user accepts losing the last few hundred milliseconds of session
     // writes if the server crashes, for commits that do not wait for the disk.
     op->statements.push_back(
@@ -523,13 +530,33 @@ void Server::SetupChecked(Connection* conn, Op& op) {
 }
 
 void Server::Prepare(Connection* conn) {
-  auto prepare = std::make_unique<Op>();
-  prepare->setup = true;
-  for (const Sql::Prepared& p : handler_->sql().prepared) {
-    prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
+  if (timings_.unnamed) {
+    Op none;
+    SetupPrepared(conn, none);
+    return;
   }
-  prepare->done = [this, conn](Op& op) { SetupPrepared(conn, op); };
-  conn->Enqueue(std::move(prepare));
+  // Each statement in a Sync of its own, all pipelined: one that exists
+  // already (42P05: a pooler's backend that a previous client of ours used)
+  // has the same text, since its name is derived from the text, and is ready.
+  struct Pending {
+    size_t remaining;
+    Op outcome;
+  };
+  const std::vector<Sql::Prepared>& prepared = handler_->sql().prepared;
+  auto pending = std::make_shared<Pending>();
+  pending->remaining = prepared.size();
+  for (const Sql::Prepared& p : prepared) {
+    auto prepare = std::make_unique<Op>();
+    prepare->setup = true;
+    prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
+    prepare->done = [this, conn, pending](Op& op) {
+      if (op.error && op.error.code != "42P05" && !pending->outcome.error) {
+        pending->outcome.error = std::move(op.error);
+      }
+      if (--pending->remaining == 0) SetupPrepared(conn, pending->outcome);
+    };
+    conn->Enqueue(std::move(prepare));
+  }
 }
 
 void Server::SetupPrepared(Connection* conn, Op& op) {

@@ -45,6 +45,8 @@ struct ServerTimings {
   size_t max_batch = 1;    // ops per Sync (group commit)
   size_t connections = 1;  // per server
   bool synchronous_commit = true;
+  // pooler 'transaction': no named statements, no session settings.
+  bool unnamed = false;
 };
 
 class Server : public ConnectionDelegate {
