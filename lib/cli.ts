@@ -30,6 +30,7 @@ Options:
   --max-lifetime <s>  seconds a session lives; with --keep-expired sets GC's grace (default 1440)
   --keep-expired    GC keeps expired rows for one more lifetime, like the handler option
   --connect-timeout <s>  seconds to wait for each server (default 5)
+  --pooler <mode>   'transaction' behind a transaction-pooling PgBouncer (default: none)
   --json            print one JSON document on stdout
   -h, --help        this text
   -v, --version     print the version of session-pgsql and of the libpq it runs with
@@ -59,6 +60,7 @@ const OPTIONS = {
   'max-lifetime': { type: 'string' },
   'keep-expired': { type: 'boolean' },
   'connect-timeout': { type: 'string' },
+  pooler: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -221,6 +223,8 @@ async function main(argv: string[]): Promise<number> {
       keepExpired: values['keep-expired'] ?? false,
       ...(values['max-lifetime'] ? { maxLifetime: Number(values['max-lifetime']) } : {}),
       ...(values['connect-timeout'] ? { connectTimeout: Number(values['connect-timeout']) } : {}),
+      // Validated by the handler's options: a wrong mode is a usage error naming it.
+      ...(values.pooler ? { pooler: values.pooler as 'none' | 'transaction' } : {}),
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

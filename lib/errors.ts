@@ -29,6 +29,14 @@ export const ErrorCode = {
   Timeout: 'SPG_TIMEOUT',
   /** No server that the session could use is up. Retryable. */
   NoServer: 'SPG_NO_SERVER',
+  /**
+   * The server accepted the connection but is read-only (a standby in recovery, or
+   * `default_transaction_read_only` is on), so sessions cannot be written there; it is treated
+   * as down and tried again later, so a standby that is promoted is used once it is writable.
+   * List the primary, or primary and standby in one entry with
+   * `target_session_attrs=read-write`. Retryable.
+   */
+  ReadOnly: 'SPG_READ_ONLY',
   /** The table does not exist and `createTable` is off. */
   TableMissing: 'SPG_TABLE_MISSING',
   /** The table lacks a required column or a unique index on `sess_id`. */

@@ -83,8 +83,9 @@ export class SessionPgsql extends EventEmitter {
    * Connects to every server and creates the table where it is missing.
    * Resolves once at least one server is usable; idempotent. Other methods
    * connect on first use, so calling it is optional but surfaces errors early.
-   * @throws SessionPgsqlError `SPG_CONNECT_FAILED`, `SPG_CONNECT_TIMEOUT`, `SPG_TABLE_MISSING`,
-   *   `SPG_TABLE_INVALID`, `SPG_NO_SERVER` (several servers, none usable), `SPG_CLOSED`, a SQLSTATE.
+   * @throws SessionPgsqlError `SPG_CONNECT_FAILED`, `SPG_CONNECT_TIMEOUT`, `SPG_READ_ONLY` (a
+   *   standby), `SPG_TABLE_MISSING`, `SPG_TABLE_INVALID`, `SPG_NO_SERVER` (several servers, none
+   *   usable), `SPG_CLOSED`, a SQLSTATE.
    */
   async open(): Promise<void> {
     try {

@@ -27,6 +27,7 @@ export interface NativeConfig {
   maxBatch: number;
   connections: number;
   synchronousCommit: boolean;
+  pooler: 'none' | 'transaction';
 }
 
 export interface NativeRow {
@@ -105,6 +106,13 @@ export interface NativeServerStatus {
   id: number;
   server: string;
   state: 'up' | 'down' | 'connecting';
+  /**
+   * The host of the entry that the server's connections use while it is `'up'` (for a multi-host
+   * entry, the one that was chosen; a Unix socket directory for a socket); `null` otherwise.
+   */
+  host: string | null;
+  /** The port of that host while `'up'`; `null` otherwise. */
+  port: number | null;
   since: number;
   operations: number;
   failures: number;

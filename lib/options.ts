@@ -60,6 +60,17 @@ export interface SessionPgsqlOptions {
    * Default `1`.
    */
   connections?: number;
+  /**
+   * `'transaction'` for a connection pooler that may run each transaction on
+   * another backend and cannot keep prepared statements or session settings
+   * (PgBouncer before 1.21 in transaction pooling, RDS Proxy, Supavisor):
+   * statements go unnamed with their text, still pipelined and group-committed,
+   * and no session-level setting is made, so `statementTimeout` is then only
+   * enforced by this process (not by the server) and `synchronousCommit: false`
+   * is refused (set them on the role: see the docs on connection poolers).
+   * `'none'` (default): direct connections, or session pooling.
+   */
+  pooler?: 'none' | 'transaction';
 }
 
 export interface ResolvedOptions {
@@ -88,6 +99,7 @@ export const defaults = {
   maxBatch: 64,
   synchronousCommit: true,
   connections: 1,
+  pooler: 'none',
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -257,6 +269,19 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       `Expected "retryMaxDelay" >= "retryMinDelay" (${retryMin}) but received ${show(retryMax)}`,
     );
   }
+  const pooler = options.pooler ?? defaults.pooler;
+  if (pooler !== 'none' && pooler !== 'transaction') {
+    throw invalid(`Expected "none" or "transaction" for "pooler" but received ${show(pooler)}`);
+  }
+  const synchronousCommit = boolean(options, 'synchronousCommit');
+  if (pooler === 'transaction' && !synchronousCommit) {
+    // why: it is a session setting, which a transaction pooler would leave on
+    // its backend for other clients; silently ignoring it would hide the loss.
+    throw invalid(
+      `"synchronousCommit": false needs a session setting, which "pooler": "transaction" cannot make: ` +
+        `leave it true and set it on the database role instead (ALTER ROLE ... SET synchronous_commit = off)`,
+    );
+  }
   const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
   return {
     native: {
@@ -280,7 +305,8 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       vacuumInterval: seconds(options, 'vacuumInterval', true),
       maxBatch,
       connections,
-      synchronousCommit: boolean(options, 'synchronousCommit'),
+      synchronousCommit,
+      pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
   };

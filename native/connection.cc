@@ -9,6 +9,21 @@
 
 namespace spg {
 
+namespace {
+
+// A prepared statement that exists already (42P05) or not at all (26000) on a
+// connection that prepared it: a pooler shares backends between clients.
+void HintPooler(ErrorInfo* error) {
+  if (error->code != "42P05" && error->code != "26000") return;
+  const char* hint =
+      "a connection pooler in transaction mode (PgBouncer before 1.21 or without "
+      "max_prepared_statements, RDS Proxy, Supavisor) runs each transaction on any backend: "
+      "set the option pooler: 'transaction'";
+  error->hint = error->hint.empty() ? hint : error->hint + "; " + hint;
+}
+
+}  // namespace
+
 Statement Statement::Prepare(std::string name, std::string sql, int param_count) {
   Statement s;
   s.kind = Kind::kPrepare;
@@ -52,35 +67,108 @@ Connection::Connection(Addon* addon, ConnectionDelegate* delegate, ConnectionCon
 Connection::~Connection() { addon_->Unregister(this); }
 
 ErrorInfo Connection::Start() {
-  // why: expand_dbname lets the whole entry (key=value or URI) ride in "dbname";
-  // later keywords only fill in what the entry leaves unset.
-  // client_encoding comes last so it wins: JS strings always arrive as UTF-8.
-  const char* keys[] = {"dbname", "fallback_application_name", "client_encoding", nullptr};
-  const char* values[] = {config_.conninfo.c_str(), "session-pgsql", "UTF8", nullptr};
-  conn_ = PQconnectStartParams(keys, values, 1);
+  phase_ = Phase::kConnecting;
+  timer_ = new uv_timer_t;
+  uv_timer_init(addon_->loop(), timer_);
+  addon_->HandleOpened();
+  timer_->data = this;
+  ErrorInfo error = StartAttempt();
+  while (error && target_ + 1 < config_.targets.size()) {
+    NoteTargetFailed(error);
+    ++target_;
+    error = StartAttempt();
+  }
+  if (error) {
+    Close();
+    return error;
+  }
+  UpdateRef();
+  return {};
+}
+
+// Starts connecting to the entry (or to its current host) under a fresh
+// connect timeout; on failure nothing of the attempt is left open.
+ErrorInfo Connection::StartAttempt() {
+  std::vector<const char*> keys, values;
+  if (config_.targets.empty()) {
+    // why: expand_dbname lets the whole entry (key=value or URI) ride in "dbname".
+    keys.push_back("dbname");
+    values.push_back(config_.conninfo.c_str());
+  } else {
+    const ConnectTarget& target = config_.targets[target_];
+    for (size_t i = 0; i < target.keywords.size(); ++i) {
+      keys.push_back(target.keywords[i].c_str());
+      values.push_back(target.values[i].c_str());
+    }
+  }
+  // Later keywords override earlier ones: client_encoding comes last so it
+  // wins, since JS strings always arrive as UTF-8.
+  keys.insert(keys.end(), {"fallback_application_name", "client_encoding", nullptr});
+  values.insert(values.end(), {"session-pgsql", "UTF8", nullptr});
+  conn_ = PQconnectStartParams(keys.data(), values.data(), config_.targets.empty() ? 1 : 0);
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) {
     ErrorInfo error = ConnectionError(code::kConnectFailed, conn_, config_.server, config_.secrets);
-    Close();
+    DropAttempt();
     return error;
   }
   // Server notices (e.g. "relation already exists, skipping") are not the
   // application's business; libpq would print them on stderr.
   PQsetNoticeProcessor(
       conn_, [](void*, const char*) {}, nullptr);
-  phase_ = Phase::kConnecting;
-  timer_ = new uv_timer_t;
-  uv_timer_init(addon_->loop(), timer_);
-  addon_->HandleOpened();
-  timer_->data = this;
   uv_timer_start(timer_, OnTimer, static_cast<uint64_t>(config_.connect_timeout_ms), 0);
   // The first PQconnectPoll step waits for the socket to become writable.
   if (!WatchSocket(UV_WRITABLE)) {
     ErrorInfo error = LostError(code::kConnectFailed);
-    Close();
+    DropAttempt();
     return error;
   }
-  UpdateRef();
   return {};
+}
+
+// Forgets the current attempt: stops watching its socket, then closes it.
+void Connection::DropAttempt() {
+  if (poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnHandleClosed);
+    ++pending_closes_;
+    poll_ = nullptr;
+    watched_events_ = 0;
+  }
+  if (conn_ != nullptr) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+}
+
+// Adds why the current host failed to the message of a failure of them all.
+void Connection::NoteTargetFailed(const ErrorInfo& error) {
+  const std::string prefix = "server " + std::to_string(config_.server) + ": ";
+  const bool prefixed = error.message.compare(0, prefix.size(), prefix) == 0;
+  target_errors_ += (target_errors_.empty() ? "" : "; ") + config_.targets[target_].label + ": " +
+                    (prefixed ? error.message.substr(prefix.size()) : error.message);
+}
+
+// The attempt on the current host failed: the next host of the entry gets
+// its turn (and its own connect timeout); after the last, the connection fails
+// with what happened on each.
+void Connection::ConnectFailed(ErrorInfo error) {
+  while (!config_.targets.empty()) {
+    NoteTargetFailed(error);
+    if (target_ + 1 >= config_.targets.size()) {
+      error = MakeError(error.code.c_str(),
+                        "server " + std::to_string(config_.server) +
+                            ": no host of the entry could be used: " + target_errors_,
+                        config_.server, true);
+      break;
+    }
+    DropAttempt();
+    ++target_;
+    error = StartAttempt();
+    if (!error) {
+      UpdateRef();
+      return;
+    }
+  }
+  Fail(std::move(error));
 }
 
 void Connection::Enqueue(OpPtr op) {
@@ -200,10 +288,10 @@ void Connection::OnTimer(uv_timer_t* handle) {
   Addon::JsScope scope(self->addon_);
   if (self->closed_) return;
   if (self->phase_ == Phase::kConnecting) {
-    self->Fail(MakeError(code::kConnectTimeout,
-                         "server " + std::to_string(self->config_.server) +
-                             ": no connection within the connect timeout",
-                         self->config_.server, true));
+    self->ConnectFailed(MakeError(code::kConnectTimeout,
+                                  "server " + std::to_string(self->config_.server) +
+                                      ": no connection within the connect timeout",
+                                  self->config_.server, true));
   } else {
     self->Fail(MakeError(code::kTimeout,
                          "server " + std::to_string(self->config_.server) +
@@ -215,15 +303,15 @@ void Connection::OnTimer(uv_timer_t* handle) {
 void Connection::ContinueConnect() {
   switch (PQconnectPoll(conn_)) {
     case PGRES_POLLING_READING:
-      if (!WatchSocket(UV_READABLE)) Fail(LostError(code::kConnectFailed));
+      if (!WatchSocket(UV_READABLE)) ConnectFailed(LostError(code::kConnectFailed));
       return;
     case PGRES_POLLING_WRITING:
-      if (!WatchSocket(UV_WRITABLE)) Fail(LostError(code::kConnectFailed));
+      if (!WatchSocket(UV_WRITABLE)) ConnectFailed(LostError(code::kConnectFailed));
       return;
     case PGRES_POLLING_OK:
       break;
     default:
-      Fail(LostError(code::kConnectFailed));
+      ConnectFailed(LostError(code::kConnectFailed));
       return;
   }
   if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
@@ -257,8 +345,18 @@ bool Connection::SendStatement(const Statement& s) {
   switch (s.kind) {
     case Statement::Kind::kPrepare:
       return PQsendPrepare(conn_, s.name.c_str(), s.sql.c_str(), s.param_count, nullptr) == 1;
-    case Statement::Kind::kPrepared:
-      return PQsendQueryPrepared(conn_, s.name.c_str(), n, values.data(), nullptr, nullptr, 0) == 1;
+    case Statement::Kind::kPrepared: {
+      const Sql::Prepared* p = nullptr;
+      for (const Sql::Prepared& known : config_.statements) {
+        if (s.name == known.key) p = &known;
+      }
+      if (p != nullptr && config_.unnamed) {
+        return PQsendQueryParams(conn_, p->text.c_str(), n, nullptr, values.data(), nullptr,
+                                 nullptr, 0) == 1;
+      }
+      const char* name = p != nullptr ? p->name.c_str() : s.name.c_str();
+      return PQsendQueryPrepared(conn_, name, n, values.data(), nullptr, nullptr, 0) == 1;
+    }
     case Statement::Kind::kParams:
       return PQsendQueryParams(conn_, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
                                0) == 1;
@@ -434,7 +532,10 @@ bool Connection::ProcessResults() {
           head.results[head_statement_] = std::move(result);
         break;
       case PGRES_FATAL_ERROR:
-        if (!head.error) head.error = ResultError(raw, config_.server);
+        if (!head.error) {
+          head.error = ResultError(raw, config_.server);
+          if (!config_.unnamed) HintPooler(&head.error);
+        }
         // After its last statement's results an error belongs to the COMMIT of
         // the whole batch (a deferred constraint, a serialization failure).
         if (head_statement_ >= head.statements.size()) head.failed_at_commit = true;

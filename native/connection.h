@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "sql.h"
 
 namespace spg {
 
@@ -35,7 +36,7 @@ inline ResultPtr AdoptResult(PGresult* r) { return ResultPtr(r, PQclear); }
 struct Statement {
   enum class Kind { kPrepare, kPrepared, kParams };
   Kind kind = Kind::kPrepared;
-  std::string name;     // statement name (kPrepare, kPrepared)
+  std::string name;     // name on the wire (kPrepare); key or name (kPrepared)
   std::string sql;      // text (kPrepare, kParams)
   int param_count = 0;  // kPrepare only
   std::vector<std::string> params;
@@ -120,14 +121,31 @@ class ConnectionDelegate {
   virtual void OnRetired(Connection* conn) = 0;
 };
 
+// One host of a multi-host entry: every option of the entry, with host,
+// hostaddr and port narrowed to that host's (PQconnectStartParams keywords).
+struct ConnectTarget {
+  std::vector<std::string> keywords, values;
+  std::string label;  // host:port, for messages
+};
+
 struct ConnectionConfig {
   int server = 0;
   std::string conninfo;
+  // why: libpq walks a multi-host entry by itself, but PQconnectPoll ignores
+  // connect_timeout, so our one timer would cover every host and a hung first
+  // host would use it all up. Hosts are then tried one at a time, each under
+  // its own connect timeout. Empty: the whole entry in one attempt.
+  std::vector<ConnectTarget> targets;
   std::vector<std::string> secrets;  // the entry's passwords, scrubbed from messages
   double connect_timeout_ms = 5000;
   double statement_timeout_ms = 5000;
   size_t max_in_flight = 1000;
   size_t max_batch = 1;  // ops per Sync; 1 = every op commits on its own
+  // What Statement::Prepared(key) stands for: its name on the wire, or its text.
+  std::vector<Sql::Prepared> statements;
+  // pooler 'transaction': each transaction may run on another backend, so
+  // those statements go unnamed, with their text, in the transaction itself.
+  bool unnamed = false;
 };
 
 class Connection {
@@ -142,6 +160,11 @@ class Connection {
   void Enqueue(OpPtr op);
   // Setup is complete: ordinary ops may go out.
   void MarkReady();
+  // The statements that ops name by key, before MarkReady (setup picks them
+  // from what it found of the table).
+  void UseStatements(std::vector<Sql::Prepared> statements) {
+    config_.statements = std::move(statements);
+  }
   // Closes now; ops not yet settled are dropped without a callback (the caller has
   // drained them or the environment is going away). Idempotent.
   void Close();
@@ -172,6 +195,10 @@ class Connection {
   static void OnHandleClosed(uv_handle_t* handle);
 
   void ContinueConnect();
+  ErrorInfo StartAttempt();
+  void DropAttempt();
+  void ConnectFailed(ErrorInfo error);
+  void NoteTargetFailed(const ErrorInfo& error);
   void HandleReadable();
   void SendQueued();
   void FlushOutput();
@@ -205,6 +232,8 @@ class Connection {
   bool dirty_ = false;       // registered with Addon for the next flush
   bool want_write_ = false;  // PQflush reported unsent output
   int watched_events_ = 0;
+  size_t target_ = 0;           // the host of config_.targets being tried
+  std::string target_errors_;  // why each host tried before it failed
   int pending_closes_ = 0;     // uv handles still closing; delete this at 0
   uv_poll_t* poll_ = nullptr;  // owned; freed in OnHandleClosed
   uv_timer_t* timer_ = nullptr;

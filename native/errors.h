@@ -26,6 +26,7 @@ inline constexpr const char* kConnectTimeout = "SPG_CONNECT_TIMEOUT";
 inline constexpr const char* kConnectionLost = "SPG_CONNECTION_LOST";
 inline constexpr const char* kTimeout = "SPG_TIMEOUT";
 inline constexpr const char* kNoServer = "SPG_NO_SERVER";
+inline constexpr const char* kReadOnly = "SPG_READ_ONLY";
 inline constexpr const char* kTableMissing = "SPG_TABLE_MISSING";
 inline constexpr const char* kTableInvalid = "SPG_TABLE_INVALID";
 inline constexpr const char* kProtocol = "SPG_PROTOCOL";

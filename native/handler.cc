@@ -191,7 +191,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
     return true;
   };
 
-  std::string index;
+  std::string index, pooler;
   double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1,
          connections = 1;
   ServerTimings timings;
@@ -201,6 +201,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !boolean("shortCircuit", &short_circuit_) || !boolean("keepExpired", &keep_expired_) ||
       !boolean("failoverMode", &failover_mode_) ||
       !boolean("synchronousCommit", &timings.synchronous_commit) ||
+      !string("pooler", &pooler) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
       !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
       !number("maxBatch", &max_batch) || !number("connections", &connections) ||
@@ -209,6 +210,11 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
     return;
   }
+  if (pooler != "none" && pooler != "transaction") {
+    fail("config.pooler must be 'none' or 'transaction'");
+    return;
+  }
+  timings.unnamed = pooler == "transaction";
   // Durations arrive in seconds, like every duration of the public API.
   for (double* ms : {&timings.connect_timeout_ms, &timings.statement_timeout_ms,
                      &timings.retry_min_ms, &timings.retry_max_ms}) {
@@ -1053,6 +1059,17 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     o.Set("id", static_cast<double>(i));
     o.Set("server", s.spec().redacted);
     o.Set("state", kStates[static_cast<int>(s.state())]);
+    // Which host of a multi-host entry is in use (null while not up).
+    if (s.host_in_use().empty()) {
+      o.Set("host", env.Null());
+      o.Set("port", env.Null());
+    } else {
+      o.Set("host", s.host_in_use());
+      const std::string& port = s.port_in_use();
+      const bool numeric =
+          !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
+      o.Set("port", numeric ? Napi::Value(Napi::Number::New(env, std::stod(port))) : env.Null());
+    }
     o.Set("since", s.state_since());
     o.Set("operations", static_cast<double>(s.operations()));
     o.Set("failures", static_cast<double>(s.failures()));

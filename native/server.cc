@@ -68,6 +68,74 @@ std::vector<std::string> PasswordCandidates(const std::string& entry) {
 // housekeeping record table is shared by all the session tables of a schema.
 constexpr const char* kDdlLock = "session-pgsql ddl";
 
+std::vector<std::string> CommaList(const std::string& value) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = value.find(',', start);
+    out.push_back(value.substr(start, comma == std::string::npos ? std::string::npos
+                                                                 : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// One target per host of a multi-host entry, with every other option kept.
+// Lists libpq would reject (mismatched lengths) are left whole, for libpq to
+// report. target_session_attrs=prefer-standby needs two rounds: standbys on
+// every host first, then any server, as libpq does over the whole list.
+std::vector<ConnectTarget> ExpandHosts(const PQconninfoOption* options) {
+  std::string host, hostaddr, port, attrs;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const std::string key = o->keyword;
+    if (key == "host") host = o->val;
+    if (key == "hostaddr") hostaddr = o->val;
+    if (key == "port") port = o->val;
+    if (key == "target_session_attrs") attrs = o->val;
+  }
+  const std::vector<std::string> hosts = CommaList(host), addrs = CommaList(hostaddr),
+                                 ports = CommaList(port);
+  const size_t n = std::max(hosts.size(), addrs.size());
+  if (n < 2) return {};
+  if ((!host.empty() && hosts.size() != n) || (!hostaddr.empty() && addrs.size() != n) ||
+      (ports.size() != 1 && ports.size() != n)) {
+    return {};
+  }
+  const std::vector<std::string> rounds =
+      attrs == "prefer-standby" ? std::vector<std::string>{"standby", "any"}
+                                : std::vector<std::string>{attrs};
+  std::vector<ConnectTarget> out;
+  for (const std::string& round : rounds) {
+    for (size_t i = 0; i < n; ++i) {
+      ConnectTarget t;
+      auto add = [&t](const char* key, const std::string& value) {
+        if (value.empty()) return;
+        t.keywords.emplace_back(key);
+        t.values.push_back(value);
+      };
+      for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        if (o->val == nullptr) continue;
+        const std::string key = o->keyword;
+        if (key == "host" || key == "hostaddr" || key == "port" || key == "target_session_attrs")
+          continue;
+        add(o->keyword, o->val);
+      }
+      const std::string h = host.empty() ? std::string() : hosts[i];
+      const std::string a = hostaddr.empty() ? std::string() : addrs[i];
+      const std::string p = ports.size() == 1 ? ports[0] : ports[i];
+      add("host", h);
+      add("hostaddr", a);
+      add("port", p);
+      add("target_session_attrs", round);
+      t.label = (h.empty() ? (a.empty() ? std::string("default host") : a) : h) +
+                (p.empty() ? "" : ":" + p);
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error) {
@@ -84,6 +152,7 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
     *error = message;
     return false;
   }
+  spec->targets = ExpandHosts(options);
   std::string host, hostaddr, port, dbname;
   std::ostringstream redacted;
   bool first = true;
@@ -125,6 +194,10 @@ void Server::SetState(State state) {
   const bool was_up = state_ == State::kUp;
   state_ = state;
   state_since_ = NowSeconds();
+  if (state != State::kUp) {
+    host_in_use_.clear();
+    port_in_use_.clear();
+  }
   if (was_up != (state == State::kUp)) handler_->ServerChanged(index_, state == State::kUp);
 }
 
@@ -142,10 +215,13 @@ void Server::Start() {
     ConnectionConfig config;
     config.server = index_;
     config.conninfo = spec_.conninfo;
+    config.targets = spec_.targets;
     config.secrets = spec_.secrets;
     config.connect_timeout_ms = timings_.connect_timeout_ms;
     config.statement_timeout_ms = timings_.statement_timeout_ms;
     config.max_batch = timings_.max_batch;
+    config.statements = handler_->sql().prepared;
+    config.unnamed = timings_.unnamed;
     auto* conn = new Connection(addon_, this, std::move(config));
     ErrorInfo error = conn->Start();  // on failure `conn` is already gone
     if (error) {
@@ -266,10 +342,15 @@ void Server::Close() {
 void Server::OnConnected(Connection* conn) {
   auto op = std::make_unique<Op>();
   op->setup = true;
-  op->statements.push_back(
-      Statement::Text("SELECT set_config('statement_timeout', $1, false)")
-          .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
-  if (PQserverVersion(conn->pg()) >= 120000) {
+  // why: behind a transaction pooler a session setting would stay on the
+  // backend for whichever client runs there next, and not follow us to the
+  // next backend (docs: what pooler 'transaction' gives up).
+  if (!timings_.unnamed) {
+    op->statements.push_back(
+        Statement::Text("SELECT set_config('statement_timeout', $1, false)")
+            .Bind(std::to_string(static_cast<long long>(timings_.statement_timeout_ms))));
+  }
+  if (!timings_.unnamed && PQserverVersion(conn->pg()) >= 120000) {
     // why: the merged read and write unnest arrays, and PostgreSQL would plan
     // them afresh on every call (a custom plan of a few rows looks cheaper than
     // the generic one), costing more than running them. Every statement here
@@ -277,15 +358,46 @@ void Server::OnConnected(Connection* conn) {
     op->statements.push_back(
         Statement::Text("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)"));
   }
-  if (!timings_.synchronous_commit) {
+  if (!timings_.unnamed && !timings_.synchronous_commit) {
     // The user accepts losing the last few hundred milliseconds of session
     // writes if the server crashes, for commits that do not wait for the disk.
     op->statements.push_back(
         Statement::Text("SELECT set_config('synchronous_commit', 'off', false)"));
   }
+  // why: a standby (or a server with default_transaction_read_only) accepts
+  // the connection and every read, then fails every write with 25006; it is
+  // not a server sessions can use, so it is found out here, before it is up.
+  const size_t role = op->statements.size();
+  op->statements.push_back(
+      Statement::Text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"));
   op->statements.push_back(CheckStatement());
-  op->done = [this, conn](Op& op) { SetupChecked(conn, op); };
+  op->done = [this, conn, role](Op& op) {
+    if (!op.error && RejectReadOnly(conn, op.results[role].get())) return;
+    SetupChecked(conn, op);
+  };
   conn->Enqueue(std::move(op));
+}
+
+bool Server::RejectReadOnly(Connection* conn, const PGresult* role) {
+  if (SlotOf(conn) == nullptr || role == nullptr || PQntuples(role) != 1) return false;
+  const bool recovery = PQgetvalue(role, 0, 0)[0] == 't';
+  const bool read_only = std::string(PQgetvalue(role, 0, 1)) == "on";
+  if (!recovery && !read_only) return false;
+  const char* host = PQhost(conn->pg());
+  const char* port = PQport(conn->pg());
+  const std::string where =
+      std::string(host ? host : "") + (port && *port ? ":" + std::string(port) : "");
+  ErrorInfo error = MakeError(
+      code::kReadOnly,
+      "server " + std::to_string(index_) + " (" + where + ") is read-only" +
+          (recovery ? " (a standby in recovery)" : " (default_transaction_read_only is on)") +
+          ": sessions cannot be written there. List the primary, or list primary and standby "
+          "in one entry with target_session_attrs=read-write so that whichever is writable "
+          "is used",
+      index_, true);
+  error.hint = "add target_session_attrs=read-write to a multi-host entry";
+  conn->Fail(std::move(error));
+  return true;
 }
 
 Statement Server::CheckStatement() const {
@@ -469,14 +581,38 @@ void Server::SetupChecked(Connection* conn, Op& op) {
 }
 
 void Server::Prepare(Connection* conn) {
-  auto prepare = std::make_unique<Op>();
-  prepare->setup = true;
+  // The statements for this connection's table: with the version column or
+  // without it (found by the check just before).
   const Slot* slot = SlotOf(conn);
-  for (const Sql::Prepared& p : handler_->sql(slot == nullptr || slot->versioned).prepared) {
-    prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
+  const std::vector<Sql::Prepared>& prepared =
+      handler_->sql(slot == nullptr || slot->versioned).prepared;
+  conn->UseStatements(prepared);
+  if (timings_.unnamed) {
+    Op none;
+    SetupPrepared(conn, none);
+    return;
   }
-  prepare->done = [this, conn](Op& op) { SetupPrepared(conn, op); };
-  conn->Enqueue(std::move(prepare));
+  // Each statement in a Sync of its own, all pipelined: one that exists
+  // already (42P05: a pooler's backend that a previous client of ours used)
+  // has the same text, since its name is derived from the text, and is ready.
+  struct Pending {
+    size_t remaining;
+    Op outcome;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->remaining = prepared.size();
+  for (const Sql::Prepared& p : prepared) {
+    auto prepare = std::make_unique<Op>();
+    prepare->setup = true;
+    prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
+    prepare->done = [this, conn, pending](Op& op) {
+      if (op.error && op.error.code != "42P05" && !pending->outcome.error) {
+        pending->outcome.error = std::move(op.error);
+      }
+      if (--pending->remaining == 0) SetupPrepared(conn, pending->outcome);
+    };
+    conn->Enqueue(std::move(prepare));
+  }
 }
 
 void Server::SetupPrepared(Connection* conn, Op& op) {
@@ -494,6 +630,10 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
   attempts_ = 0;
   last_error_ = {};
   if (failures_ > 0) recovered_at_ = NowSeconds();
+  const char* host = PQhost(slots_.front().conn->pg());
+  const char* port = PQport(slots_.front().conn->pg());
+  host_in_use_ = host ? host : "";
+  port_in_use_ = port ? port : "";
   SetState(State::kUp);
   housekeeping_.ServerUp();
 }

@@ -29,6 +29,9 @@ struct ServerSpec {
   std::string redacted;  // key=value form with every secret option replaced by ***
   std::string identity;  // host(s), port(s) and database: stable across list reorders
   std::vector<std::string> secrets;  // values of the entry's secret options (password, ...)
+  // One per host, in the order to try them, when the entry lists several
+  // hosts; empty otherwise (see ConnectionConfig::targets).
+  std::vector<ConnectTarget> targets;
 };
 
 // Parses one entry; on failure `error` names the problem without any secret.
@@ -42,6 +45,8 @@ struct ServerTimings {
   size_t max_batch = 1;    // ops per Sync (group commit)
   size_t connections = 1;  // per server
   bool synchronous_commit = true;
+  // pooler 'transaction': no named statements, no session settings.
+  bool unnamed = false;
 };
 
 class Server : public ConnectionDelegate {
@@ -89,6 +94,10 @@ class Server : public ConnectionDelegate {
   Found housekeeping_found() const { return housekeeping_found_; }
   // The version column: kCreated when this handler added it.
   Found version_found() const { return version_found_; }
+  // The host and port of the entry that the server's connections use while it
+  // is up (PQhost/PQport); empty otherwise.
+  const std::string& host_in_use() const { return host_in_use_; }
+  const std::string& port_in_use() const { return port_in_use_; }
 
   // ConnectionDelegate
   void OnConnected(Connection* conn) override;
@@ -110,6 +119,8 @@ class Server : public ConnectionDelegate {
   Slot* SlotOf(const Connection* conn);
   void DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);
+  // Fails `conn` if the role check of its setup found the server read-only.
+  bool RejectReadOnly(Connection* conn, const PGresult* role);
   // The table check: sql.check with the table and housekeeping table names.
   Statement CheckStatement() const;
   // Runs `ddl` under the DDL lock, then the table check again, in one
@@ -149,6 +160,7 @@ class Server : public ConnectionDelegate {
   Found housekeeping_found_ = Found::kUnknown;
   Found version_found_ = Found::kUnknown;
   bool warned_unversioned_ = false;  // the warning that the table has no version column
+  std::string host_in_use_, port_in_use_;
   Housekeeping housekeeping_;
 };
 

@@ -1,5 +1,8 @@
 #include "sql.h"
 
+#include <cstdint>
+#include <cstdio>
+
 namespace spg {
 
 const std::vector<std::string> kRequiredColumns = {
@@ -16,6 +19,18 @@ constexpr const char* kNow = "floor(extract(epoch from now()))::bigint";
 }  // namespace
 
 // The SQL is laid out by clause, which the formatter would undo.
+std::string StatementName(const std::string& text) {
+  // 64-bit FNV-1a: the same in every build and process, unlike std::hash.
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char name[4 + 16 + 1];
+  std::snprintf(name, sizeof name, "spg_%016llx", static_cast<unsigned long long>(hash));
+  return name;
+}
+
 // clang-format off
 Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   const std::string& t = o.table;
@@ -205,6 +220,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kTouchStmt, touch, 2},          {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},      {kGcStmt, gc, 1},
               {kTombstoneStmt, tombstone, 2}};
+  for (Prepared& p : prepared) p.name = StatementName(p.text);
 
   check =
       "SELECT c.oid IS NOT NULL, "

@@ -8,7 +8,9 @@
 
 namespace spg {
 
-// Prepared statement names; each connection prepares all of them during setup.
+// The statements each connection prepares during setup, by key: an op asks for
+// one with Statement::Prepared(key), and the connection sends it under its
+// name on the wire (Sql::Prepared::name), or unnamed with its text.
 inline constexpr const char* kReadStmt = "spg_read";
 inline constexpr const char* kReadManyStmt = "spg_read_many";
 inline constexpr const char* kWriteStmt = "spg_write";
@@ -20,6 +22,9 @@ inline constexpr const char* kGcStmt = "spg_gc";
 inline constexpr const char* kFetchStmt = "spg_fetch";
 inline constexpr const char* kAdoptStmt = "spg_adopt";
 inline constexpr const char* kTombstoneStmt = "spg_tombstone";
+
+// The name a statement with `text` is prepared under (see Sql::Prepared::name).
+std::string StatementName(const std::string& text);
 
 // The columns a session table must have (the original's 14).
 extern const std::vector<std::string> kRequiredColumns;
@@ -45,9 +50,14 @@ struct Sql {
   explicit Sql(const SqlOptions& options);
 
   struct Prepared {
-    const char* name;
+    const char* key;  // kReadStmt, ...
     std::string text;
     int param_count;
+    // "spg_" and a hash of the text. why: backends behind a connection pooler
+    // are shared, so a statement another handler (another table) prepared
+    // there under the same name must never be run as ours; one with the same
+    // name is the same text, hence the same statement.
+    std::string name = {};
   };
   std::vector<Prepared> prepared;  // what setup prepares
   long long gc_batch;              // rows per GC statement

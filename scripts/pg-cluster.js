@@ -796,6 +796,16 @@ module.exports = {
   controlFromEnv,
   findBindir,
   conninfoFor,
+  // for scripts/pg-replica.js and scripts/pgbouncer.js
+  asUser,
+  run,
+  freePorts,
+  makeCluster,
+  postmasterPid,
+  waitReady,
+  which,
+  serverOsUser,
+  pidAlive,
 };
 
 if (require.main === module) {

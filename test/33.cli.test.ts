@@ -336,6 +336,19 @@ describe('33 CLI', function () {
       expect(rec).to.deep.equal({ runs: '1', last_removed: '7' });
     });
 
+    it('gc --pooler transaction (unnamed statements, for a transaction pooler) collects the same', async () => {
+      await init(1);
+      await insert(0, 5, -60);
+      await insert(0, 2, 600);
+      const r = await cli(['gc', '--pooler', 'transaction', '--db', db(1), '--table', table]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(/^server 0 \(.*\): .*removed=5\b/m);
+      expect(await count(0)).to.deep.equal({ rows: 2, expired: 0 });
+      const bad = await cli(['gc', '--pooler', 'statement', '--db', db(1), '--table', table]);
+      expect(bad.code).to.equal(2);
+      expect(oneLine(bad.stderr)).to.include('"pooler"');
+    });
+
     it('gc --keep-expired --max-lifetime keeps rows within the grace period', async () => {
       await init();
       await insert(0, 4, -30); // within a 100 s grace

@@ -23,13 +23,6 @@ import { storedRow } from './support/rows';
 import { sleep, waitUntil } from './support/wait';
 import { rejection } from './support/errors';
 
-declare module 'express-session' {
-  interface SessionData {
-    views?: number;
-    note?: string;
-  }
-}
-
 const SECRET = 'express adapter test secret';
 const COOKIE = 'connect.sid';
 const RESTART_SERVER = 2;

@@ -22,12 +22,6 @@ import { columnsOf, storedRow, type StoredRow } from './support/rows';
 import { sleep, waitUntil } from './support/wait';
 import { rejection } from './support/errors';
 
-declare module 'fastify' {
-  interface Session {
-    views?: number;
-  }
-}
-
 const SECRET = 'a fastify adapter test secret of at least 32 characters';
 const COOKIE = 'sessionId';
 const RESTART_SERVER = 2;

@@ -22,17 +22,6 @@ import { rejection, thrown } from './support/errors';
 import { handlerFactory } from './support/handlers';
 import { closeServer, CookieJar, listen } from './support/http';
 
-declare module 'express-session' {
-  interface SessionData {
-    views?: number;
-  }
-}
-declare module 'fastify' {
-  interface Session {
-    views?: number;
-  }
-}
-
 /** The sess_id values of a table, in order. */
 async function storedIds(table: string): Promise<string[]> {
   const rows = await query<{ sess_id: string }>(

@@ -28,17 +28,6 @@ import {
 import { closedPort } from './support/net';
 import { sleep, waitUntil } from './support/wait';
 
-declare module 'express-session' {
-  interface SessionData {
-    views?: number;
-  }
-}
-declare module 'fastify' {
-  interface Session {
-    views?: number;
-  }
-}
-
 const RESTART_SERVER = 2;
 const QUICK = { gcInterval: 0, vacuumInterval: 0, connectTimeout: 2, retryMaxDelay: 0.5 };
 

@@ -19,17 +19,6 @@ import { closeServer, CookieJar, listen, type HttpResponse } from './support/htt
 import { storedRow } from './support/rows';
 import { sleep } from './support/wait';
 
-declare module 'express-session' {
-  interface SessionData {
-    views?: number;
-  }
-}
-declare module 'fastify' {
-  interface Session {
-    views?: number;
-  }
-}
-
 const QUICK = { gcInterval: 0, vacuumInterval: 0 };
 
 /** GET without storing what the response sets, then keep only the cookies' name=value. */

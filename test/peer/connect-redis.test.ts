@@ -1,5 +1,5 @@
 // connect-redis's store lifecycle test (index_test.ts, lifecycleTest(); see README.md for the
-// tag and commit), ported to ExpressStore: the same calls in the same order with the same
+// tag and commit), written here for ExpressStore after it: the same calls in the same order with the same
 // expectations. What had to change, and why:
 // - Redis's TTL of key sess:<id> is read here as the row's sess_expire (Unix seconds) minus
 //   now, with pg: the handler's own read() would apply the core's idPattern to ids like '123',
