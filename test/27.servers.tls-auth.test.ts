@@ -20,6 +20,26 @@ function pgpassField(value: string): string {
   return value.replace(/[:\\]/g, (c) => `\\${c}`);
 }
 
+/** A throwaway self-signed certificate: `<base>.key` and `<base>.crt`, valid for a day. */
+function selfSigned(base: string, cn: string, extra: string[] = []): void {
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      ...extra,
+    ].concat(['-keyout', `${base}.key`, '-out', `${base}.crt`]),
+    { stdio: 'ignore' },
+  );
+}
+
 describe('servers: TLS, passwords, password file, Unix socket', function () {
   this.timeout(60_000);
   const table = uniqueTable('tls');
@@ -51,27 +71,10 @@ describe('servers: TLS, passwords, password file, Unix socket', function () {
     port = /port=(\d+)/.exec(servers()[SERVER]!)![1]!;
     dir = mkdtempSync(path.join(tmpdir(), 'spg-tls-'));
     // A self-signed certificate for 127.0.0.1, its own CA for verify-ca and verify-full.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        path.join(cluster.dataDir, 'spg_test.key'),
-        '-out',
-        path.join(cluster.dataDir, 'spg_test.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSigned(path.join(cluster.dataDir, 'spg_test'), '127.0.0.1', [
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     const owner = statSync(cluster.dataDir);
     for (const f of ['spg_test.key', 'spg_test.crt']) {
       chownSync(path.join(cluster.dataDir, f), owner.uid, owner.gid);
@@ -156,25 +159,7 @@ describe('servers: TLS, passwords, password file, Unix socket', function () {
 
   it('sslmode=verify-full with a root certificate that did not sign the server: SPG_CONNECT_FAILED', async () => {
     const other = path.join(dir, 'other');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=other',
-        '-keyout',
-        `${other}.key`,
-        '-out',
-        `${other}.crt`,
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSigned(other, 'other');
     const h = new SessionPgsql({
       db: `${base()} ${password()} sslmode=verify-full sslrootcert=${other}.crt`,
       table,
