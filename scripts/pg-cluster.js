@@ -507,20 +507,17 @@ function reapRootSync(root, bindir, osUserName) {
 }
 
 /**
- * A detached process that tears the set down when our end of its stdin pipe closes, i.e. when
- * this process dies by any means, SIGKILL included. Harmless when we cleaned up ourselves.
+ * A detached node process running `script` with `args` (its `--watchdog` mode), which tears
+ * down what it was given when our end of its stdin pipe closes, i.e. when this process dies by
+ * any means, SIGKILL included. Harmless when we cleaned up ourselves. Null if it cannot start.
  */
-function spawnWatchdog(root, bindir, osUserName) {
+function spawnWatchdog(script, args) {
   try {
-    const child = spawn(
-      process.execPath,
-      [__filename, '--watchdog', root, bindir, osUserName || ''],
-      {
-        detached: true,
-        stdio: ['pipe', 'ignore', 'ignore'],
-        cwd: os.tmpdir(),
-      },
-    );
+    const child = spawn(process.execPath, [script, '--watchdog', ...args], {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+      cwd: os.tmpdir(),
+    });
     child.on('error', () => {});
     child.stdin.on('error', () => {});
     child.unref();
@@ -662,7 +659,7 @@ async function startClusters(n = 1, opts = {}) {
   };
   liveSets.add(set);
   updateHandlers();
-  set.watchdog = spawnWatchdog(root, bindir, osUser && osUser.name);
+  set.watchdog = spawnWatchdog(__filename, [root, bindir, (osUser && osUser.name) || '']);
 
   try {
     const ports = await freePorts(n);
@@ -797,6 +794,7 @@ module.exports = {
   findBindir,
   conninfoFor,
   // for scripts/pg-replica.js and scripts/pgbouncer.js
+  spawnWatchdog,
   asUser,
   run,
   freePorts,

@@ -12,7 +12,7 @@
 // user when we are root. Stopped by stop(), on process exit, and, through a detached watchdog
 // process, even when this process is killed with SIGKILL.
 
-const { execFile, spawn } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -24,6 +24,7 @@ const {
   freePorts,
   pidAlive,
   conninfoFor,
+  spawnWatchdog,
 } = require('./pg-cluster.js');
 
 const HOST = '127.0.0.1';
@@ -75,20 +76,6 @@ function stopSync(bouncer) {
   reapSync(bouncer.pidFile, bouncer.dir);
   if (bouncer.watchdog) bouncer.watchdog.stdin.destroy();
   live.delete(bouncer);
-}
-
-/** A detached process that reaps PgBouncer once our end of its stdin closes (we died). */
-function spawnWatchdog(pidFile, dir) {
-  const child = spawn(process.execPath, [__filename, '--watchdog', pidFile, dir], {
-    detached: true,
-    stdio: ['pipe', 'ignore', 'ignore'],
-    cwd: os.tmpdir(),
-  });
-  child.on('error', () => {});
-  child.stdin.on('error', () => {});
-  child.unref();
-  child.stdin.unref();
-  return child;
 }
 
 process.on('exit', () => {
@@ -167,7 +154,8 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
     },
   };
   live.add(bouncer);
-  bouncer.watchdog = spawnWatchdog(bouncer.pidFile, dir);
+  // Reaps PgBouncer once our end of its stdin closes (we died).
+  bouncer.watchdog = spawnWatchdog(__filename, [bouncer.pidFile, dir]);
   const [cmd, args] = asUser(osUser && osUser.name, binary, ['-d', '-q', file('pgbouncer.ini')]);
   const started = await new Promise((resolve) => {
     execFile(cmd, args, { cwd: dir, timeout: READY_TIMEOUT_MS }, (err, stdout, stderr) =>
