@@ -22,14 +22,6 @@ import { sleep } from './support/wait';
 const QUICK = { gcInterval: 0, vacuumInterval: 0 };
 
 /** GET without storing what the response sets, then keep only the cookies' name=value. */
-async function firstVisit(jar: CookieJar, path: string): Promise<HttpResponse> {
-  const res = await jar.get(path, { save: false });
-  expect(res.status, res.text).to.equal(200);
-  // A 1.5 s cookie may look expired to the jar on arrival: keep it as a replaying client would.
-  jar.absorb(res.setCookies.map((line) => line.split(';')[0]!));
-  return res;
-}
-
 /**
  * Replays the jar's cookie on GET `path` every 50 ms until `until` (epoch ms; at most 200 requests):
  * every request sent at or after `expiry` must get a fresh session (`isOriginal` false), and some
@@ -106,7 +98,7 @@ describe('46 adapters: expiry precision, and touch', function () {
     it('maxAge 1500 ms: never served at or after cookie.expires', async () => {
       const table = uniqueTable('t46');
       const { jar } = await expressApp(table, 1500);
-      const { id } = (await firstVisit(jar, '/count')).json();
+      const { id } = (await jar.visitKeepingCookies('/count')).json();
       const expiry = Date.parse(JSON.parse((await storedRow(table, id))!.sess_data).cookie.expires);
       await expectNeverServedAfter(jar, '/peek', expiry, expiry + 2500, (res) => {
         return res.json().id === id;
@@ -160,7 +152,7 @@ describe('46 adapters: expiry precision, and touch', function () {
     it('a session touched before its first expiry is served after it (the refreshed expiry counts)', async () => {
       const table = uniqueTable('t46');
       const { jar } = await expressApp(table, 1500, 0);
-      const { id } = (await firstVisit(jar, '/count')).json();
+      const { id } = (await jar.visitKeepingCookies('/count')).json();
       const first = Date.parse(JSON.parse((await storedRow(table, id))!.sess_data).cookie.expires);
       await sleep(Math.max(0, first - Date.now() - 700));
       expect((await jar.get('/peek', { save: false })).json()).to.deep.equal({ id, views: 1 });
@@ -192,7 +184,7 @@ describe('46 adapters: expiry precision, and touch', function () {
       await app.listen({ port: 0, host: '127.0.0.1' });
       const { port } = app.server.address() as { port: number };
       const jar = new CookieJar(`http://127.0.0.1:${port}/`);
-      const { id } = (await firstVisit(jar, '/count')).json();
+      const { id } = (await jar.visitKeepingCookies('/count')).json();
       const expiry = Date.parse(JSON.parse((await storedRow(table, id))!.sess_data).cookie.expires);
       expect((await storedRow(table, id))!.sess_expire * 1000).to.be.at.least(expiry);
       await expectNeverServedAfter(jar, '/peek', expiry, expiry + 2500, (res) => {
@@ -223,7 +215,7 @@ describe('46 adapters: expiry precision, and touch', function () {
     it('maxAge 1500 ms: never served at or after _expire', async () => {
       const table = uniqueTable('t46');
       const { jar } = await koaApp(table, { maxAge: 1500, rolling: false });
-      await firstVisit(jar, '/count');
+      await jar.visitKeepingCookies('/count');
       const key = jar.cookie('koa.sess')!;
       const expiry = JSON.parse((await storedRow(table, key))!.sess_data)._expire as number;
       await expectNeverServedAfter(jar, '/peek', expiry, expiry + 2500, (res) => {
@@ -235,7 +227,7 @@ describe('46 adapters: expiry precision, and touch', function () {
       const table = uniqueTable('t46');
       const { jar, store } = await koaApp(table, { maxAge: 3000, rolling: true });
       const started = Date.now();
-      await firstVisit(jar, '/count');
+      await jar.visitKeepingCookies('/count');
       const key = jar.cookie('koa.sess')!;
       const first = JSON.parse((await storedRow(table, key))!.sess_data)._expire as number;
       // An unchanged request 1.1 s or more later, in the second half of a second: the refreshed

@@ -112,6 +112,18 @@ export class CookieJar {
     }
   }
 
+  /**
+   * GET `path` and keep every cookie it sets, even one whose Expires already lies in the past.
+   * For short cookies: Expires has whole seconds, so a 1 s cookie can arrive already expired on
+   * a loaded machine; a client replaying a stale cookie is what these tests need.
+   */
+  async visitKeepingCookies(path: string): Promise<HttpResponse> {
+    const res = await this.request(path, { save: false });
+    expect(res.status, res.text).to.equal(200);
+    this.absorb(res.setCookies.map((line) => line.split(';')[0]!));
+    return res;
+  }
+
   async request(path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     const headers: Record<string, string> = { ...options.headers };
     const cookie = this.header();
