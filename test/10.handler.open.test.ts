@@ -25,7 +25,7 @@ const COLUMNS = [
   'sess_custom',
 ];
 
-// The original's HEAD DDL (research/original.md §4.1), with a table name of our choosing.
+// The PHP extension's own DDL (docs/operations.md, The table), with a table name of our choosing.
 function phpDdl(table: string): string {
   return `CREATE TABLE ${table} ( sess_id            text	PRIMARY KEY, sess_name          text, sess_data          text, sess_created       integer, sess_modified      integer, sess_expire        integer, sess_addr_created  text, sess_addr_modified text, sess_counter       integer, sess_error         integer, sess_warning       integer, sess_notice        integer, sess_err_message   text, sess_custom        text)`;
 }

@@ -1,5 +1,5 @@
 // The column values a PHP deployment sharing the table sees after an insert and after an
-// update (research/original.md §4.4, §6), with the fixes of SPEC §3.2: error counts of the
+// update (docs/operations.md, The table), with its bugs fixed: error counts of the
 // inserting request are stored, custom can be cleared, the counter is incremented in SQL.
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';

@@ -1,5 +1,5 @@
 // shortCircuit: skip the UPDATE iff the data is byte-equal to what was read and neither
-// setField nor addError was called; inserts are never skipped (SPEC §3.2, original §5).
+// setField nor addError was called; inserts are never skipped (docs/api.md `handler.write`; docs/from-php.md).
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { newId, query, uniqueTable } from './support/db';
@@ -148,7 +148,7 @@ describe('13 handler: shortCircuit', () => {
     expect(Number(r.sess_expire)).to.be.greaterThan(Date.now() / 1000);
   });
 
-  it("an expired session kept by keepExpired is written even with data '' (original §5 bug)", async () => {
+  it("an expired session kept by keepExpired is written even with data '' (a bug of the PHP original)", async () => {
     const handler = await make({ keepExpired: true });
     const id = await stored(handler, 'old');
     await query(0, `UPDATE ${table} SET sess_expire = 1000 WHERE sess_id = $1`, [id]);

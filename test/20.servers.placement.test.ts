@@ -1,4 +1,4 @@
-// Placement: which server a session id belongs to (issue 3 §2, SPEC §2.1 `placement`, §3.3).
+// Placement: which server a session id belongs to (docs/api.md Options `placement`; docs/behaviour.md, Several servers).
 // `serversFor(id)` is pure, so these tests use made-up conninfos: nothing ever connects.
 import { expect } from 'chai';
 import { SessionPgsql } from '../lib';

@@ -1,4 +1,4 @@
-// Failover with real servers (issue 3 §3, §6; SPEC §3.3): failoverMode keeps every session on
+// Failover with real servers (docs/behaviour.md, Several servers): failoverMode keeps every session on
 // the first live server in list order, and rendezvous placement stores each session on its home.
 // These tests stop and start test server 0; every test leaves all servers running.
 import { expect } from 'chai';

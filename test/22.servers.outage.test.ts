@@ -1,4 +1,4 @@
-// Outages with real servers (issue 3 §3, §4, §6; SPEC §3.3): a server killed under load, sessions
+// Outages with real servers (docs/behaviour.md, Outages): a server killed under load, sessions
 // written on a fallback while their home was down, destroy wherever a session lives, and every
 // server down at once. These tests crash (pg_ctl stop -m immediate) and restart test servers;
 // every test leaves all servers running.

@@ -1,4 +1,4 @@
-// A home server that hangs and then resumes (issue 12 item 1): SIGSTOP every process of it while
+// A home server that hangs and then resumes (docs/behaviour.md, Versions): SIGSTOP every process of it while
 // writes go on, so they time out there and are resent to the next server, write again, then
 // SIGCONT. The resumed server runs the writes it had queued, late. Every acknowledged value must
 // still be the one read back, on the same handler and on a fresh one, and a session destroyed

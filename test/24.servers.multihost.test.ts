@@ -1,4 +1,4 @@
-// Multi-host entries behave like libpq's own (issue 12 item 2): one `db` entry may list several
+// Multi-host entries behave like libpq's own (docs/behaviour.md, A replicated pair): one `db` entry may list several
 // hosts (`host=a,b port=p1,p2`); each host gets its own connectTimeout, so a first host that
 // hangs or refuses costs at most one connectTimeout before the next is tried, and status()
 // says which host of the entry is in use. A read-only server is not "up" (item 3): it is

@@ -1,4 +1,4 @@
-// A streaming-replication pair behind one multi-host entry (issue 12 items 2, 3 and 5): a
+// A streaming-replication pair behind one multi-host entry (docs/behaviour.md, A replicated pair): a
 // throwaway primary and a standby built from it with `pg_basebackup -R` (scripts/pg-replica.js),
 // synchronous replication, and one entry `host=127.0.0.1,127.0.0.1 port=P1,P2
 // target_session_attrs=read-write`. When the primary crashes, or hangs (SIGSTOP of the

@@ -1,4 +1,4 @@
-// Behind PgBouncer (issue 12 §4, §5), in transaction and in session pooling, with
+// Behind PgBouncer (docs/operations.md, Connection poolers), in transaction and in session pooling, with
 // default_pool_size 2 so that clients share backends: a second handler starting on backends the
 // first one used, handlers in several processes at once, two handlers with different tables on
 // one pool, and the server settings that the next client of the pool sees. Transaction pooling

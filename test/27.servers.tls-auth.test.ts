@@ -1,4 +1,4 @@
-// What users connect with (issue 12's "works" row): TLS at sslmode require, verify-ca and
+// What users connect with (docs/operations.md, Deployment): TLS at sslmode require, verify-ca and
 // verify-full, scram-sha-256 and md5 passwords, a password file, a Unix socket. One test
 // server gets a throwaway self-signed certificate and two password roles for this file;
 // after() turns TLS off again and drops the roles.

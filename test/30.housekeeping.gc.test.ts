@@ -1,4 +1,4 @@
-// Garbage collection (issue 4 §1, §3, §5): gc() removes expired rows and keeps live ones,
+// Garbage collection (docs/operations.md, Garbage collection): gc() removes expired rows and keeps live ones,
 // keepExpired keeps expired rows for one more lifetime, a large backlog goes in bounded batches
 // while session traffic keeps flowing, status() and the record table report the run, and the
 // gcInterval timer runs GC by itself (and never when 0) without keeping the process alive.

@@ -1,4 +1,4 @@
-// Cross-process coordination of GC (issue 4 §1, §5): three handlers in separate processes, each
+// Cross-process coordination of GC (docs/operations.md, Garbage collection): three handlers in separate processes, each
 // with gcInterval 1 s, on the same servers and table, run GC about once per second per server
 // between them (counted from the record table), not three times as often.
 import { spawn } from 'node:child_process';

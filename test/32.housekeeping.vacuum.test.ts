@@ -1,4 +1,4 @@
-// VACUUM (issue 4 §2, §3, §5): vacuum() runs VACUUM (ANALYZE) visibly in pg_stat_user_tables,
+// VACUUM (docs/operations.md, Garbage collection and VACUUM): vacuum() runs VACUUM (ANALYZE) visibly in pg_stat_user_tables,
 // on a connection of its own so session traffic is not blocked, vacuumInterval runs it by itself,
 // and a role without the right to vacuum gets one clear warning while sessions keep working.
 import { randomBytes } from 'node:crypto';

@@ -1,4 +1,4 @@
-// The CLI (issue 4 §4, issue 11 §14): `node dist/cli.js init|gc|vacuum|status` against the test
+// The CLI (docs/operations.md, Command line): `node dist/cli.js init|gc|vacuum|status` against the test
 // servers: --help, help, --version, exit codes (0 ok, 1 a server failed, 2 usage), our own
 // messages for unknown options, one-line reasons on stderr that never show a secret, --json as
 // exactly one JSON document, per-server output, what init created. import: 34.cli.import.

@@ -1,4 +1,4 @@
-// `session-pgsql import connect-pg-simple` (issue 11 §16): live sessions of a table that
+// `session-pgsql import connect-pg-simple` (docs/from-connect-pg-simple.md): live sessions of a table that
 // connect-pg-simple itself created and filled are copied into ours over three servers, and
 // read back with the same sids through ExpressStore and SessionPgsql; expired ones stay behind;
 // a second run copies nothing and never regresses a session our store has since written.

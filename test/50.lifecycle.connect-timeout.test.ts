@@ -1,5 +1,5 @@
-// Connecting never blocks the event loop and never waits forever (SPEC §2.1 connectTimeout,
-// §3.5): a server that accepts TCP connections but never answers times out after
+// Connecting never blocks the event loop and never waits forever (docs/api.md Options
+// `connectTimeout`): a server that accepts TCP connections but never answers times out after
 // connectTimeout with a retryable SPG_CONNECT_TIMEOUT while timers keep firing; a port with
 // nothing listening fails at once with SPG_CONNECT_FAILED; nothing hangs afterwards.
 import { expect } from 'chai';

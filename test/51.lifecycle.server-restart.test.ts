@@ -1,4 +1,4 @@
-// A server that crashes with operations in flight and comes back (SPEC §3.3, §3.5): every
+// A server that crashes with operations in flight and comes back (docs/behaviour.md, Outages): every
 // operation settles, failures are retryable, operations during the outage fail fast, and the
 // same handler works again once the server is back, with no reset() and no new handler.
 // These tests crash and restart test server 2 and always leave it running.

@@ -1,4 +1,4 @@
-// close() with work pending (SPEC §2 "drain in-flight work, close; idempotent", §3.5): every
+// close() with work pending (docs/api.md `handler.close()`): every
 // operation started before close() settles, close() resolves once they have, later calls
 // reject with SPG_CLOSED, and a server that never answers cannot hold close() hostage.
 import { expect } from 'chai';

@@ -1,4 +1,4 @@
-// Process exit (SPEC §3.5 "shuts down cleanly with pending work (no crash, no hang at exit)"):
+// Process exit (docs/api.md `handler.close()`: no crash, no hang at exit):
 // child processes that never call close() end on their own with status 0, whether the handler
 // is idle, has operations in flight at process.exit(), cannot reach its server, or was never
 // used. A hang is killed after 15 s and fails; a crash shows up as a signal or a bad status.

@@ -1,8 +1,8 @@
-// worker_threads (SPEC §3.5 "Works in worker_threads and shuts down cleanly with pending
-// work"): each worker gets its own addon instance and loop; workers that end with or without
-// close() exit 0 with the right data, several run side by side, and a worker terminated (or
-// exiting) with operations in flight does not take the process down. That last case runs in
-// a child process, so a crash fails the test instead of killing mocha.
+// worker_threads (docs/behaviour.md; docs/api.md `handler.close()`): each worker gets its own
+// addon instance and loop; workers that end with or without close() exit 0 with the right
+// data, several run side by side, and a worker terminated (or exiting) with operations in
+// flight does not take the process down. That last case runs in a child process, so a crash
+// fails the test instead of killing mocha.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';

@@ -1,4 +1,4 @@
-// Group commit (issue 6): operations queued for one server in the same loop turn go out as one
+// Group commit (docs/behaviour.md, Group commit): operations queued for one server in the same loop turn go out as one
 // pipeline batch ending in one Sync (one round trip, one transaction, one commit), at most
 // `maxBatch` operations per batch. One failing statement rolls its batch back: the failing
 // operation is rejected and its neighbours are sent again, so they neither fail nor get lost.

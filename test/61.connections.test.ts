@@ -1,4 +1,4 @@
-// Connections per server (issue 6; one by default): each operation takes the least busy connection,
+// Connections per server (docs/api.md Options `connections`; one by default): each operation takes the least busy connection,
 // except that an operation on a session with operations still pending follows them, so one
 // session's operations run in the order they were issued. Reads issued together share a Sync;
 // each still resolves with its own row. open() and reset() resolve once every connection is up.
