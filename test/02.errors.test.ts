@@ -4,6 +4,7 @@
 // Most need no server (the connection failures go to a port nothing listens on); the stacks of
 // server-side failures use test server 0.
 import { expect } from 'chai';
+import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { ErrorCode, SessionPgsql, SessionPgsqlError } from '../lib';
@@ -260,6 +261,27 @@ describe('02 SessionPgsqlError', () => {
       expect(
         problems.map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n')),
       ).to.deep.equal([]);
+    });
+  });
+  describe('one list of codes', () => {
+    // The native core names its codes in native/errors.h; ErrorCode is the list users see. The
+    // codes only the facade raises (before or without the addon) are the difference.
+    const FACADE_ONLY = ['SPG_INVALID_ID', 'SPG_ADDON_UNAVAILABLE'];
+
+    it("native/errors.h's codes are ErrorCode's, less the facade's own", () => {
+      const header = fs.readFileSync(path.join(__dirname, '../native/errors.h'), 'utf8');
+      const native = [...header.matchAll(/constexpr const char\* k\w+ = "(SPG_\w+)"/g)].map(
+        (m) => m[1],
+      );
+      expect(native).to.have.length.above(10);
+      const facade = Object.values(ErrorCode).filter((c) => !FACADE_ONLY.includes(c));
+      expect([...native].sort()).to.deep.equal([...facade].sort());
+    });
+
+    it('docs/api.md documents every code under its own heading', () => {
+      const api = fs.readFileSync(path.join(__dirname, '../docs/api.md'), 'utf8');
+      const headings = [...api.matchAll(/^### `(SPG_\w+)`/gm)].map((m) => m[1]);
+      expect([...headings].sort()).to.deep.equal(Object.values(ErrorCode).sort());
     });
   });
 });
