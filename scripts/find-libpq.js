@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 'use strict';
-// Finds libpq for binding.gyp: `--cflags` prints include flags, `--libs` the link flags.
+// Finds libpq for binding.gyp. One flag, one line on stdout:
+//   --include-dir  the directory holding libpq-fe.h (binding.gyp's include_dirs)
+//   --libs         the link flags: -L<libdir> -lpq (binding.gyp's libraries)
+//   --rpath        -Wl,-rpath,<libdir>, so the addon loads the libpq it was built against
+//   (no flag)      what was found and how, as JSON, for people debugging a build
 // Order: LIBPQ_INCLUDE_DIR/LIBPQ_LIB_DIR, then pg_config, then pkg-config libpq.
 // On failure it prints one line naming what to install and exits non-zero, so node-gyp
 // stops with that line instead of a bare "exit status 127".
@@ -55,4 +59,8 @@ if (mode === '--include-dir') console.log(found.include);
 else if (mode === '--libs')
   console.log([found.lib && `-L${found.lib}`, '-lpq'].filter(Boolean).join(' '));
 else if (mode === '--rpath') console.log(found.lib ? `-Wl,-rpath,${found.lib}` : '');
-else console.log(JSON.stringify(found));
+else if (mode === undefined) console.log(JSON.stringify(found));
+else {
+  console.error(`find-libpq.js: unknown flag ${mode}: use --include-dir, --libs or --rpath`);
+  process.exit(2);
+}
