@@ -154,16 +154,16 @@ function boolean(
 }
 
 /**
- * A duration option in seconds: finite, from 1 ms (or exactly 0 where `allowZero`: off) to
- * `max`. The native core turns it into whole milliseconds (timers) or seconds (lifetime).
+ * @internal A duration option in seconds: finite, from 1 ms (or exactly 0 where `allowZero`:
+ * off) to `max`. The native core turns it into whole milliseconds (timers) or seconds (lifetime).
+ * @throws SessionPgsqlError `SPG_INVALID_OPTION` naming `key` and the range.
  */
-function seconds(
-  options: SessionPgsqlOptions,
-  key: keyof typeof defaults & keyof SessionPgsqlOptions,
+export function checkSeconds(
+  key: string,
+  value: unknown,
   allowZero: boolean,
   max = MAX_TIMER_SECONDS,
 ): number {
-  const value = options[key] ?? defaults[key];
   if (
     typeof value !== 'number' ||
     !Number.isFinite(value) ||
@@ -173,6 +173,15 @@ function seconds(
     throw invalid(`Expected ${range} for "${key}" but received ${show(value)}`);
   }
   return value;
+}
+
+function seconds(
+  options: SessionPgsqlOptions,
+  key: keyof typeof defaults & keyof SessionPgsqlOptions,
+  allowZero: boolean,
+  max = MAX_TIMER_SECONDS,
+): number {
+  return checkSeconds(key, options[key] ?? defaults[key], allowZero, max);
 }
 
 /** The longest prefix of `text` within `bytes` UTF-8 bytes, never splitting a character. */
