@@ -355,6 +355,8 @@ function checkAddress(address: unknown): string {
   if (typeof address !== 'string')
     throw argument(`Expected a string for "address" but received ${describe(address)}`);
   if (!wellFormed(address)) throw argument(`The address ${loneSurrogate(address)}`);
+  // Checked on read too, where the Session keeps it for its write: refused when given.
+  if (address.includes('\0')) throw argument('The address contains a NUL character');
   return address;
 }
 
