@@ -7,8 +7,9 @@ export const ErrorCode = {
   /** An option is missing, of the wrong type or out of range; thrown by the constructor. */
   InvalidOption: 'SPG_INVALID_OPTION',
   /**
-   * A session id does not match `idPattern` (direct callers), or an adapter's id is empty or
-   * over its bound (1024 characters, 2048 bytes stored); nothing was sent.
+   * A session id does not match `idPattern` or holds NUL or a lone UTF-16 surrogate (direct
+   * callers), or an adapter's id is empty or over its bound (1024 characters, 2048 bytes
+   * stored); nothing was sent.
    */
   InvalidId: 'SPG_INVALID_ID',
   /** A method argument is of the wrong type or value (e.g. an unknown error level). */
