@@ -135,6 +135,7 @@ export function loneSurrogate(text: string): string {
  * core's whole milliseconds would be 0, which PostgreSQL reads as "no timeout".
  */
 export const MAX_TIMER_SECONDS = 2147483.647;
+/** The shortest duration other than an allowed 0 (off), in seconds: 1 ms. */
 export const MIN_TIMER_SECONDS = 0.001;
 /**
  * The longest `maxLifetime`, in seconds (2^31 - 1, about 68 years): now plus it stays far
