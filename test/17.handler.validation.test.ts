@@ -327,6 +327,23 @@ describe('17 handler: validation', () => {
       expect((await handler.read(epoch)).expired).to.equal(true);
     });
 
+    it('durations at their upper bounds: the server comes up, and a session lives its maxLifetime', async () => {
+      const handler = await make({
+        statementTimeout: 2147483.647,
+        connectTimeout: 2147483.647,
+        retryMaxDelay: 2147483.647,
+        maxLifetime: 2147483647,
+      });
+      const id = newId();
+      expect(await handler.write(id, 'long-lived')).to.equal(true);
+      const s = await handler.read(id);
+      expect(s.expired).to.equal(false);
+      expect(s.data).to.equal('long-lived');
+      expect(s.info().expires - s.info().modified).to.equal(2147483647);
+      expect(await handler.touch(id)).to.equal(true);
+      expect(handler.status().servers[0]!.state).to.equal('up');
+    });
+
     it('GC removes rows with any expired sess_expire, extremes written by other clients included', async () => {
       const handler = await make({ maxLifetime: 100 });
       await handler.read(newId()); // creates the table
