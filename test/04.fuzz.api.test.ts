@@ -6,6 +6,7 @@
 // documented range. Nothing here connects (no handler is opened).
 import { expect } from 'chai';
 import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { rowExpiry } from '../lib/adapter';
 import { describe as describeValue } from '../lib/errors';
 import { ExpressStore } from '../lib/express';
 import {
@@ -149,6 +150,13 @@ describe('04 fuzz: the API without a server', () => {
     for (let i = 0; i < 300; i++) values.push(randomValue(rng));
     for (const value of values) expect(describeValue(value)).to.be.a('string');
     expect(describeValue('x'.repeat(1000)).length).to.be.below(200);
+  });
+
+  it("an adapter's expiry before 1970 is stored as 0, the lowest expires (expired all the same)", () => {
+    expect(rowExpiry(-1)).to.equal(0);
+    expect(rowExpiry(-8.64e15)).to.equal(0);
+    expect(rowExpiry(1)).to.equal(1);
+    expect(rowExpiry(8.64e15)).to.equal(8.64e12);
   });
 
   it('ExpressStore touchAfter is checked like every duration (SPG_INVALID_OPTION)', async () => {
