@@ -150,10 +150,11 @@ export function toEpochMs(value: unknown): number | null {
 /**
  * The row expiry (whole Unix seconds, as the table keeps it) for an exact
  * expiry in ms: rounded up, so the row never ends before the framework's
- * expiry; the adapter refuses the session at the exact time itself.
+ * expiry; the adapter refuses the session at the exact time itself. An expiry
+ * before 1970 is stored as 0 (`expires` starts there): expired all the same.
  */
 export function rowExpiry(ms: number): number {
-  return Math.ceil(ms / 1000);
+  return Math.max(0, Math.ceil(ms / 1000));
 }
 
 /** True for errors that mean "no such session" to a framework: a malformed or foreign id. */

@@ -8,7 +8,7 @@ import { SessionPgsql } from './handler';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { importConnectPgSimple, type ImportCounts } from './import';
 import { libpqVersion } from './index';
-import { resolveOptions } from './options';
+import { resolveOptions, splitConninfo } from './options';
 
 const usage = `Usage: session-pgsql <command> [options]
 
@@ -244,7 +244,7 @@ async function main(argv: string[]): Promise<number> {
       if (command === 'vacuum') await handler.vacuum().catch((err) => (failure = err));
     }
     if (command === 'import' && failure === null) {
-      const from = values['from-db'] ?? db.split(';')[0]!.trim();
+      const from = values['from-db'] ?? splitConninfo(db)[0]!;
       imported = await importConnectPgSimple(handler, {
         from,
         table: values['from-table'] ?? 'session',

@@ -7,8 +7,9 @@ export const ErrorCode = {
   /** An option is missing, of the wrong type or out of range; thrown by the constructor. */
   InvalidOption: 'SPG_INVALID_OPTION',
   /**
-   * A session id does not match `idPattern` (direct callers), or an adapter's id is empty or
-   * over its bound (1024 characters, 2048 bytes stored); nothing was sent.
+   * A session id does not match `idPattern` or holds NUL or a lone UTF-16 surrogate (direct
+   * callers), or an adapter's id is empty or over its bound (1024 characters, 2048 bytes
+   * stored); nothing was sent.
    */
   InvalidId: 'SPG_INVALID_ID',
   /** A method argument is of the wrong type or value (e.g. an unknown error level). */
@@ -111,5 +112,43 @@ export class SessionPgsqlError extends Error {
       if (details[key] !== undefined)
         Object.defineProperty(this, key, { value: details[key], enumerable: true });
     }
+  }
+}
+
+// Strings are shown only this far: an option's text may be long, and a message is no dump.
+const SHOWN_CHARACTERS = 64;
+
+/**
+ * @internal A value as a message shows it, with its type: `"x" (string)`, `5 (number)`,
+ * `null (null)`, `an object (object)`. Never throws, whatever the value (an object without
+ * a prototype, a Proxy, a BigInt, a symbol, a RegExp with a throwing getter).
+ */
+export function describe(value: unknown): string {
+  try {
+    switch (typeof value) {
+      case 'string': {
+        const cut = value.length > SHOWN_CHARACTERS;
+        const shown = JSON.stringify(cut ? value.slice(0, SHOWN_CHARACTERS) : value);
+        return `${shown}${cut ? `… (a string of ${value.length} characters)` : ' (string)'}`;
+      }
+      case 'number':
+        return `${Object.is(value, -0) ? '-0' : String(value)} (number)`;
+      case 'bigint':
+        return `${value.toString()}n (bigint)`;
+      case 'boolean':
+      case 'undefined':
+        return `${String(value)} (${typeof value})`;
+      case 'symbol':
+        return `${value.toString()} (symbol)`;
+      case 'function':
+        return 'a function (function)';
+      default:
+        if (value === null) return 'null (null)';
+        if (value instanceof RegExp) return `${RegExp.prototype.toString.call(value)} (RegExp)`;
+        if (Array.isArray(value)) return `an array of ${value.length} elements (object)`;
+        return 'an object (object)';
+    }
+  } catch {
+    return `a value that cannot be shown (${typeof value})`;
   }
 }

@@ -16,6 +16,7 @@ import {
   type HandlerOrOptions,
 } from './adapter';
 import type { SessionPgsql } from './handler';
+import { checkSeconds, MAX_LIFETIME_SECONDS } from './options';
 import type { Session } from './session';
 
 // The store's types are written here, not taken from @types/express-session,
@@ -56,7 +57,7 @@ export interface ExpressStoreOptions {
   /**
    * Seconds: `touch()` does nothing when the stored expiry would move by less
    * than this (express-session touches on every request that does not save).
-   * Default `60`; `0` touches every time.
+   * Default `60`; `0` touches every time; at most 2147483647.
    */
   touchAfter?: number;
 }
@@ -100,8 +101,14 @@ export class ExpressStore extends session.Store {
 
   constructor(handlerOrOptions: HandlerOrOptions, options: ExpressStoreOptions = {}) {
     super();
+    // Checked first: a handler this store would own must not be left open by a throw.
+    this.#touchAfter = checkSeconds(
+      'touchAfter',
+      options?.touchAfter ?? 60,
+      true,
+      MAX_LIFETIME_SECONDS,
+    );
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
-    this.#touchAfter = options.touchAfter ?? 60;
     const status = this.handler.status();
     this.#maxLifetime = status.maxLifetime;
     this.#up = status.servers.filter((s) => s.state === 'up').length;

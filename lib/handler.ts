@@ -1,7 +1,13 @@
 import { EventEmitter } from 'node:events';
-import { ErrorCode, SessionPgsqlError } from './errors';
+import { describe, ErrorCode, SessionPgsqlError } from './errors';
 import { native, nativeRow, type NativeHandler, type NativeStatus } from './native';
-import { resolveOptions, type ResolvedOptions, type SessionPgsqlOptions } from './options';
+import {
+  resolveOptions,
+  loneSurrogate,
+  wellFormed,
+  type ResolvedOptions,
+  type SessionPgsqlOptions,
+} from './options';
 import { Session, type SessionOwner } from './session';
 
 /** Per-request context of `read()`. */
@@ -12,7 +18,10 @@ export interface ReadContext {
 
 /** Options of `write()`. */
 export interface WriteOptions {
-  /** Absolute expiry in Unix seconds; default now + `maxLifetime` (database clock). */
+  /**
+   * Absolute expiry in Unix seconds, from 0 to 8.64e12 (the range of a JS `Date` from 1970),
+   * rounded to whole seconds; default now + `maxLifetime` (database clock).
+   */
   expires?: number;
   /** The client's address; for a Session, defaults to the address it was read with. */
   address?: string;
@@ -98,13 +107,11 @@ export class SessionPgsql extends EventEmitter {
   /**
    * Reads a session: always resolves to a Session (new, existing or expired).
    * @example const s = await handler.read(req.sessionID, { address: req.ip })
-   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CONNECTION_LOST`, `SPG_TIMEOUT`, `SPG_CLOSED`.
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CONNECTION_LOST`, `SPG_TIMEOUT`, `SPG_CLOSED`.
    */
   async read(id: string, context: ReadContext = {}): Promise<Session> {
     this.#checkId(id);
-    const address = context.address ?? '';
-    if (typeof address !== 'string')
-      throw argument(`Expected a string for "address" but received ${typeof address}`);
+    const address = checkAddress(fields(context, 'read context').address ?? '');
     let row;
     try {
       row = await this.#native.read(id);
@@ -132,11 +139,13 @@ export class SessionPgsql extends EventEmitter {
     const id = session instanceof Session ? session.id : session;
     this.#checkId(id);
     if (typeof data !== 'string')
-      throw argument(`Expected a string for "data" but received ${typeof data}`);
-    const expires = checkExpires(options.expires);
-    const address = options.address ?? (session instanceof Session ? session.address : '');
-    if (typeof address !== 'string')
-      throw argument(`Expected a string for "address" but received ${typeof address}`);
+      throw argument(`Expected a string for "data" but received ${describe(data)}`);
+    if (!wellFormed(data)) throw argument(`Session data ${loneSurrogate(data)}`);
+    const given = fields(options, 'write options');
+    const expires = checkExpires(given.expires);
+    const address = checkAddress(
+      given.address ?? (session instanceof Session ? session.address : ''),
+    );
     try {
       if (!(session instanceof Session)) {
         return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null, null);
@@ -288,7 +297,14 @@ export class SessionPgsql extends EventEmitter {
   }
 
   #checkId(id: unknown): asserts id is string {
-    // A NUL would cut the id short on its way to libpq, whatever the pattern allows.
+    // A NUL would cut the id short on its way to libpq, and a lone surrogate would be stored
+    // as U+FFFD (two ids, one row), whatever the pattern allows.
+    if (typeof id === 'string' && !id.includes('\0') && !wellFormed(id)) {
+      throw new SessionPgsqlError(
+        `Invalid session id of ${id.length} characters: it ${loneSurrogate(id)}`,
+        ErrorCode.InvalidId,
+      );
+    }
     if (
       typeof id !== 'string' ||
       id.includes('\0') ||
@@ -320,12 +336,34 @@ function argument(message: string): SessionPgsqlError {
   return new SessionPgsqlError(message, ErrorCode.InvalidArgument);
 }
 
+/** The largest `expires`: 8.64e15 ms, the last instant a JS `Date` holds, in seconds. */
+const MAX_EXPIRES = 8.64e12;
+
 function checkExpires(expires: unknown): number | null {
   if (expires === undefined || expires === null) return null;
-  if (typeof expires !== 'number' || !Number.isFinite(expires)) {
+  // The row keeps a bigint; within this range every Date's expiry fits, and so does any
+  // arithmetic on it (GC subtracts, a tombstone negates).
+  if (typeof expires !== 'number' || !(expires >= 0 && expires <= MAX_EXPIRES)) {
     throw argument(
-      `Expected "expires" in Unix seconds (a finite number) but received ${String(expires)}`,
+      `Expected "expires" in Unix seconds from 0 to ${MAX_EXPIRES} but received ${describe(expires)}`,
     );
   }
   return expires;
+}
+
+function checkAddress(address: unknown): string {
+  if (typeof address !== 'string')
+    throw argument(`Expected a string for "address" but received ${describe(address)}`);
+  if (!wellFormed(address)) throw argument(`The address ${loneSurrogate(address)}`);
+  // Checked on read too, where the Session keeps it for its write: refused when given.
+  if (address.includes('\0')) throw argument('The address contains a NUL character');
+  return address;
+}
+
+/** An options argument: undefined (none) or an object, whose properties are then read. */
+function fields<T extends object>(value: T | undefined, what: string): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null)
+    throw argument(`Expected an object for the ${what} but received ${describe(value)}`);
+  return value;
 }

@@ -1,13 +1,17 @@
 // Validates and defaults the options once; every message names the option and
 // shows the offending value. Only this file reads raw user options.
 import { createHash } from 'node:crypto';
-import { ErrorCode, SessionPgsqlError } from './errors';
+import { describe, ErrorCode, SessionPgsqlError } from './errors';
 import { native, type NativeConfig } from './native';
 
 /** Options of {@link SessionPgsql}; every duration is in seconds. */
 export interface SessionPgsqlOptions {
-  /** `;`-separated libpq conninfo strings (key=value or URI), one per server. */
-  db?: string;
+  /**
+   * The servers: libpq conninfo strings (key=value or URI), one per server, either
+   * `;`-separated in one string (a `;` inside a single-quoted value, or escaped as `\;`,
+   * does not separate) or as an array of entries (each taken whole).
+   */
+  db?: string | readonly string[];
   /** Create the table and its index when missing. Default `true`. */
   createTable?: boolean;
   /** Every session goes to the first live server in list order. Default `false`. */
@@ -106,11 +110,39 @@ function invalid(message: string): SessionPgsqlError {
   return new SessionPgsqlError(message, ErrorCode.InvalidOption);
 }
 
-function show(value: unknown): string {
-  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
-  if (value instanceof RegExp) return `${String(value)} (RegExp)`;
-  return `${String(value)} (${value === null ? 'null' : typeof value})`;
+const show = describe;
+
+/**
+ * @internal True when `text` has no lone surrogate. UTF-8, and so PostgreSQL, has no encoding
+ * for one: it would be stored as U+FFFD, so two strings would share one stored value.
+ */
+export function wellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
 }
+
+/** @internal Says where `text`'s first lone surrogate is, never showing the text. */
+export function loneSurrogate(text: string): string {
+  const at = text.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+  return (
+    `contains a lone surrogate (half of a UTF-16 pair) at index ${at}: PostgreSQL cannot store ` +
+    'it (it would read back as U+FFFD); encode binary data (e.g. base64) before storing it'
+  );
+}
+
+/**
+ * The longest timer, in seconds: 2^31 - 1 ms, what PostgreSQL's `statement_timeout` (an int32
+ * of milliseconds) and Node's `setTimeout` hold. The shortest is 1 ms: below it the native
+ * core's whole milliseconds would be 0, which PostgreSQL reads as "no timeout".
+ */
+export const MAX_TIMER_SECONDS = 2147483.647;
+/** The shortest duration other than an allowed 0 (off), in seconds: 1 ms. */
+export const MIN_TIMER_SECONDS = 0.001;
+/**
+ * The longest `maxLifetime`, in seconds (2^31 - 1, about 68 years): now plus it stays far
+ * inside `expires`' range, and GC tells a tombstone (negative expiry, at most now plus a
+ * lifetime below zero) from a corrupt row by it. native/sql.cc keeps the same number.
+ */
+export const MAX_LIFETIME_SECONDS = 2147483647;
 
 function boolean(
   options: SessionPgsqlOptions,
@@ -122,22 +154,35 @@ function boolean(
   return value;
 }
 
+/**
+ * @internal A duration option in seconds: finite, from 1 ms (or exactly 0 where `allowZero`:
+ * off) to `max`. The native core turns it into whole milliseconds (timers) or seconds (lifetime).
+ * @throws SessionPgsqlError `SPG_INVALID_OPTION` naming `key` and the range.
+ */
+export function checkSeconds(
+  key: string,
+  value: unknown,
+  allowZero: boolean,
+  max = MAX_TIMER_SECONDS,
+): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    !(value === 0 ? allowZero : value >= MIN_TIMER_SECONDS && value <= max)
+  ) {
+    const range = `${allowZero ? '0 (off) or ' : ''}a number of seconds from ${MIN_TIMER_SECONDS} to ${max}`;
+    throw invalid(`Expected ${range} for "${key}" but received ${show(value)}`);
+  }
+  return value;
+}
+
 function seconds(
   options: SessionPgsqlOptions,
   key: keyof typeof defaults & keyof SessionPgsqlOptions,
   allowZero: boolean,
+  max = MAX_TIMER_SECONDS,
 ): number {
-  const value = options[key] ?? defaults[key];
-  if (
-    typeof value !== 'number' ||
-    !Number.isFinite(value) ||
-    value < 0 ||
-    (!allowZero && value === 0)
-  ) {
-    const what = allowZero ? 'a number of seconds >= 0' : 'a number of seconds > 0';
-    throw invalid(`Expected ${what} for "${key}" but received ${show(value)}`);
-  }
-  return value;
+  return checkSeconds(key, options[key] ?? defaults[key], allowZero, max);
 }
 
 /** The longest prefix of `text` within `bytes` UTF-8 bytes, never splitting a character. */
@@ -161,10 +206,12 @@ function tableNames(value: unknown): { table: string; index: string; housekeepin
   const parts = value.split('.');
   const valid =
     parts.length <= 2 &&
-    parts.every((p) => p.length > 0 && Buffer.byteLength(p) <= 63 && !p.includes('\0'));
+    parts.every(
+      (p) => p.length > 0 && Buffer.byteLength(p) <= 63 && !p.includes('\0') && wellFormed(p),
+    );
   if (!valid) {
     throw invalid(
-      `Expected "table" as name or schema.name (each 1 to 63 bytes) but received ${show(value)}`,
+      `Expected "table" as name or schema.name (each 1 to 63 bytes, no NUL or lone surrogate) but received ${show(value)}`,
     );
   }
   const name = parts[parts.length - 1]!;
@@ -183,22 +230,131 @@ function tableNames(value: unknown): { table: string; index: string; housekeepin
   };
 }
 
+/**
+ * Splits a `db` string into its entries at each `;` that is outside a value: not inside a
+ * single-quoted value (libpq's quoting: `'…'` with `\'` and `\\` escapes), not escaped
+ * as `\;`. A URI entry (`postgresql://…`) has no quoting: it ends at the next `;` (a `;`
+ * in its password is written `%3B`). Mirrors the scan of libpq's conninfo parser, so a
+ * quoted password may hold any character.
+ */
+export function splitConninfo(text: string): string[] {
+  const entries: string[] = [];
+  const space = (c: string | undefined): boolean => c !== undefined && /[ \t\n\v\f\r]/.test(c);
+  let i = 0;
+  let start = 0;
+  const end = (): void => {
+    entries.push(text.slice(start, i).trim());
+    start = ++i;
+  };
+  while (i <= text.length) {
+    while (space(text[i])) i++;
+    if (/^postgres(?:ql)?:\/\//.test(text.slice(i, i + 13))) {
+      const semicolon = text.indexOf(';', i);
+      i = semicolon === -1 ? text.length : semicolon;
+      end();
+      continue;
+    }
+    for (;;) {
+      const c = text[i];
+      if (c === undefined || c === ';') break;
+      if (space(c)) {
+        i++;
+        continue;
+      }
+      // A keyword runs to "=" or white space; libpq reports one without "=".
+      while (text[i] !== undefined && text[i] !== '=' && text[i] !== ';' && !space(text[i])) i++;
+      while (space(text[i])) i++;
+      if (text[i] !== '=') continue;
+      i++;
+      while (space(text[i])) i++;
+      if (text[i] === "'") {
+        // Up to the closing quote, or the end of the text when there is none (one
+        // unparsable entry, reported without its text).
+        for (i++; i < text.length && text[i] !== "'"; i++) if (text[i] === '\\') i++;
+        i = Math.min(i + 1, text.length);
+      } else {
+        while (text[i] !== undefined && text[i] !== ';' && !space(text[i])) {
+          i += text[i] === '\\' ? 2 : 1;
+        }
+        i = Math.min(i, text.length);
+      }
+    }
+    end();
+  }
+  return entries;
+}
+
+// What is wrong with an entry libpq cannot parse, in general terms: its message quotes parts
+// of the entry, and any part may be (or hold) a password.
+function conninfoProblem(libpqMessage: string): string {
+  const problems: Array<[RegExp, string]> = [
+    [/unterminated quoted string/, "a quoted value has no closing '"],
+    [/missing "=" after/, 'a word has no "=" (expected keyword=value pairs)'],
+    [/invalid connection option|invalid URI query parameter/, 'an unknown connection option'],
+    [/percent-encoded|forbidden value %00/, 'a malformed %-escape'],
+    [/IPv6 host address/, 'an unterminated IPv6 host address'],
+    [/URI|unexpected spec/, 'a malformed URI'],
+  ];
+  const found = problems.find(([pattern]) => pattern.test(libpqMessage));
+  return found ? found[1] : 'libpq cannot parse it';
+}
+
+/**
+ * Whether a URI entry has an "@" where libpq does not take it as the end of the user info:
+ * libpq ends the user info at the first "@" before any "/", so an "@" or a "/" in a password
+ * written as is puts the rest of the password in the host, port or database name, which are
+ * shown (status(), messages). Such an entry is refused rather than shown.
+ */
+function strayAt(entry: string): boolean {
+  const scheme = /^postgres(?:ql)?:\/\//.exec(entry);
+  if (scheme === null) return false;
+  const rest = entry.slice(scheme[0].length);
+  const at = rest.indexOf('@');
+  const slash = rest.indexOf('/');
+  const hasUserInfo = at !== -1 && (slash === -1 || at < slash);
+  const after = hasUserInfo ? rest.slice(at + 1) : rest;
+  const query = after.indexOf('?');
+  return (query === -1 ? after : after.slice(0, query)).includes('@');
+}
+
 function serverList(value: unknown): string[] {
-  if (typeof value !== 'string')
-    throw invalid(`Expected a string for "db" but received ${show(value)}`);
-  const entries = value.split(';').map((e) => e.trim());
+  let entries: string[];
+  if (typeof value === 'string') {
+    entries = splitConninfo(value);
+  } else if (Array.isArray(value) && value.length > 0) {
+    entries = value.map((entry: unknown, i) => {
+      if (typeof entry !== 'string') {
+        throw invalid(
+          `Expected a string for "db" entry ${i} (counting from 0) but received ${show(entry)}`,
+        );
+      }
+      return entry.trim();
+    });
+  } else {
+    throw invalid(
+      `Expected a string or a non-empty array of strings for "db" but received ${show(value)}`,
+    );
+  }
   entries.forEach((entry, i) => {
     if (entry === '') {
       throw invalid(
         `"db" entry ${i} (counting from 0) is empty: remove the extra ";" (received ${entries.length} entries)`,
       );
     }
+    if (strayAt(entry)) {
+      throw invalid(
+        `"db" entry ${i} (counting from 0) is a URI with an "@" that libpq would not read as the ` +
+          'end of the user name and password: in a URI, write "@" as %40 and "/" as %2F in them',
+      );
+    }
     try {
       native.inspectConninfo(entry);
     } catch (err) {
-      // The native parser's message never carries the password.
+      // Nothing of the entry is shown: an unparsable entry may hold a password anywhere.
       throw invalid(
-        `"db" entry ${i} (counting from 0) is not a valid conninfo: ${(err as Error).message}`,
+        `"db" entry ${i} (counting from 0) is not a valid libpq connection string: ` +
+          `${conninfoProblem((err as Error).message)}; a value holding spaces, ";" or "'" is ` +
+          `written in single quotes, with ' and \\ escaped by a backslash`,
       );
     }
   });
@@ -239,9 +395,9 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
     throw invalid(`Expected "rendezvous" or "php" for "placement" but received ${show(placement)}`);
   }
   const sessionName = options.sessionName ?? defaults.sessionName;
-  if (typeof sessionName !== 'string' || sessionName.includes('\0')) {
+  if (typeof sessionName !== 'string' || sessionName.includes('\0') || !wellFormed(sessionName)) {
     throw invalid(
-      `Expected a string without NUL characters for "sessionName" but received ${show(sessionName)}`,
+      `Expected a string without NUL characters or lone surrogates for "sessionName" but received ${show(sessionName)}`,
     );
   }
   const maxDataSize = options.maxDataSize ?? defaults.maxDataSize;
@@ -295,7 +451,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       shortCircuit: boolean(options, 'shortCircuit'),
       keepExpired: boolean(options, 'keepExpired'),
       failoverMode: boolean(options, 'failoverMode'),
-      maxLifetime: seconds(options, 'maxLifetime', false),
+      maxLifetime: seconds(options, 'maxLifetime', false, MAX_LIFETIME_SECONDS),
       maxDataSize,
       connectTimeout: seconds(options, 'connectTimeout', false),
       statementTimeout: seconds(options, 'statementTimeout', false),

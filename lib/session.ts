@@ -1,4 +1,5 @@
-import { ErrorCode, SessionPgsqlError } from './errors';
+import { describe, ErrorCode, SessionPgsqlError } from './errors';
+import { loneSurrogate, wellFormed } from './options';
 import type { NativeRow } from './native';
 
 /** What `Session#info()` returns (the original `session_pgsql_info()`). */
@@ -131,12 +132,19 @@ export class Session {
 
   /**
    * Sets the custom field (`sess_custom`); `''` clears it. Forces the next write.
-   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` when `value` is not a string.
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` when `value` is not a string or holds a
+   *   lone surrogate (which PostgreSQL cannot store).
    */
   setField(value: string): void {
     if (typeof value !== 'string') {
       throw new SessionPgsqlError(
-        `Expected a string for setField(value) but received ${typeof value}`,
+        `Expected a string for setField(value) but received ${describe(value)}`,
+        ErrorCode.InvalidArgument,
+      );
+    }
+    if (!wellFormed(value)) {
+      throw new SessionPgsqlError(
+        `The custom field ${loneSurrogate(value)}`,
         ErrorCode.InvalidArgument,
       );
     }
@@ -151,19 +159,28 @@ export class Session {
   /**
    * Counts an error, warning or notice for this session; a message replaces the
    * stored one. Forces the next write.
-   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` for an unknown level (nothing changes).
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` for an unknown level, or a message that is
+   *   not a string or holds a lone surrogate (nothing changes).
    */
   addError(level: ErrorLevel, message?: string): void {
-    const counter = Object.hasOwn(levels, String(level)) ? levels[String(level)] : undefined;
+    // Only a string or a number can name a level: String() of any other value may throw.
+    const key = typeof level === 'string' || typeof level === 'number' ? String(level) : null;
+    const counter = key !== null && Object.hasOwn(levels, key) ? levels[key] : undefined;
     if (counter === undefined) {
       throw new SessionPgsqlError(
-        `Unknown error level ${JSON.stringify(level)}: use 'error', 'warning', 'notice' or a PHP E_* number`,
+        `Unknown error level ${describe(level)}: use 'error', 'warning', 'notice' or a PHP E_* number`,
         ErrorCode.InvalidArgument,
       );
     }
     if (message !== undefined && typeof message !== 'string') {
       throw new SessionPgsqlError(
-        `Expected a string message but received ${typeof message}`,
+        `Expected a string message but received ${describe(message)}`,
+        ErrorCode.InvalidArgument,
+      );
+    }
+    if (message !== undefined && !wellFormed(message)) {
+      throw new SessionPgsqlError(
+        `The error message ${loneSurrogate(message)}`,
         ErrorCode.InvalidArgument,
       );
     }

@@ -126,7 +126,7 @@ bool BindExpires(Statement& s, const Napi::Value& v) {
   }
   if (!v.IsNumber()) return false;
   double seconds = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(seconds)) return false;
+  if (!(seconds >= 0 && seconds <= kMaxExpires)) return false;  // also NaN; llround stays defined
   s.Bind(std::to_string(std::llround(seconds)));
   return true;
 }
@@ -212,6 +212,19 @@ Handler::Handler(const Napi::CallbackInfo& info)
   }
   if (pooler != "none" && pooler != "transaction") {
     fail("config.pooler must be 'none' or 'transaction'");
+    return;
+  }
+  // The facade checks each with its own message; this backstop keeps the casts
+  // below (to whole ms and seconds, and libuv's uint64 ms) defined.
+  for (double d : {timings.connect_timeout_ms, timings.statement_timeout_ms, timings.retry_min_ms,
+                   timings.retry_max_ms, gc_interval, vacuum_interval}) {
+    if (!(d >= 0 && d <= 2147483.647)) {
+      fail("config durations must be 0 to 2147483.647 s");
+      return;
+    }
+  }
+  if (!(max_lifetime > 0 && max_lifetime <= kMaxLifetime)) {
+    fail("config.maxLifetime must be above 0 and at most 2147483647");
     return;
   }
   timings.unnamed = pooler == "transaction";
@@ -713,7 +726,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
     s.Bind(std::move(address));
   }
   if (!BindExpires(s, info[3])) {
-    return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
+    return Reject(env, code::kInvalidArgument, "expires must be Unix seconds from 0 to 8.64e12");
   }
   if (IsNullish(info[4])) {
     s.BindNull();
@@ -771,7 +784,7 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   Statement s = Statement::Prepared(kTouchStmt);
   s.Bind(id);
   if (!BindExpires(s, info.Length() > 1 ? info[1] : env.Undefined())) {
-    return Reject(env, code::kInvalidArgument, "expires must be a finite number of Unix seconds");
+    return Reject(env, code::kInvalidArgument, "expires must be Unix seconds from 0 to 8.64e12");
   }
   auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();

@@ -165,10 +165,14 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
 
   // $1 grace seconds: rows expired for longer than that go, one bounded batch at
   // a time so no statement holds many row locks for long. A tombstone (below)
-  // stays until the lifetime it was written for has passed.
+  // stays until the lifetime it was written for has passed; no lifetime is over
+  // kMaxLifetime, so a value below -(now + kMaxLifetime) is no tombstone but a
+  // corrupt expiry (another client's, or an out-of-range one of an older
+  // version), expired for ever: it goes too.
   std::string gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t +
-                   " WHERE sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
-                   " LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
+                   " WHERE (sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
+                   ") OR sess_expire < -(" + now + " + " + std::to_string(kMaxLifetime) +
+                   ") LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
 
   // $1 id, $2 version. A session destroyed while its home server is down
   // leaves a tombstone on the server that stands in: an empty row whose

@@ -33,6 +33,13 @@ extern const std::vector<std::string> kRequiredColumns;
 // by PHP or by an older session-pgsql lacks it until migrated.
 inline constexpr const char* kVersionColumn = "sess_version";
 
+// Bounds of stored times, in seconds; lib/options.ts and lib/handler.ts check
+// them with messages for the user (MAX_LIFETIME_SECONDS, MAX_EXPIRES), these
+// keep the casts defined. No lifetime is longer than kMaxLifetime (2^31 - 1);
+// an absolute expiry is from 0 to kMaxExpires (8.64e15 ms, the last JS Date).
+inline constexpr long long kMaxLifetime = 2147483647;
+inline constexpr double kMaxExpires = 8.64e12;
+
 struct SqlOptions {
   std::string table;         // quoted identifier, optionally schema-qualified
   std::string index;         // quoted name of the expiry index (same schema as the table)

@@ -54,6 +54,28 @@ const INVALID: Record<string, unknown[]> = {
   retryMaxDelay: [0, -1, 'x'],
 };
 
+// option -> values beyond what its timer, PostgreSQL or the table can hold (accepted before the
+// bounds: 24.9 days of statementTimeout failed every connection setup, 1e17 overflowed a cast,
+// a maxLifetime of 2^63 stored every write already expired) or too short to be a timer.
+const OUT_OF_RANGE: Record<string, number[]> = {
+  statementTimeout: [2147483.648, 2160000, 1e17, 1e300, 0.0009],
+  connectTimeout: [2147483.648, 1e17, 0.0001],
+  retryMinDelay: [2147483.648, 1e17, 1e-7],
+  retryMaxDelay: [2147483.648, 1e300],
+  gcInterval: [2147483.648, 1e17, 0.0005],
+  vacuumInterval: [2147483.648, 1e17, 1e-9],
+  maxLifetime: [2147483648, 2 ** 63, 1e300, 0.0001],
+};
+
+// option -> the bounds themselves, accepted.
+const AT_BOUNDS: Record<string, number[]> = {
+  statementTimeout: [0.001, 2147483.647],
+  connectTimeout: [0.001, 2147483.647],
+  gcInterval: [0.001, 2147483.647],
+  vacuumInterval: [0.001, 2147483.647],
+  maxLifetime: [0.001, 2147483647],
+};
+
 describe('03 options', () => {
   describe('each option with a wrong type or range throws SPG_INVALID_OPTION naming it', () => {
     for (const [key, values] of Object.entries(INVALID)) {
@@ -63,6 +85,47 @@ describe('03 options', () => {
         });
       }
     }
+
+    for (const [key, values] of Object.entries(OUT_OF_RANGE)) {
+      for (const value of values) {
+        it(`${key}: ${value} is out of range, and the message says the range`, async () => {
+          const err = await expectInvalid(
+            { db: GOOD, retryMaxDelay: 2147483.647, [key]: value },
+            key,
+          );
+          expect(err.message).to.match(/from 0\.001 to \d/);
+        });
+      }
+    }
+
+    for (const [key, values] of Object.entries(AT_BOUNDS)) {
+      for (const value of values) {
+        it(`${key}: ${value} (a bound) is accepted`, async () => {
+          const handler = construct({ db: GOOD, [key]: value });
+          expect(handler).to.be.instanceOf(SessionPgsql);
+          await (handler as SessionPgsql).close();
+        });
+      }
+    }
+
+    it('a value without a prototype (Object.create(null)) for any option is our error', async () => {
+      for (const key of [...Object.keys(INVALID), 'maxBatch', 'connections', 'pooler']) {
+        await expectInvalid({ db: GOOD, [key]: Object.create(null) }, key);
+      }
+      for (const odd of [Symbol('s'), 10n, () => 1, [Object.create(null)]]) {
+        await expectInvalid({ db: GOOD, maxBatch: odd }, 'maxBatch');
+        await expectInvalid({ db: GOOD, idPattern: odd }, 'idPattern');
+      }
+    });
+
+    it('sessionName and table with a lone surrogate (stored as U+FFFD: not what was given)', async () => {
+      await expectInvalid({ db: GOOD, sessionName: 'SID\uD800' }, 'sessionName');
+      await expectInvalid({ db: GOOD, sessionName: '\uDC00SID' }, 'sessionName');
+      await expectInvalid({ db: GOOD, table: 'sessions\uDBFF' }, 'table');
+      const handler = construct({ db: GOOD, sessionName: 'SID😀', table: 'sessions_😀' });
+      expect(handler).to.be.instanceOf(SessionPgsql);
+      await (handler as SessionPgsql).close();
+    });
 
     it('retryMaxDelay smaller than retryMinDelay', async () => {
       await expectInvalid({ db: GOOD, retryMinDelay: 2, retryMaxDelay: 1 }, 'retryMaxDelay');
@@ -125,6 +188,89 @@ describe('03 options', () => {
       }
     });
 
+    it("a ';' inside a single-quoted value does not separate entries", async () => {
+      for (const [fragment, db] of [
+        ['Secret', `host=127.0.0.1 password='Top;Secret' port=1`],
+        ["Xit's", `host=127.0.0.1 password='Xit\\'s;Quo\\\\' port=1`],
+        ['Mid9', `password = 'a;Mid9;c' host=127.0.0.1 port=1`],
+        ['Secret', `host=127.0.0.1 password=Top\\;Secret port=1`],
+      ] as const) {
+        const handler = new SessionPgsql({ db: `${GOOD};${db};${GOOD}` });
+        try {
+          const status = handler.status();
+          expect(status.numberOfServers, db).to.equal(3);
+          expect(status.servers[1]!.server).to.include('password=***');
+          expect(JSON.stringify(status)).to.not.include(fragment);
+        } finally {
+          await handler.close();
+        }
+      }
+    });
+
+    it('an unquoted ";" in a password separates, and no fragment is shown', async () => {
+      for (const db of [
+        'host=127.0.0.1 password=TopSecret;Tail42',
+        'host=127.0.0.1 password=TopSecret;Tail42 port=1',
+        'host=127.0.0.1 password=TopSecret;Tail42=x',
+        'host=127.0.0.1 password=TopSecret;Tail42 Tail43',
+        "host=127.0.0.1 password=TopSecret;Tail42 'Tail43",
+      ]) {
+        const err = await expectInvalid({ db }, 'db');
+        expect(err.message).to.match(/entry 1\b/);
+        for (const fragment of ['TopSecret', 'Tail42', 'Tail43']) {
+          expect(err.message, db).to.not.include(fragment);
+          expect(String(err.stack), db).to.not.include(fragment);
+        }
+      }
+    });
+
+    it('an array of entries: each taken whole (any character in a quoted password)', async () => {
+      const handler = new SessionPgsql({
+        db: [GOOD, `  host=127.0.0.1 port=2 password='a;b c\\'d'  `],
+      });
+      try {
+        const status = handler.status();
+        expect(status.numberOfServers).to.equal(2);
+        expect(status.servers[1]!.server).to.include('port=2');
+        expect(JSON.stringify(status)).to.not.match(/a;b|c'd/);
+      } finally {
+        await handler.close();
+      }
+      for (const db of [[], [GOOD, ''], [GOOD, 5], [GOOD, null], [Object.create(null)]]) {
+        await expectInvalid({ db }, 'db');
+      }
+      const err = await expectInvalid({ db: [GOOD, 'host=x password=Hidden99 oops'] }, 'db');
+      expect(err.message).to.match(/entry 1\b/);
+      expect(err.message).to.not.include('Hidden99');
+    });
+
+    it('a URI with "@" or "/" in its password as is: refused, never shown', async () => {
+      for (const db of [
+        'postgresql://u:Top@Secret@127.0.0.1:1/db',
+        'postgresql://u:Top/Secret@127.0.0.1:1/db',
+        'postgres://u:Top/Sec@ret@127.0.0.1:1/db',
+      ]) {
+        const err = await expectInvalid({ db: `${GOOD};${db}` }, 'db');
+        expect(err.message).to.match(/entry 1\b/);
+        expect(err.message).to.not.match(/Top|Secret|Sec@ret/);
+      }
+      // Percent-encoded, and with other characters as is, the password is parsed and redacted.
+      for (const db of [
+        'postgresql://u:Top%40Sec%2Fret%3B@127.0.0.1:1/db',
+        'postgresql://u:Top?Secret@127.0.0.1:1/db',
+        'postgresql://u:Top#Secret@127.0.0.1:1/db',
+        'postgresql://u:Top:Secret@127.0.0.1:1/db',
+        'postgresql://127.0.0.1:1/db?application_name=a@b',
+      ]) {
+        const handler = new SessionPgsql({ db });
+        try {
+          expect(JSON.stringify(handler.status()), db).to.not.match(/Top|Secret|Sec/);
+        } finally {
+          await handler.close();
+        }
+      }
+    });
+
     const BAD_ENTRIES: Array<[string, string]> = [
       ['a malformed key=value entry', 'host=127.0.0.1 password=hunter2 port'],
       ['an unknown conninfo key', 'host=127.0.0.1 password=hunter2 frobnicate=1'],
@@ -133,12 +279,17 @@ describe('03 options', () => {
       ['a URI with an unknown parameter', 'postgresql://u:hunter2@127.0.0.1/db?frobnicate=1'],
       ['a URI with a bad percent-escape', 'postgresql://u:hunter2%zz@127.0.0.1/db'],
       ['a URI with an unterminated IPv6 host', 'postgresql://u:hunter2@[::1/db'],
+      ['an unquoted password with a space', 'host=127.0.0.1 password=hun ter2'],
+      ['a password after a key without "="', 'host hunter2 password=hunter2'],
+      ['an unknown key after a password', 'password=x hunter2=1'],
     ];
     for (const [what, entry] of BAD_ENTRIES) {
       it(`${what}: names the entry position and never shows the password`, async () => {
         const err = await expectInvalid({ db: `${GOOD};${GOOD};${entry}` }, 'db');
         expect(err.message).to.match(/entry 2\b/);
-        expect(err.message).to.not.include('hunter2');
+        for (const fragment of ['hunter2', 'hun', 'ter2']) {
+          expect(err.message).to.not.include(fragment);
+        }
         expect(String(err.stack)).to.not.include('hunter2');
         expect(JSON.stringify(err)).to.not.include('hunter2');
       });

@@ -2,10 +2,10 @@
 // non-string data are rejected before anything is sent, and nothing stored changes.
 import { expect } from 'chai';
 import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
-import { newId, uniqueTable } from './support/db';
-import { rejection } from './support/errors';
+import { newId, query, uniqueTable } from './support/db';
+import { rejection, thrown } from './support/errors';
 import { handlerFactory } from './support/handlers';
-import { allRows } from './support/rows';
+import { allRows, idsIn } from './support/rows';
 
 const BAD_IDS: Array<[string, unknown]> = [
   ['too short (15)', 'a'.repeat(15)],
@@ -271,6 +271,226 @@ describe('17 handler: validation', () => {
       }
       expect(err, 'an address with NUL must be rejected').to.be.instanceOf(SessionPgsqlError);
       expect(CODES).to.include((err as SessionPgsqlError).code);
+      expect(await rows()).to.deep.equal([]);
+    });
+  });
+  describe('expires: Unix seconds from 0 to 8.64e12, anything else rejects SPG_INVALID_ARGUMENT', () => {
+    // 2^63 and beyond were stored as -2^63 (a double->int64 cast), so the session read back
+    // expired and empty although write() resolved true.
+    const OUT: unknown[] = [
+      2 ** 63,
+      1e300,
+      -1e19,
+      -1,
+      8.64e12 + 1,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      '4000000000',
+      10n,
+      Object.create(null),
+      { valueOf: () => 4000000000 },
+    ];
+
+    it('write (by id and through a Session) and touch reject; nothing is sent or stored', async () => {
+      const handler = await make();
+      const id = newId();
+      await handler.write(id, 'original');
+      const before = await rows();
+      const s = await handler.read(id);
+      const sentBefore = sent(handler);
+      for (const expires of OUT) {
+        for (const op of [
+          () => handler.write(id, 'changed', { expires: expires as number }),
+          () => handler.write(s, 'changed', { expires: expires as number }),
+          () => handler.touch(id, expires as number),
+        ]) {
+          const err = await rejection(op());
+          expect(err.code, String(typeof expires)).to.equal(ErrorCode.InvalidArgument);
+          expect(err.message).to.include('expires');
+        }
+      }
+      expect(sent(handler)).to.equal(sentBefore);
+      expect(await rows()).to.deep.equal(before);
+    });
+
+    it('the bounds are stored as given and read back', async () => {
+      const handler = await make();
+      const far = newId();
+      expect(await handler.write(far, 'far future', { expires: 8.64e12 })).to.equal(true);
+      const s = await handler.read(far);
+      expect(s.expired).to.equal(false);
+      expect(s.data).to.equal('far future');
+      expect(s.info().expires).to.equal(8.64e12);
+      expect(await handler.touch(far, 8.64e12)).to.equal(true);
+      const epoch = newId();
+      expect(await handler.write(epoch, 'born expired', { expires: 0 })).to.equal(true);
+      expect((await handler.read(epoch)).expired).to.equal(true);
+    });
+
+    it('durations at their upper bounds: the server comes up, and a session lives its maxLifetime', async () => {
+      const handler = await make({
+        statementTimeout: 2147483.647,
+        connectTimeout: 2147483.647,
+        retryMaxDelay: 2147483.647,
+        maxLifetime: 2147483647,
+      });
+      const id = newId();
+      expect(await handler.write(id, 'long-lived')).to.equal(true);
+      const s = await handler.read(id);
+      expect(s.expired).to.equal(false);
+      expect(s.data).to.equal('long-lived');
+      expect(s.info().expires - s.info().modified).to.equal(2147483647);
+      expect(await handler.touch(id)).to.equal(true);
+      expect(handler.status().servers[0]!.state).to.equal('up');
+    });
+
+    it('GC removes rows with any expired sess_expire, extremes written by other clients included', async () => {
+      const handler = await make({ maxLifetime: 100 });
+      await handler.read(newId()); // creates the table
+      const now = 'floor(extract(epoch from now()))::bigint';
+      // id -> sess_expire as SQL; the first group is expired, the second is not (a live row,
+      // and a tombstone whose lifetime has not passed: it must stay until then).
+      const gone: Record<string, string> = {
+        min: '-9223372036854775808',
+        belowAnyLifetime: `-(${now} + 2147483647 + 3600)`,
+        farNegative: '-1000000000000000',
+        justExpired: `${now} - 1`,
+        negativeSmall: '-5',
+      };
+      const kept: Record<string, string> = {
+        max: '9223372036854775807',
+        live: `${now} + 100`,
+        tombstone: `-(${now} + 100)`,
+      };
+      for (const [name, expire] of Object.entries({ ...gone, ...kept })) {
+        await query(
+          0,
+          `INSERT INTO ${table} (sess_id, sess_name, sess_data, sess_expire)
+           VALUES ($1, 'SID', 'other client', ${expire})`,
+          [`${name}_${'x'.repeat(16)}`],
+        );
+      }
+      expect(await handler.gc()).to.equal(Object.keys(gone).length);
+      expect(await idsIn(table)).to.deep.equal(
+        Object.keys(kept)
+          .map((name) => `${name}_${'x'.repeat(16)}`)
+          .sort(),
+      );
+      const max = await handler.read(`max_${'x'.repeat(16)}`);
+      expect(max.expired).to.equal(false);
+      expect(max.data).to.equal('other client');
+    });
+  });
+
+  describe('lone surrogates: rejected, never stored as U+FFFD', () => {
+    const LONE = ['\uD800', '\uDBFF', '\uDC00', '\uDFFF', 'a\uD83D', '\uDE00a', '\uDE00\uD83D'];
+
+    it('data with a lone surrogate rejects SPG_INVALID_ARGUMENT; nothing stored', async () => {
+      const handler = await make();
+      const id = newId();
+      await handler.write(id, 'original');
+      const before = await rows();
+      const s = await handler.read(id);
+      for (const lone of LONE) {
+        for (const data of [lone, `{"a":"${lone}"}`, `${'x'.repeat(5000)}${lone}`]) {
+          const err = await rejection(handler.write(id, data));
+          expect(err.code).to.equal(ErrorCode.InvalidArgument);
+          expect(err.message).to.include('lone surrogate');
+          expect(err.message).to.not.include('x'.repeat(20)); // no session data in messages
+          expect((await rejection(handler.write(s, data))).code).to.equal(
+            ErrorCode.InvalidArgument,
+          );
+        }
+      }
+      expect(await rows()).to.deep.equal(before);
+    });
+
+    it('well-formed pairs, and JSON.stringify of lone surrogates (escaped), round-trip exactly', async () => {
+      const handler = await make();
+      const id = newId();
+      for (const data of ['😀', '\uD83D\uDE00x', JSON.stringify({ a: '\uD800', b: 'x\uDFFF' })]) {
+        expect(await handler.write(id, data)).to.equal(true);
+        expect((await handler.read(id)).data).to.equal(data);
+      }
+      const json = (await handler.read(id)).data;
+      expect(JSON.parse(json)).to.deep.equal({ a: '\uD800', b: 'x\uDFFF' });
+    });
+
+    it('ids differing only in a lone surrogate never share a row: both reject SPG_INVALID_ID', async () => {
+      const handler = await make({ idPattern: /^[\s\S]{1,100}$/ });
+      const base = newId();
+      for (const lone of LONE) {
+        const id = `${base}${lone}`;
+        for (const op of [
+          () => handler.read(id),
+          () => handler.write(id, 'mine'),
+          () => handler.touch(id),
+          () => handler.destroy(id),
+        ]) {
+          const err = await rejection(op());
+          expect(err.code).to.equal(ErrorCode.InvalidId);
+          expect(err.message).to.include('lone surrogate');
+        }
+        expect(thrown(() => handler.serversFor(id)).code).to.equal(ErrorCode.InvalidId);
+      }
+      expect(await rows()).to.deep.equal([]);
+      // A well-formed pair is a character like any other.
+      expect(await handler.write(`${base}😀`, 'pair')).to.equal(true);
+      expect((await handler.read(`${base}😀`)).data).to.equal('pair');
+    });
+
+    it('an address, custom field or error message with a lone surrogate is rejected', async () => {
+      const handler = await make();
+      const id = newId();
+      await handler.write(id, 'x');
+      const before = await rows();
+      expect((await rejection(handler.read(id, { address: '10.0.0.1\uD800' }))).code).to.equal(
+        ErrorCode.InvalidArgument,
+      );
+      expect((await rejection(handler.write(id, 'y', { address: '\uDC00' }))).code).to.equal(
+        ErrorCode.InvalidArgument,
+      );
+      const s = await handler.read(id);
+      expect(thrown(() => s.setField('user\uD800')).code).to.equal(ErrorCode.InvalidArgument);
+      expect(thrown(() => s.addError('error', 'bad \uDFFF')).code).to.equal(
+        ErrorCode.InvalidArgument,
+      );
+      expect(s.forced()).to.equal(false); // nothing was kept
+      expect(await rows()).to.deep.equal(before);
+    });
+  });
+
+  describe('arguments of any value give our error, never a bare TypeError', () => {
+    it('read(id, null), write(id, data, null) and odd values reject SPG_INVALID_ARGUMENT', async () => {
+      const handler = await make();
+      const id = newId();
+      const odd = [null, 5, 'x', Symbol('s'), 10n];
+      for (const value of odd) {
+        expect((await rejection(handler.read(id, value as never))).code).to.equal(
+          ErrorCode.InvalidArgument,
+        );
+        expect((await rejection(handler.write(id, 'x', value as never))).code).to.equal(
+          ErrorCode.InvalidArgument,
+        );
+      }
+      const bare = Object.create(null);
+      for (const value of [bare, Symbol('s'), 10n, () => 1]) {
+        for (const op of [
+          () => handler.read(id, { address: value }),
+          () => handler.write(id, value),
+          () => handler.write(id, 'x', { address: value }),
+          () => handler.write(id, 'x', { expires: value }),
+          () => handler.touch(id, value),
+        ]) {
+          expect((await rejection(op())).code).to.equal(ErrorCode.InvalidArgument);
+        }
+      }
+      expect((await rejection(handler.read(bare))).code).to.equal(ErrorCode.InvalidId);
+      const s = await handler.read(id);
+      expect(thrown(() => s.setField(bare)).code).to.equal(ErrorCode.InvalidArgument);
+      expect(thrown(() => s.addError(bare)).code).to.equal(ErrorCode.InvalidArgument);
+      expect(thrown(() => s.addError(10n as never)).code).to.equal(ErrorCode.InvalidArgument);
+      expect(thrown(() => s.addError('error', bare)).code).to.equal(ErrorCode.InvalidArgument);
       expect(await rows()).to.deep.equal([]);
     });
   });
