@@ -10,6 +10,8 @@ const POOL_SIZE = 10;
 
 module.exports = {
   label: 'connect-pg-simple',
+  kind: 'store',
+  tables: [CPS_TABLE],
   pool: `pg.Pool max ${POOL_SIZE}`,
   async open(db) {
     const { url, ...options } = driverOptions(db);
