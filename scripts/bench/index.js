@@ -352,13 +352,15 @@ async function runContender(name, concurrency, opts, env) {
     let hooks = meter;
     let separateGc = null;
     if (opts.gc === 'separate') {
-      // The GC from another handler, started when the users' window opens; its end closes it.
+      // The GC from another handler, connected beforehand and started when the users' window
+      // opens; its end closes the window.
+      const gcHandler = await openGcHandler(env);
       hooks = {
         ...meter,
         onStart(child) {
           meter.onStart(child);
           if (separateGc) return;
-          separateGc = runSeparateGc(env).then((gc) => {
+          separateGc = runSeparateGc(gcHandler).then((gc) => {
             try {
               child.send({ type: 'stop' });
             } catch {
@@ -395,13 +397,18 @@ async function runContender(name, concurrency, opts, env) {
   return { ...result, ...measured, storage, redis };
 }
 
-/** GC from a handler of its own, as `session-pgsql gc` from cron would run it. */
-async function runSeparateGc(env) {
+/** A handler of its own for the GC, as `session-pgsql gc` from cron would use. */
+async function openGcHandler(env) {
   const { handlerOptions } = contenderModule('session-pgsql');
   const { SessionPgsql } = require(path.join(__dirname, '..', '..', 'dist', 'index.js'));
   const handler = new SessionPgsql(handlerOptions(env.db));
+  await handler.open();
+  return handler;
+}
+
+/** Runs GC on `handler`, then closes it. */
+async function runSeparateGc(handler) {
   try {
-    await handler.open();
     const started = process.hrtime.bigint();
     const removed = await handler.gc();
     return { removed, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
