@@ -76,6 +76,8 @@ const USAGE = `usage: npm run bench -- [options]
       --gc-via WHERE      handler (default): the users' own handler runs gc(), as its
                           gcInterval timer would; separate: another handler (another
                           connection) does, as the CLI from cron would
+      --cpu-prof DIR      each Node contender's process writes a V8 CPU profile (node
+                          --cpu-prof) into DIR, named by node (CPU.<date>.<time>.<pid>...)
       --db CONNINFO       an existing server instead of a throwaway one; its tables
                           bench_sessions and bench_cps_session are dropped and recreated
   -h, --help              this text
@@ -94,6 +96,7 @@ function parseArgs(argv) {
     soak: null,
     sessions: SESSIONS,
     gc: false,
+    cpuProf: null,
     gcShare: 20,
     gcVia: 'handler',
     db: null,
@@ -161,6 +164,9 @@ function parseArgs(argv) {
       case '--gc':
         opts.gc = true;
         break;
+      case '--cpu-prof':
+        opts.cpuProf = path.resolve(next());
+        break;
       case '--gc-share':
         opts.gcShare = integer(arg, next(), 1, 90);
         break;
@@ -224,7 +230,7 @@ function runChild(config, hooks) {
   const seconds = config.gc ? config.gcMaxSeconds : config.seconds;
   return new Promise((resolve, reject) => {
     const child = fork(path.join(__dirname, 'run-one.js'), [JSON.stringify(config)], {
-      execArgv: [],
+      execArgv: config.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${config.cpuProf}`] : [],
       stdio: ['ignore', 2, 2, 'ipc'], // a driver's console output goes to stderr, not into --json
     });
     const untrack = track(child);
@@ -382,6 +388,7 @@ async function runContender(name, concurrency, opts, env) {
         warmup: opts.warmup,
         gc: opts.gc || null,
         gcMaxSeconds: GC_MAX_SECONDS,
+        cpuProf: opts.cpuProf,
       },
       hooks,
     );
@@ -976,7 +983,12 @@ async function main() {
           progress(`[${n}/${total}] ${name}, ${c} virtual user${c === 1 ? '' : 's'}`);
           let run;
           try {
-            run = await runContender(name, c, { seconds: opts.seconds, warmup: opts.warmup }, env);
+            run = await runContender(
+              name,
+              c,
+              { seconds: opts.seconds, warmup: opts.warmup, cpuProf: opts.cpuProf },
+              env,
+            );
           } catch (err) {
             run = {
               contender: name,
