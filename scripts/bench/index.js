@@ -477,9 +477,9 @@ function storageRow(r) {
   return [
     r.label,
     tables.length ? Object.keys(st.tables).join(', ') : r.redis ? 'redis' : '—',
-    tables.length ? span('heap') : memory,
+    span('heap'),
     span('indexes'),
-    tables.length ? span('total') : '—',
+    tables.length ? span('total') : memory,
     st && tables.length ? fmtBytes(st.walPerRequest) : '—',
     st && tables.length && st.fpiPerRequest !== null ? st.fpiPerRequest.toFixed(2) : '—',
     st && tables.length ? fmtPct(st.hotShare) : '—',
@@ -634,7 +634,7 @@ function printGc(report, out) {
       `${fmtInt(g.expiredAfter)} expired rows left`,
   );
   out.push(...sizeLine('before → after GC,', d));
-  out.push(walLine(d));
+  out.push(`${walLine(d)}; the GC's deletes included`);
   for (const r of [b, d]) if (r.firstError) out.push(`  first error: ${r.firstError}`);
 }
 
@@ -716,8 +716,8 @@ function printReport(report) {
   );
   out.push(
     "heap, indexes, total: the table's main fork, its indexes, everything (TOAST, FSM, VM too)," +
-      ' in MB after the VACUUM before the run → at its end (Redis: used_memory); WAL B/req and' +
-      ' FPI/req: WAL bytes and full-page images per request, warm-up included, whoever wrote' +
+      ' in MB after the VACUUM before the run → at its end (Redis: used_memory, as total); WAL B/req and' +
+      ' FPI/req: WAL bytes and full-page images per request since the CHECKPOINT before the run (so a short run over many pages is mostly full-page images), warm-up included, whoever wrote' +
       ' them (autovacuum and checkpoints too); HOT: n_tup_hot_upd / n_tup_upd of the table over' +
       ' the run; snapshots: Redis BGSAVE forks during the run.',
   );
