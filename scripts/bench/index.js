@@ -327,8 +327,9 @@ function measurement(admin, pmPid, seconds, { sampleRss = false, connections = t
 
 /**
  * One run of contender `name`: VACUUM and CHECKPOINT, a snapshot of the server, the run, a
- * snapshot again. opts: { seconds, warmup, sampleRss, gc, gcVia }. The result adds server CPU,
- * connections, RSS samples, `storage` (stats.js's difference) and, for Redis, `redis`.
+ * snapshot again. opts: { seconds, warmup, sampleRss, gc (null, 'handler' or 'separate'),
+ * cpuProf }. The result adds server CPU, connections, RSS samples, `storage` (stats.js's
+ * difference) and, for Redis, `redis`.
  */
 async function runContender(name, concurrency, opts, env) {
   const mod = contenderModule(name);
@@ -916,7 +917,7 @@ async function main() {
       const run = await runContender(
         'session-pgsql',
         SOAK_CONCURRENCY,
-        { seconds: opts.soak, warmup: opts.warmup, sampleRss: true },
+        { seconds: opts.soak, warmup: opts.warmup, sampleRss: true, cpuProf: opts.cpuProf },
         env,
       );
       const samples = run.rss;
@@ -945,7 +946,7 @@ async function main() {
         samples: samples.map((s) => ({ at: Number(s.at.toFixed(1)), rss: s.rss })),
       };
     } else if (opts.gc) {
-      const runOpts = { seconds: opts.seconds, warmup: opts.warmup };
+      const runOpts = { seconds: opts.seconds, warmup: opts.warmup, cpuProf: opts.cpuProf };
       progress(
         `GC phase: session-pgsql handler, ${GC_CONCURRENCY} users, ${opts.seconds} s without GC`,
       );

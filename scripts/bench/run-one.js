@@ -44,7 +44,8 @@ async function main() {
     firstError: null,
     completed: 0, // every request that succeeded, warm-up included: the WAL per request divides by it
   };
-  const maxIterations = 1_000_000 * (config.warmup + config.seconds + 1); // a bound, never reached
+  const window = config.gc ? config.gcMaxSeconds : config.seconds;
+  const maxIterations = 1_000_000 * (config.warmup + window + 1); // a bound, never reached
 
   async function virtualUser() {
     for (let n = 0; n < maxIterations && !state.stop; n++) {
@@ -63,10 +64,12 @@ async function main() {
       }
       const end = process.hrtime.bigint();
       state.completed += 1;
-      // Counted: iterations started and finished inside the window.
-      if (state.measuring && start >= state.t0 && !state.stop) {
-        histogram.record(Number(end - start) / 1000);
-      }
+      // Counted: iterations started and finished inside the window; in the GC phase, every
+      // iteration in flight at some moment of it (a GC shorter than a request still counts).
+      const counted = config.gc
+        ? state.measuring && end >= state.t0 && (!state.stop || start <= state.t1)
+        : state.measuring && start >= state.t0 && !state.stop;
+      if (counted) histogram.record(Number(end - start) / 1000);
     }
   }
 
@@ -114,7 +117,9 @@ async function main() {
 
   /** The GC phase's counted window: until the GC is over, at most gcMaxSeconds. */
   async function gcWindow() {
-    const bound = sleep(config.gcMaxSeconds * 1000).then(() => ({ finished: false }));
+    const bound = new Promise((resolve) =>
+      setTimeout(() => resolve({ finished: false }), config.gcMaxSeconds * 1000).unref(),
+    );
     if (config.gc === 'separate') return Promise.race([stopped, bound]);
     const started = process.hrtime.bigint();
     const run = client.gc().then(
