@@ -70,7 +70,8 @@ const USAGE = `usage: npm run bench -- [options]
                           table and index size at the start and the end
       --gc                only the GC phase: of the N sessions, --gc-share % expired; the
                           session-pgsql handler with ${GC_CONCURRENCY} users for -t seconds, then again while
-                          a GC removes the expired ones (the window lasts as long as the GC);
+                          a GC removes the expired ones (the window lasts as long as the GC
+                          and counts every request in flight during it);
                           reports both p99s, the GC's duration and the rows it removed
       --gc-share P        the expired share for --gc, in percent (default 20)
       --gc-via WHERE      handler (default): the users' own handler runs gc(), as its
