@@ -47,6 +47,16 @@ function sessionDataSql(n, expires) {
   return { head, data: `h.head || ${pad} || '"}'` };
 }
 
+/**
+ * What an express-session request that changed its session does to it before store.set(): the
+ * app's change (views+1), then express-session's touch(), which every save follows and which
+ * moves cookie.expires to now + originalMaxAge (so the stored expiry moves with each write).
+ */
+function changeExpressSession(sess) {
+  sess.views += 1;
+  sess.cookie.expires = new Date(Date.now() + sess.cookie.originalMaxAge);
+}
+
 /** The hot path's change to a session: parse it, count the visit, serialise it again. */
 function bump(text) {
   const session = JSON.parse(text);
@@ -150,6 +160,7 @@ module.exports = {
   randomId,
   sessionDataSql,
   bump,
+  changeExpressSession,
   driverOptions,
   Histogram,
 };

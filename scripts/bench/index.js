@@ -703,7 +703,7 @@ function printReport(report) {
   out.push('');
   out.push(
     "ratio: the reference session-pgsql row's req/s divided by this row's (above 1: session-pgsql" +
-      ' is faster); the reference is the ExpressStore for the express-session stores (get, views+1,' +
+      " is faster); the reference is the ExpressStore for the express-session stores (get, views+1 and express-session's touch()," +
       ' set) and the handler for the raw read/write loops.',
   );
   out.push(

@@ -1,8 +1,8 @@
 'use strict';
 // connect-redis over the `redis` client (one connection, as its README sets it up), against the
-// bench's throwaway redis-server: store.get(sid), views+1, store.set(sid, sess), like the other
+// bench's throwaway redis-server: store.get(sid), views+1 and touch(), store.set(sid, sess), like the other
 // store contenders. connect-redis is an ES module: loaded with import().
-const { REDIS_PREFIX } = require('../common.js');
+const { REDIS_PREFIX, changeExpressSession } = require('../common.js');
 
 module.exports = {
   label: 'connect-redis + redis',
@@ -21,7 +21,7 @@ module.exports = {
       async request(id) {
         const sess = await store.get(id);
         if (!sess) throw new Error(`session ${id} not found`);
-        sess.views += 1;
+        changeExpressSession(sess);
         await store.set(id, sess);
       },
       close: () => client.close(),

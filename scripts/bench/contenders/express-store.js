@@ -1,9 +1,10 @@
 'use strict';
-// session-pgsql's express-session store: store.get(sid), views+1, store.set(sid, sess), the calls
-// express-session makes for a request that changed its session (as for every store contender).
+// session-pgsql's express-session store: store.get(sid), views+1 and express-session's touch()
+// (common.js's changeExpressSession), store.set(sid, sess): what express-session does for a
+// request that changed its session, as for every store contender.
 // One handler with the default options (housekeeping timers off, see session-pgsql.js).
 const path = require('node:path');
-const { TABLE } = require('../common.js');
+const { TABLE, changeExpressSession } = require('../common.js');
 const { handlerOptions } = require('./session-pgsql.js');
 
 const dist = path.join(__dirname, '..', '..', '..', 'dist');
@@ -25,7 +26,7 @@ function expressStore(label, more) {
         async request(id) {
           const sess = await store.get(id);
           if (!sess) throw new Error(`session ${id} not found`);
-          sess.views += 1;
+          changeExpressSession(sess);
           await store.set(id, sess);
         },
         gc: () => handler.gc(),
