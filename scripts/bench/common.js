@@ -1,82 +1,60 @@
 'use strict';
-// Shared by the orchestrator and the child runs: the seeded ids and data, the SQL of the plain
+// Shared by the orchestrator and the child runs: the seeded ids and data (as SQL), the SQL of the plain
 // contenders, conninfo parsing for the JavaScript drivers, and a fixed-memory latency histogram.
 
-const SESSIONS = 10_000;
+const SESSIONS = 10_000; // the default of --sessions
 const DATA_BYTES = 500;
 const TABLE = 'bench_sessions'; // created by SessionPgsql itself (its own schema)
 const CPS_TABLE = 'bench_cps_session'; // connect-pg-simple's table.sql schema, under this name
+const REDIS_PREFIX = 'sess:'; // connect-redis's default key prefix
 const MAX_LIFETIME = 1440; // SessionPgsql's default maxLifetime, used by the plain UPDATEs too
 
-/** The id of seeded session n (1..SESSIONS); pgbench computes the same string in SQL. */
+/** The id of seeded session n (1..sessions); pgbench and the seeding compute it in SQL. */
 function sessionId(n) {
   return `bench-${String(n).padStart(26, '0')}`;
 }
 
+/** The SQL expression of sessionId(expr). */
+const idSql = (expr) => `'bench-' || lpad((${expr})::text, 26, '0')`;
+
 /** The SQL expression pgbench uses for sessionId(:id). */
-const PGBENCH_ID_SQL = `'bench-' || lpad(:id::text, 26, '0')`;
+const PGBENCH_ID_SQL = idSql(':id');
 
-const ids = Array.from({ length: SESSIONS }, (_, i) => sessionId(i + 1));
-
-/** A uniformly random seeded id. */
-function randomId() {
-  return ids[Math.floor(Math.random() * SESSIONS)];
+/** A uniformly random id among the first `sessions` seeded ones. */
+function randomId(sessions) {
+  return sessionId(1 + Math.floor(Math.random() * sessions));
 }
-
-// mulberry32: a small deterministic PRNG, so every run seeds the same data.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 /**
- * The data of seeded session n: the JSON an express-session app keeps (cookie, user, cart, CSRF
- * secret, ...), padded to DATA_BYTES bytes. Deterministic in n.
+ * SQL for the data of seeded session n (an integer expression `n`): the JSON an express-session
+ * app keeps (cookie, user, cart, CSRF secret, ...), compact as JSON.stringify writes it, padded
+ * to DATA_BYTES bytes, deterministic in n. `expires` is a SQL text expression (cookie.expires,
+ * an ISO date). Built in SQL so a million rows need one statement, not a million round trips.
  */
-function sessionData(n, expires) {
-  const rnd = prng(n * 2654435761);
-  const pick = (list) => list[Math.floor(rnd() * list.length)];
-  const token = (len) => Array.from({ length: len }, () => pick(ALPHABET)).join('');
-  const cart = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => ({
-    sku: `SKU-${10000 + Math.floor(rnd() * 90000)}`,
-    qty: 1 + Math.floor(rnd() * 4),
-    priceCents: 199 + Math.floor(rnd() * 20000),
-  }));
-  const session = {
-    cookie: {
-      originalMaxAge: 86_400_000,
-      expires,
-      secure: false,
-      httpOnly: true,
-      path: '/',
-      sameSite: 'lax',
-    },
-    views: Math.floor(rnd() * 50),
-    user: {
-      id: 100000 + n,
-      name: `user${n}`,
-      email: `user${n}@example.com`,
-      roles: rnd() < 0.1 ? ['customer', 'admin'] : ['customer'],
-    },
-    locale: pick(['en-GB', 'en-US', 'de-DE', 'fr-FR', 'es-ES', 'ja-JP']),
-    theme: pick(['light', 'dark', 'system']),
-    csrfSecret: token(24),
-    cart,
-    returnTo: `/products/${Math.floor(rnd() * 5000)}?page=${1 + Math.floor(rnd() * 9)}`,
-    flash: {},
-    pad: '',
-  };
-  const missing = DATA_BYTES - Buffer.byteLength(JSON.stringify(session));
-  if (missing > 0) session.pad = token(missing);
-  return JSON.stringify(session);
+function sessionDataSql(n, expires) {
+  const head =
+    `format('{"cookie":{"originalMaxAge":86400000,"expires":%s,"secure":false,"httpOnly":true,` +
+    `"path":"/","sameSite":"lax"},"views":%s,"user":{"id":%s,"name":"user%s",` +
+    `"email":"user%s@example.com","roles":%s},"locale":"%s","theme":"%s","csrfSecret":"%s",` +
+    `"cart":[{"sku":"SKU-%s","qty":%s,"priceCents":%s}],"returnTo":"/products/%s?page=%s",` +
+    `"flash":{},"pad":"', to_json(${expires}), ${n} % 50, 100000 + ${n}, ${n}, ${n}, ` +
+    `CASE WHEN ${n} % 10 = 0 THEN '["customer","admin"]' ELSE '["customer"]' END, ` +
+    `(ARRAY['en-GB','en-US','de-DE','fr-FR','es-ES','ja-JP'])[1 + ${n} % 6], ` +
+    `(ARRAY['light','dark','system'])[1 + ${n} % 3], left(md5(${n}::text), 24), ` +
+    `10000 + (${n}::bigint * 7919) % 90000, 1 + ${n} % 4, 199 + (${n}::bigint * 104729) % 20000, ` +
+    `(${n}::bigint * 31) % 5000, 1 + ${n} % 9)`;
+  const pad = `left(repeat(md5(${n}::text || 'pad'), 16), greatest(0, ${DATA_BYTES} - 2 - octet_length(h.head)))`;
+  return { head, data: `h.head || ${pad} || '"}'` };
+}
+
+/**
+ * What an express-session request that changed its session does to it before store.set(): the
+ * app's change (views+1), then express-session's touch(), which every save follows and which
+ * moves cookie.expires to now + originalMaxAge (so the stored expiry moves with each write).
+ */
+function changeExpressSession(sess) {
+  sess.views += 1;
+  sess.cookie.expires = new Date(Date.now() + sess.cookie.originalMaxAge);
 }
 
 /** The hot path's change to a session: parse it, count the visit, serialise it again. */
@@ -171,16 +149,18 @@ module.exports = {
   DATA_BYTES,
   TABLE,
   CPS_TABLE,
+  REDIS_PREFIX,
   MAX_LIFETIME,
   PGBENCH_ID_SQL,
+  idSql,
   READ_SQL,
   WRITE_SQL,
   NOW,
-  ids,
   sessionId,
   randomId,
-  sessionData,
+  sessionDataSql,
   bump,
+  changeExpressSession,
   driverOptions,
   Histogram,
 };

@@ -1,13 +1,26 @@
 'use strict';
-// Schema and rows. bench_sessions is created by a SessionPgsql handler (the library's own schema);
-// bench_cps_session by connect-pg-simple's table.sql. Both get the same SESSIONS ids and data.
+// Schema and rows. bench_sessions is created by a SessionPgsql handler (the library's own schema)
+// and filled by INSERT ... SELECT generate_series (the data is built in SQL: a million sessions
+// take one statement per chunk, not a million round trips). connect-pg-simple's table
+// (bench_cps_session, its table.sql) and Redis get a copy of the same ids and data, only when a
+// contender uses them.
 const fs = require('node:fs');
 const path = require('node:path');
-const { SESSIONS, TABLE, CPS_TABLE, ids, sessionData } = require('./common.js');
+const {
+  TABLE,
+  CPS_TABLE,
+  REDIS_PREFIX,
+  DATA_BYTES,
+  idSql,
+  sessionDataSql,
+} = require('./common.js');
 
 const { SessionPgsql } = require(path.join(__dirname, '..', '..', 'dist', 'index.js'));
 
-const BATCH = 1000;
+const CHUNK = 250_000; // rows per INSERT statement: bounds each statement's time and memory
+const REDIS_BATCH = 5_000; // keys per pipelined round of SETs
+const LIVE_SECONDS = 86_400; // a seeded live session's cookie and row expire in a day
+const EXPIRED_SECONDS = 7_200; // an expired one's expired two hours ago
 
 /** connect-pg-simple's table.sql, with every name it defines renamed after CPS_TABLE. */
 function cpsTableSql() {
@@ -19,54 +32,131 @@ function cpsTableSql() {
     .replaceAll('"IDX_session_expire"', `"IDX_${CPS_TABLE}_expire"`);
 }
 
-/** Drops and recreates both tables, then inserts the sessions. `client` is a connected pg.Client. */
-async function seed(client, conninfo) {
+/**
+ * Drops and recreates the tables, then seeds `sessions` sessions: ids 1..live are live (a day to
+ * go), the rest (expired = sessions - live) expired two hours ago. `client` is a connected
+ * pg.Client. opts: { sessions, expired = 0, cps = false (seed connect-pg-simple's table),
+ * redis = null (a connected node-redis client to seed), progress = () => {} }.
+ * Resolves to { sessions, expired, meanDataBytes, seconds }.
+ */
+async function seed(
+  client,
+  conninfo,
+  { sessions, expired = 0, cps = false, redis = null, progress },
+) {
+  const say = progress || (() => {});
+  const started = process.hrtime.bigint();
   await client.query(`DROP TABLE IF EXISTS ${TABLE}, ${CPS_TABLE}`);
 
-  const handler = new SessionPgsql({ db: conninfo, table: TABLE });
+  // No housekeeping timers: this handler only creates the table and its index.
+  const handler = new SessionPgsql({
+    db: conninfo,
+    table: TABLE,
+    gcInterval: 0,
+    vacuumInterval: 0,
+  });
   try {
-    await handler.open(); // creates the table and its index
+    await handler.open();
   } finally {
     await handler.close();
   }
-  await client.query(cpsTableSql());
 
-  const expires = new Date(Date.now() + 86_400_000).toISOString();
-  for (let start = 0; start < SESSIONS; start += BATCH) {
-    const batchIds = ids.slice(start, start + BATCH);
-    const data = batchIds.map((_, i) => sessionData(start + i + 1, expires));
-    await client.query(
-      `INSERT INTO ${TABLE} (sess_id, sess_name, sess_data, sess_created, sess_modified,
-         sess_expire, sess_addr_created, sess_counter, sess_error, sess_warning, sess_notice,
-         sess_custom)
-       SELECT u.id, 'SID', u.data, n.now, n.now, n.now + 86400, '127.0.0.1', 1, 0, 0, 0, ''
-       FROM unnest($1::text[], $2::text[]) AS u(id, data),
-            (SELECT floor(extract(epoch from now()))::bigint AS now) n`,
-      [batchIds, data],
-    );
+  const live = sessions - expired;
+  const now = Date.now();
+  const liveIso = new Date(now + LIVE_SECONDS * 1000).toISOString();
+  const expiredIso = new Date(now - EXPIRED_SECONDS * 1000).toISOString();
+  const { head, data } = sessionDataSql('g', `CASE WHEN g > $3 THEN $5 ELSE $4 END`);
+  const insert = `INSERT INTO ${TABLE} (sess_id, sess_name, sess_data, sess_created, sess_modified,
+      sess_expire, sess_addr_created, sess_counter, sess_error, sess_warning, sess_notice, sess_custom)
+    SELECT ${idSql('g')}, 'SID', ${data}, n.now, n.now,
+      CASE WHEN g > $3 THEN n.now - ${EXPIRED_SECONDS} ELSE n.now + ${LIVE_SECONDS} END,
+      '127.0.0.1', 1, 0, 0, 0, ''
+    FROM (SELECT floor(extract(epoch from now()))::bigint AS now) n,
+         generate_series($1::int, $2::int) g,
+         LATERAL (SELECT ${head} AS head) h`;
+  for (let from = 1; from <= sessions; from += CHUNK) {
+    const to = Math.min(sessions, from + CHUNK - 1);
+    if (sessions > CHUNK)
+      say(`  ${TABLE}: rows ${from.toLocaleString('en-US')}..${to.toLocaleString('en-US')}`);
+    await client.query(insert, [from, to, live, liveIso, expiredIso]);
+  }
+  if (cps) {
+    await client.query(cpsTableSql());
+    say(`  ${CPS_TABLE}: a copy of ${TABLE}`);
     await client.query(
       `INSERT INTO ${CPS_TABLE} (sid, sess, expire)
-       SELECT u.id, u.data::json, now() + interval '1 day'
-       FROM unnest($1::text[], $2::text[]) AS u(id, data)`,
-      [batchIds, data],
+       SELECT sess_id, sess_data::json, to_timestamp(sess_expire) FROM ${TABLE}`,
     );
   }
-  const { rows } = await client.query(
-    `SELECT (SELECT count(*) FROM ${TABLE})::int AS ours, (SELECT count(*) FROM ${CPS_TABLE})::int AS cps,
-            (SELECT avg(octet_length(sess_data)) FROM ${TABLE})::float8 AS bytes`,
-  );
-  if (rows[0].ours !== SESSIONS || rows[0].cps !== SESSIONS) {
-    throw new Error(`seeding failed: ${rows[0].ours} and ${rows[0].cps} rows, not ${SESSIONS}`);
+  if (redis) {
+    say(`  redis: a copy of ${TABLE}, ${REDIS_BATCH} keys per pipelined round`);
+    await seedRedis(client, redis);
   }
-  return { sessions: SESSIONS, meanDataBytes: Math.round(rows[0].bytes) };
+
+  const { rows } = await client.query(
+    `SELECT count(*)::int AS ours, avg(octet_length(sess_data))::float8 AS bytes
+       ${cps ? `, (SELECT count(*) FROM ${CPS_TABLE})::int AS cps` : ''} FROM ${TABLE}`,
+  );
+  const counts = [rows[0].ours, ...(cps ? [rows[0].cps] : [])];
+  if (redis) counts.push(await redis.dbSize());
+  if (counts.some((c) => c !== sessions)) {
+    throw new Error(`seeding failed: ${counts.join(', ')} rows/keys, not ${sessions}`);
+  }
+  const bytes = Math.round(rows[0].bytes);
+  if (Math.abs(bytes - DATA_BYTES) > 50) {
+    throw new Error(`seeding: sessions of ${bytes} bytes on average, not ~${DATA_BYTES}`);
+  }
+  return {
+    sessions,
+    expired,
+    meanDataBytes: bytes,
+    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+  };
+}
+
+/** Copies every row of TABLE into Redis as connect-redis stores it (prefix, JSON, a TTL). */
+async function seedRedis(client, redis) {
+  await redis.flushDb();
+  await client.query('BEGIN');
+  try {
+    await client.query(
+      `DECLARE bench_seed NO SCROLL CURSOR FOR
+       SELECT sess_id, sess_data, sess_expire - floor(extract(epoch from now()))::bigint AS ttl
+       FROM ${TABLE} WHERE sess_expire > floor(extract(epoch from now()))::bigint`,
+    );
+    for (let round = 0; round < 100_000; round++) {
+      const { rows } = await client.query(`FETCH ${REDIS_BATCH} FROM bench_seed`);
+      if (!rows.length) break;
+      const multi = redis.multi();
+      for (const r of rows) {
+        multi.set(REDIS_PREFIX + r.sess_id, r.sess_data, {
+          expiration: { type: 'EX', value: Number(r.ttl) },
+        });
+      }
+      await multi.execAsPipeline();
+    }
+  } finally {
+    await client.query('COMMIT');
+  }
+}
+
+/** The sizes of `table` in bytes: heap (main fork), indexes, and total (with TOAST, FSM, VM). */
+async function tableSize(client, table) {
+  const { rows } = await client.query(
+    `SELECT pg_relation_size(c)::float8 AS heap, pg_indexes_size(c)::float8 AS indexes,
+            pg_total_relation_size(c)::float8 AS total
+     FROM (SELECT to_regclass($1) AS c) r WHERE c IS NOT NULL`,
+    [table],
+  );
+  return rows[0] || null;
 }
 
 /**
  * Before each run: VACUUM (ANALYZE) so earlier contenders' dead tuples cost later ones nothing,
  * then CHECKPOINT so each run starts from the same WAL state (skipped without the right to).
  */
-async function prepareRun(client) {
-  await client.query(`VACUUM (ANALYZE) ${TABLE}, ${CPS_TABLE}`);
+async function prepareRun(client, tables) {
+  if (tables.length) await client.query(`VACUUM (ANALYZE) ${tables.join(', ')}`);
   try {
     await client.query('CHECKPOINT');
   } catch {
@@ -74,4 +164,4 @@ async function prepareRun(client) {
   }
 }
 
-module.exports = { seed, prepareRun };
+module.exports = { seed, prepareRun, tableSize, cpsTableSql };

@@ -1,15 +1,17 @@
 'use strict';
-// connect-pg-simple on a pg.Pool of 10 (pg's default size): store.get(sid), then store.set(sid, sess),
-// the calls express-session makes for a request that changed its session.
+// connect-pg-simple on a pg.Pool of 10 (pg's default size): store.get(sid), views+1 and touch(),
+// store.set(sid, sess), what express-session does for a request that changed its session.
 const session = require('express-session');
 const { Pool } = require('pg');
-const { CPS_TABLE, driverOptions } = require('../common.js');
+const { CPS_TABLE, changeExpressSession, driverOptions } = require('../common.js');
 
 const PgStore = require('connect-pg-simple')(session);
 const POOL_SIZE = 10;
 
 module.exports = {
   label: 'connect-pg-simple',
+  kind: 'store',
+  tables: [CPS_TABLE],
   pool: `pg.Pool max ${POOL_SIZE}`,
   async open(db) {
     const { url, ...options } = driverOptions(db);
@@ -26,7 +28,7 @@ module.exports = {
       async request(id) {
         const sess = await get(id);
         if (!sess) throw new Error(`session ${id} not found`);
-        sess.views += 1;
+        changeExpressSession(sess);
         await set(id, sess);
       },
       async close() {

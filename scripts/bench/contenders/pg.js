@@ -1,12 +1,14 @@
 'use strict';
 // A plain loop on pg (pool of 10, pg's default): a named prepared SELECT, then a named prepared UPDATE.
 const { Pool } = require('pg');
-const { READ_SQL, WRITE_SQL, bump, driverOptions } = require('../common.js');
+const { TABLE, READ_SQL, WRITE_SQL, bump, driverOptions } = require('../common.js');
 
 const POOL_SIZE = 10;
 
 module.exports = {
   label: 'pg prepared',
+  kind: 'raw',
+  tables: [TABLE],
   pool: `pg.Pool max ${POOL_SIZE}`,
   async open(db) {
     const { url, ...options } = driverOptions(db);

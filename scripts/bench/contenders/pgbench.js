@@ -14,7 +14,7 @@ const label = 'pgbench -M prepared';
 
 // The read's row comes back to the client (\gset) and goes out again as the write's parameter,
 // as in the other contenders; pgbench cannot edit it on the way, so the data is written unchanged.
-const SCRIPT = `\\set id random(1, 10000)
+const script = (sessions) => `\\set id random(1, ${sessions})
 SELECT sess_data AS data FROM ${TABLE} WHERE sess_id = ${PGBENCH_ID_SQL} \\gset
 UPDATE ${TABLE} SET sess_data = :data, sess_modified = ${NOW}, sess_expire = ${NOW} + ${MAX_LIFETIME}, sess_counter = sess_counter + 1 WHERE sess_id = ${PGBENCH_ID_SQL};
 `;
@@ -58,14 +58,14 @@ async function readLogs(dir) {
  * Runs pgbench: `warmup` seconds not counted, then `seconds` counted. hooks.onStart/onEnd bracket
  * the counted run; hooks.track(child) registers it for Ctrl-C and returns its unregister.
  */
-async function run({ bindir, db, concurrency, seconds, warmup }, hooks) {
+async function run({ bindir, db, concurrency, seconds, warmup, sessions }, hooks) {
   const pgbench = path.join(bindir, 'pgbench');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'session-pgsql-bench-'));
   const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
   process.on('exit', removeDir); // Ctrl-C exits without unwinding to the finally below
   try {
-    const script = path.join(dir, 'session.sql');
-    fs.writeFileSync(script, SCRIPT);
+    const scriptFile = path.join(dir, 'session.sql');
+    fs.writeFileSync(scriptFile, script(sessions));
     const jobs = Math.min(concurrency, 2);
     const base = [
       '-M',
@@ -76,9 +76,14 @@ async function run({ bindir, db, concurrency, seconds, warmup }, hooks) {
       '-j',
       String(jobs),
       '-f',
-      script,
+      scriptFile,
     ];
     const limit = (s) => (s + 60) * 1000;
+    const processedIn = (out) => {
+      const m = /^number of transactions actually processed: (\d+)/m.exec(out);
+      return m ? Number(m[1]) : 0;
+    };
+    let warmupRequests = 0;
     if (warmup > 0) {
       const w = await execute(
         pgbench,
@@ -88,6 +93,7 @@ async function run({ bindir, db, concurrency, seconds, warmup }, hooks) {
       );
       if (w.code !== 0)
         throw new Error(`pgbench warm-up failed (exit ${w.code ?? w.signal}):\n${w.out.trim()}`);
+      warmupRequests = processedIn(w.out);
     }
     const cpuBefore = reapedChildrenCpu();
     const started = process.hrtime.bigint();
@@ -138,6 +144,7 @@ async function run({ bindir, db, concurrency, seconds, warmup }, hooks) {
       errors,
       firstError,
       clientCpu: cpuBefore === null || cpuAfter === null ? null : (cpuAfter - cpuBefore) / wall,
+      allRequests: warmupRequests + processedIn(r.out),
       settled: true,
     };
   } finally {
@@ -146,4 +153,11 @@ async function run({ bindir, db, concurrency, seconds, warmup }, hooks) {
   }
 }
 
-module.exports = { label, pool: 'one connection per client', run, SCRIPT };
+module.exports = {
+  label,
+  kind: 'raw',
+  tables: [TABLE],
+  pool: 'one connection per client',
+  run,
+  script,
+};

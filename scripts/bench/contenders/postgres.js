@@ -2,12 +2,14 @@
 // The same loop on postgres.js (default max 10 connections; tagged-template statements are
 // prepared automatically). The SQL text matches READ_SQL / WRITE_SQL of common.js.
 const postgres = require('postgres');
-const { bump, driverOptions } = require('../common.js');
+const { TABLE, bump, driverOptions } = require('../common.js');
 
 const POOL_SIZE = 10;
 
 module.exports = {
   label: 'postgres.js',
+  kind: 'raw',
+  tables: [TABLE],
   pool: `max ${POOL_SIZE}`,
   async open(db) {
     const { url, user, ...options } = driverOptions(db);

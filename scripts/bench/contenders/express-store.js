@@ -1,0 +1,39 @@
+'use strict';
+// session-pgsql's express-session store: store.get(sid), views+1 and express-session's touch()
+// (common.js's changeExpressSession), store.set(sid, sess): what express-session does for a
+// request that changed its session, as for every store contender.
+// One handler with the default options (housekeeping timers off, see session-pgsql.js).
+const path = require('node:path');
+const { TABLE, changeExpressSession } = require('../common.js');
+const { handlerOptions } = require('./session-pgsql.js');
+
+const dist = path.join(__dirname, '..', '..', '..', 'dist');
+const { SessionPgsql } = require(path.join(dist, 'index.js'));
+const { ExpressStore } = require(path.join(dist, 'express.js'));
+
+/** A store contender on a handler with `more` options. */
+function expressStore(label, more) {
+  return {
+    label,
+    kind: 'store',
+    tables: [TABLE],
+    pool: 'its own (defaults)',
+    async open(db) {
+      const handler = new SessionPgsql(handlerOptions(db, more));
+      await handler.open();
+      const store = new ExpressStore(handler);
+      return {
+        async request(id) {
+          const sess = await store.get(id);
+          if (!sess) throw new Error(`session ${id} not found`);
+          changeExpressSession(sess);
+          await store.set(id, sess);
+        },
+        gc: () => handler.gc(),
+        close: () => handler.close(),
+      };
+    },
+  };
+}
+
+module.exports = { ...expressStore('session-pgsql ExpressStore', {}), expressStore };
