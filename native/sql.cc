@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 
 namespace spg {
 
@@ -16,7 +17,131 @@ namespace {
 // expiry, whatever its own clock says.
 constexpr const char* kNow = "floor(extract(epoch from now()))::bigint";
 
+// Column `c` of a read, as select-list SQL.
+std::string ReadColumnSql(ReadColumn c, bool versioned) {
+  switch (c) {
+    case kReadData:
+      return "sess_data";
+    case kReadCounter:
+      return "sess_counter";
+    case kReadError:
+      return "sess_error";
+    case kReadWarning:
+      return "sess_warning";
+    case kReadNotice:
+      return "sess_notice";
+    case kReadCustom:
+      return "sess_custom";
+    case kReadCreated:
+      return "sess_created";
+    case kReadModified:
+      return "sess_modified";
+    case kReadExpire:
+      return "sess_expire";
+    case kReadAddrCreated:
+      return "sess_addr_created";
+    case kReadAddrModified:
+      return "sess_addr_modified";
+    case kReadExpired:
+      return std::string("coalesce(sess_expire, 0) < ") + kNow + " AS expired";
+    case kReadVersion:
+      return versioned ? "sess_version" : "NULL::bigint AS sess_version";
+    case kReadColumns:
+      break;
+  }
+  return "";
+}
+
+// Column `c` of the fetch: the table's column of that name.
+const char* FetchColumnName(FetchColumn c) {
+  switch (c) {
+    case kFetchName:
+      return "sess_name";
+    case kFetchData:
+      return "sess_data";
+    case kFetchCreated:
+      return "sess_created";
+    case kFetchModified:
+      return "sess_modified";
+    case kFetchExpire:
+      return "sess_expire";
+    case kFetchAddrCreated:
+      return "sess_addr_created";
+    case kFetchAddrModified:
+      return "sess_addr_modified";
+    case kFetchCounter:
+      return "sess_counter";
+    case kFetchError:
+      return "sess_error";
+    case kFetchWarning:
+      return "sess_warning";
+    case kFetchNotice:
+      return "sess_notice";
+    case kFetchErrMessage:
+      return "sess_err_message";
+    case kFetchCustom:
+      return "sess_custom";
+    case kFetchVersion:
+      return "sess_version";
+    case kFetchColumns:
+      break;
+  }
+  return "";
+}
+
+// Parameter `p` of the single write: its alias in the merged write's unnest
+// and its element type there.
+struct WriteParamSql {
+  const char* alias;
+  const char* type;
+};
+WriteParamSql WriteParamOf(WriteParam p) {
+  switch (p) {
+    case kWriteId:
+      return {"id", "text"};
+    case kWriteName:
+      return {"name", "text"};
+    case kWriteData:
+      return {"data", "text"};
+    case kWriteAddress:
+      return {"address", "text"};
+    case kWriteExpires:
+      return {"expires", "bigint"};
+    case kWriteCustom:
+      return {"custom", "text"};
+    case kWriteErrors:
+      return {"errors", "int"};
+    case kWriteWarnings:
+      return {"warnings", "int"};
+    case kWriteNotices:
+      return {"notices", "int"};
+    case kWriteMessage:
+      return {"message", "text"};
+    case kWriteVersion:
+      return {"version", "bigint"};
+    case kWriteParams:
+      break;
+  }
+  return {"", ""};
+}
+
 }  // namespace
+
+std::array<std::optional<std::string>, kWriteParams> WriteParams::Values() && {
+  std::array<std::optional<std::string>, kWriteParams> out;
+  out[kWriteId] = std::move(id);
+  out[kWriteName] = std::move(name);
+  out[kWriteData] = std::move(data);
+  out[kWriteAddress] = std::move(address);
+  if (expires) out[kWriteExpires] = std::to_string(*expires);
+  out[kWriteCustom] = std::move(custom);
+  out[kWriteErrors] = std::to_string(errors);
+  out[kWriteWarnings] = std::to_string(warnings);
+  out[kWriteNotices] = std::to_string(notices);
+  out[kWriteMessage] = std::move(message);
+  out[kWriteVersion] = std::to_string(version);
+  return out;
+}
 
 // The SQL is laid out by clause, which the formatter would undo.
 std::string StatementName(const std::string& text) {
@@ -49,7 +174,6 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // the same for every server) but not stored.
   const bool v = o.versioned;
   const std::string version_column = v ? ", sess_version" : "";
-  const std::string version_read = v ? "sess_version" : "NULL::bigint AS sess_version";
   auto version_set = [v](const std::string& value) {
     return v ? ", sess_version = " + value : std::string();
   };
@@ -57,13 +181,13 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                             "EXCLUDED.sess_version)";
   const std::string newer = v ? " WHERE NOT " + stale : "";
 
-  // The row of session `id` (an SQL expression). Column 11, expired, is never
-  // null for a stored row; column 12 is its version (null: none).
+  // The row of session `id` (an SQL expression), its columns in ReadColumn order.
+  std::string read_columns;
+  for (int c = 0; c < kReadColumns; ++c) {
+    read_columns += (c == 0 ? "" : ", ") + ReadColumnSql(static_cast<ReadColumn>(c), v);
+  }
   auto read_of = [&](const std::string& id) {
-    return "SELECT sess_data, sess_counter, sess_error, sess_warning, sess_notice, sess_custom, "
-           "sess_created, sess_modified, sess_expire, sess_addr_created, sess_addr_modified, "
-           "coalesce(sess_expire, 0) < " + now + " AS expired, " + version_read + " "
-           "FROM " + t + " WHERE sess_id = " + id;
+    return "SELECT " + read_columns + " FROM " + t + " WHERE sess_id = " + id;
   };
   // $1 id
   std::string read = read_of("$1");
@@ -125,35 +249,43 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
            (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string());
   };
 
-  // $1 id, $2 name, $3 data, $4 address, $5 expires (null: now + maxLifetime),
-  // $6 custom (null: not set by this request), $7..$9 error/warning/notice
-  // increments, $10 message (null: not set), $11 version.
-  // One upsert covers a new session, a concurrent insert of the same id, an
-  // existing row (counter and error counts incremented in SQL), a row that
-  // vanished since the read (stored again) and an expired row (replaced).
+  // The parameters in WriteParam order. One upsert covers a new session, a
+  // concurrent insert of the same id, an existing row (counter and error counts
+  // incremented in SQL), a row that vanished since the read (stored again) and
+  // an expired row (replaced).
+  auto p = [](WriteParam param) { return "$" + std::to_string(param + 1); };
+  auto typed = [&](WriteParam param) { return p(param) + "::" + WriteParamOf(param).type; };
   std::string write =
       columns_written +
-      "SELECT $1, $2, $3, n.now, n.now, coalesce($5::bigint, n.now + " + lifetime + "), "
-      "coalesce($4, ''), NULL, 1, $7::int, $8::int, $9::int, $10, coalesce($6, '')" +
-      (v ? ", n.version " : " ") +
-      "FROM (SELECT " + now + " AS now, $11::bigint AS version) n " + on_conflict("$4", "$6");
+      "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
+      typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
+      "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version) n " +
+      on_conflict(p(kWriteAddress), p(kWriteCustom));
 
   // The same for several sessions at once, in one statement (the executor is
-  // set up once for all of them): $1 name, then one array per column, element
-  // i for session i: $2 ids, $3 data, $4 addresses, $5 expires, $6..$8
-  // error/warning/notice increments, $9 messages, $10 versions. Only writes that leave the
+  // set up once for all of them): $1 the name, then one array per entry of
+  // kWriteManyArrays, element i for session i. Only writes that leave the
   // custom field alone go this way, and ids must be distinct (a row can be
   // updated once per statement). The address is read back from EXCLUDED:
   // an empty address means unknown, as in the single write.
+  std::string arrays, aliases;
+  for (size_t i = 0; i < std::size(kWriteManyArrays); ++i) {
+    const WriteParamSql param = WriteParamOf(kWriteManyArrays[i]);
+    arrays += (i == 0 ? "$" : ", $") + std::to_string(i + 2) + "::" + param.type + "[]";
+    aliases += (i == 0 ? "" : ", ") + std::string(param.alias);
+  }
+  auto u = [](WriteParam param) { return std::string("u.") + WriteParamOf(param).alias; };
   std::string write_many =
       columns_written +
-      "SELECT u.id, $1, u.data, n.now, n.now, coalesce(u.expires, n.now + " + lifetime + "), "
-      "coalesce(u.address, ''), NULL, 1, u.errors, u.warnings, u.notices, u.message, ''" +
-      (v ? ", u.version " : " ") +
-      "FROM (SELECT " + now + " AS now) n, "
-      "unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[], "
-      "$8::int[], $9::text[], $10::bigint[]) AS u(id, data, address, expires, errors, warnings, "
-      "notices, message, version) " +
+      "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
+      u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
+      (v ? ", " + u(kWriteVersion) + " " : " ") +
+      "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
@@ -191,14 +323,15 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "sess_expire = EXCLUDED.sess_expire" + version_set("EXCLUDED.sess_version") + newer;
 
   // Moving a session home after an outage: the whole row (live, or a tombstone)
-  // from the server that held it meanwhile ($1 id; column 13 of the fetch is
-  // its version), stored at home unless home has a newer one: by version when
-  // both rows have one, else by the servers' sess_modified as before versions.
-  const std::string columns =
-      "sess_name, sess_data, sess_created, sess_modified, sess_expire, sess_addr_created, "
-      "sess_addr_modified, sess_counter, sess_error, sess_warning, sess_notice, "
-      "sess_err_message, sess_custom";
-  std::string fetch = "SELECT " + columns + ", " + version_read + " FROM " + t +
+  // from the server that held it meanwhile ($1 id; the fetch's columns in
+  // FetchColumn order, kFetchVersion last), stored at home unless home has a
+  // newer one: by version when both rows have one, else by the servers'
+  // sess_modified as before versions.
+  std::string columns;
+  for (int c = 0; c < kFetchVersion; ++c) {
+    columns += (c == 0 ? "" : ", ") + std::string(FetchColumnName(static_cast<FetchColumn>(c)));
+  }
+  std::string fetch = "SELECT " + columns + ", " + ReadColumnSql(kReadVersion, v) + " FROM " + t +
                       " WHERE sess_id = $1 AND (coalesce(sess_expire, 0) >= " + now +
                       " OR sess_expire < 0)";
   const std::string adopt_newer =
@@ -206,23 +339,36 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
           "THEN s.sess_version < EXCLUDED.sess_version "
           "ELSE coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified END"
         : "coalesce(s.sess_modified, 0) <= EXCLUDED.sess_modified";
-  // $15 version (null: none).
+  // $1 id, then the fetched row: column c is $(c + 2), its version (null:
+  // none) last.
+  auto fetched = [](FetchColumn c) { return "$" + std::to_string(c + 2); };
+  std::string adopted, excluded;
+  for (int c = 0; c < kFetchVersion; ++c) {
+    const auto column = static_cast<FetchColumn>(c);
+    const bool integer = column == kFetchCounter || column == kFetchError ||
+                         column == kFetchWarning || column == kFetchNotice;
+    const bool bigint =
+        column == kFetchCreated || column == kFetchModified || column == kFetchExpire;
+    adopted += ", " + fetched(column) + (integer ? "::int" : bigint ? "::bigint" : "");
+    excluded += (c == 0 ? "EXCLUDED." : ", EXCLUDED.") + std::string(FetchColumnName(column));
+  }
   std::string adopt =
-      "INSERT INTO " + t + " AS s (sess_id, " + columns + version_column + ") SELECT $1, $2, $3, "
-      "$4::bigint, $5::bigint, $6::bigint, $7, $8, $9::int, $10::int, $11::int, $12::int, $13, "
-      "$14" + (v ? ", n.version " : " ") + "FROM (SELECT $15::bigint AS version) n "
-      "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + version_column + ") = ("
-      "EXCLUDED.sess_name, EXCLUDED.sess_data, EXCLUDED.sess_created, EXCLUDED.sess_modified, "
-      "EXCLUDED.sess_expire, EXCLUDED.sess_addr_created, EXCLUDED.sess_addr_modified, "
-      "EXCLUDED.sess_counter, EXCLUDED.sess_error, EXCLUDED.sess_warning, EXCLUDED.sess_notice, "
-      "EXCLUDED.sess_err_message, EXCLUDED.sess_custom" +
+      "INSERT INTO " + t + " AS s (sess_id, " + columns + version_column + ") SELECT $1" +
+      adopted + (v ? ", n.version " : " ") + "FROM (SELECT " + fetched(kFetchVersion) +
+      "::bigint AS version) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + version_column + ") = (" + excluded +
       (v ? ", EXCLUDED.sess_version" : "") + ") WHERE " + adopt_newer;
 
-  prepared = {{kFetchStmt, fetch, 1},          {kAdoptStmt, adopt, 15},
-              {kReadStmt, read, 1},            {kReadManyStmt, read_many, 1},
-              {kWriteStmt, write, 11},         {kWriteManyStmt, write_many, 10},
-              {kTouchStmt, touch, 2},          {kDestroyStmt, destroy, 1},
-              {kMessageStmt, message, 1},      {kGcStmt, gc, 1},
+  prepared = {{kFetchStmt, fetch, 1},
+              {kAdoptStmt, adopt, 1 + kFetchColumns},
+              {kReadStmt, read, 1},
+              {kReadManyStmt, read_many, 1},
+              {kWriteStmt, write, kWriteParams},
+              {kWriteManyStmt, write_many, kWriteManyParams},
+              {kTouchStmt, touch, 2},
+              {kDestroyStmt, destroy, 1},
+              {kMessageStmt, message, 1},
+              {kGcStmt, gc, 1},
               {kTombstoneStmt, tombstone, 2}};
   for (Prepared& p : prepared) p.name = StatementName(p.text);
 

@@ -3,6 +3,9 @@
 // numeric settings are part of the text.
 #pragma once
 
+#include <array>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,12 +36,105 @@ extern const std::vector<std::string> kRequiredColumns;
 // by PHP or by an older session-pgsql lacks it until migrated.
 inline constexpr const char* kVersionColumn = "sess_version";
 
-// Bounds of stored times, in seconds; lib/options.ts and lib/handler.ts check
-// them with messages for the user (MAX_LIFETIME_SECONDS, MAX_EXPIRES), these
-// keep the casts defined. No lifetime is longer than kMaxLifetime (2^31 - 1);
-// an absolute expiry is from 0 to kMaxExpires (8.64e15 ms, the last JS Date).
+// Bounds that lib/options.ts and lib/handler.ts check with messages for the
+// user (the rule's home); the native side uses them only as guards that keep
+// its casts defined and its SQL right. test/03.options.test.ts reads this
+// header and fails unless both languages have the same numbers.
+// - kMaxLifetime (MAX_LIFETIME_SECONDS, 2^31 - 1 s): GC tells a tombstone from
+//   a corrupt expiry by it.
+// - kMaxTimerSeconds (MAX_TIMER_SECONDS, 2^31 - 1 ms): what statement_timeout
+//   (an int32 of ms) and libuv's timers hold.
+// - kMaxExpires (MAX_EXPIRES, 8.64e15 ms, the last instant of a JS Date): the
+//   latest absolute expiry.
 inline constexpr long long kMaxLifetime = 2147483647;
+inline constexpr double kMaxTimerSeconds = 2147483.647;
 inline constexpr double kMaxExpires = 8.64e12;
+
+// The columns of a read (kReadStmt, kReadManyStmt), in order: Sql builds the
+// select list from this enum, and the handler reads the cells by it.
+enum ReadColumn : int {
+  kReadData,
+  kReadCounter,
+  kReadError,
+  kReadWarning,
+  kReadNotice,
+  kReadCustom,
+  kReadCreated,
+  kReadModified,
+  kReadExpire,
+  kReadAddrCreated,
+  kReadAddrModified,
+  kReadExpired,  // whether the row has expired; never null for a stored row
+  kReadVersion,  // the row's version (null: none, or no version column)
+  kReadColumns
+};
+
+// The columns of the look-aside's fetch (kFetchStmt): the whole row but its id,
+// in the order kAdoptStmt takes them after the id ($2 is kFetchName + 2).
+enum FetchColumn : int {
+  kFetchName,
+  kFetchData,
+  kFetchCreated,
+  kFetchModified,
+  kFetchExpire,
+  kFetchAddrCreated,
+  kFetchAddrModified,
+  kFetchCounter,
+  kFetchError,
+  kFetchWarning,
+  kFetchNotice,
+  kFetchErrMessage,
+  kFetchCustom,
+  kFetchVersion,  // null: none
+  kFetchColumns
+};
+
+// The parameters of a single write (kWriteStmt), in order ($1 is kWriteId).
+// WriteParams::Values() lists them so; the merged write (kWriteManyStmt) takes
+// the name once, then one array per entry of kWriteManyArrays.
+enum WriteParam : int {
+  kWriteId,
+  kWriteName,
+  kWriteData,
+  kWriteAddress,  // null: unknown (an update keeps the stored address)
+  kWriteExpires,  // null: now + maxLifetime
+  kWriteCustom,   // null: not set by this request (only such writes merge)
+  kWriteErrors,
+  kWriteWarnings,
+  kWriteNotices,
+  kWriteMessage,  // null: not set
+  kWriteVersion,
+  kWriteParams
+};
+
+// kWriteManyStmt's parameters after the name ($2, $3, ...): each an array with
+// one element per merged write, its kWriteStmt parameter of that position.
+// Every parameter but the name and the custom field (see WriteParam).
+inline constexpr WriteParam kWriteManyArrays[] = {
+    kWriteId,       kWriteData,    kWriteAddress, kWriteExpires, kWriteErrors,
+    kWriteWarnings, kWriteNotices, kWriteMessage, kWriteVersion,
+};
+inline constexpr int kWriteManyParams = 1 + static_cast<int>(std::size(kWriteManyArrays));
+
+// One session write: what the single write binds and the merged write is
+// built from (through the single write's parameters).
+struct WriteParams {
+  std::string id;
+  std::string name;
+  std::string data;
+  std::optional<std::string> address;
+  std::optional<long long> expires;  // Unix seconds
+  std::optional<std::string> custom;
+  int errors = 0;
+  int warnings = 0;
+  int notices = 0;
+  std::optional<std::string> message;
+  long long version = 0;
+
+  // The parameters in WriteParam order as text; nullopt is SQL NULL. Moves the
+  // strings out.
+  std::array<std::optional<std::string>, kWriteParams> Values() &&;
+};
 
 struct SqlOptions {
   std::string table;         // quoted identifier, optionally schema-qualified
