@@ -6,11 +6,14 @@
         "native/addon.cc",
         "native/connection.cc",
         "native/errors.cc",
+        "native/fanout.cc",
         "native/handler.cc",
         "native/housekeeping.cc",
         "native/placement.cc",
+        "native/recovery.cc",
         "native/server.cc",
-        "native/sql.cc"
+        "native/sql.cc",
+        "native/versions.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

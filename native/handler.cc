@@ -1,66 +1,22 @@
+// The JS binding of Handler: argument reading, the single-session operations
+// (read, write, touch, destroy, message), routing and the promise plumbing
+// that close() waits on. Outage recovery is in recovery.cc, operations across
+// every server in fanout.cc.
 #include "handler.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <cstring>
-#include <iterator>
 #include <memory>
-#include <random>
 #include <utility>
 
 #include "addon.h"
 #include "results.h"
+#include "versions.h"
 
 namespace spg {
 
 namespace {
-
-// --- versions: the order of a session's writes is the order in which they
-// were issued, not the order in which some server ran them. A version is
-// (microseconds of Unix time when issued) << kTagBits | (this process's tag).
-// One clock per process (worker threads included): each version is greater
-// than every one this process issued or read before, so within a process the
-// order is exact whatever the wall clock does; the tag keeps two processes
-// from issuing the same value in the same microsecond (unless they drew the
-// same tag, 1 in 2048). 52 bits of microseconds last until the year 2112.
-constexpr int kTagBits = 11;
-// The greatest version the clock may be moved to: one more still fits in 63 bits.
-constexpr long long kMaxVersion = (((1LL << 52) - 1) << kTagBits) - 1;
-std::atomic<long long> version_clock{0};
-
-long long Tag() {
-  static const long long tag = std::random_device{}() & ((1LL << kTagBits) - 1);
-  return tag;
-}
-
-long long NextVersion() {
-  const long long now = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  long long seen = version_clock.load(std::memory_order_relaxed);
-  for (;;) {
-    const long long version = (std::max(now, (seen >> kTagBits) + 1) << kTagBits) | Tag();
-    if (version_clock.compare_exchange_weak(seen, version, std::memory_order_relaxed)) {
-      return version;
-    }
-  }
-}
-
-// A version read from a server moves the clock past it: a write issued after
-// reading a session orders after what was read even when the host that wrote
-// it has a clock ahead of ours (a hybrid logical clock). Values beyond the
-// format's range (set by hand) are ignored rather than overflow.
-void ObserveVersion(const PGresult* r, int row, int col) {
-  if (row >= PQntuples(r) || PQgetisnull(r, row, col)) return;
-  const long long version = ParseInt(r, row, col);
-  if (version <= 0 || version > kMaxVersion) return;
-  long long seen = version_clock.load(std::memory_order_relaxed);
-  while (version > seen &&
-         !version_clock.compare_exchange_weak(seen, version, std::memory_order_relaxed)) {
-  }
-}
 
 // One element of a PostgreSQL array literal: NULL, or the value in double
 // quotes with its quotes and backslashes escaped.
@@ -104,10 +60,6 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
   many.Bind(ArrayOf(reads, 0));
   return many;
 }
-
-// Whether row `row` of a read's result holds a stored session: a merged read
-// has a row for every id, null where there is none.
-bool Found(const PGresult* r, int row) { return row < PQntuples(r) && !PQgetisnull(r, row, 11); }
 
 // --- argument checks: the facade validates with friendly messages; these are
 // the native backstop, so misuse throws instead of crashing.
@@ -332,28 +284,6 @@ void Handler::Resend(OpPtr op, const ErrorInfo& error) {
   if (op->done) op->done(*op);
 }
 
-void Handler::GaveUp(const std::string& id, int server) {
-  const double now = NowSeconds();
-  const uint64_t bit = server < 64 ? uint64_t{1} << server : ~uint64_t{0};
-  auto [at, fresh] = gave_up_.try_emplace(id, GaveUpOn{0, now});
-  if (!fresh && now - at->second.at >= static_cast<double>(max_lifetime_)) at->second.servers = 0;
-  at->second.servers |= bit;
-  at->second.at = now;
-  if (gave_up_.size() < prune_gave_up_at_) return;
-  for (auto it = gave_up_.begin(); it != gave_up_.end();) {
-    it = now - it->second.at >= static_cast<double>(max_lifetime_) ? gave_up_.erase(it)
-                                                                      : std::next(it);
-  }
-  prune_gave_up_at_ = std::max<size_t>(1024, 2 * gave_up_.size());
-}
-
-bool Handler::MayRunLate(const std::string& id, int server) const {
-  auto it = gave_up_.find(id);
-  if (it == gave_up_.end()) return false;
-  if (NowSeconds() - it->second.at >= static_cast<double>(max_lifetime_)) return false;
-  return (it->second.servers & (server < 64 ? uint64_t{1} << server : ~uint64_t{0})) != 0;
-}
-
 void Handler::Submit(Server* server, OpPtr op) {
   ++in_flight_;
   auto inner = std::move(op->done);
@@ -394,68 +324,6 @@ Napi::Value Handler::NoServerUp(Napi::Env env) {
 
 Napi::Value Handler::ClosedError(Napi::Env env) {
   return Reject(env, code::kClosed, "the handler is closed");
-}
-
-void Handler::Barrier(std::function<void(bool, ErrorInfo)> done) {
-  struct State {
-    size_t remaining;
-    bool any = false;
-    std::string reasons;
-    ErrorInfo first;
-    std::function<void(bool, ErrorInfo)> done;
-  };
-  auto state = std::make_shared<State>();
-  state->remaining = servers_.size();
-  state->done = std::move(done);
-  const size_t count = servers_.size();
-  for (auto& server : servers_) {
-    auto op = std::make_unique<Op>();
-    op->done = [state, count](Op& op) {
-      if (op.error) {
-        if (!state->first) state->first = op.error;
-        state->reasons += (state->reasons.empty() ? "" : "; ") + op.error.message;
-      } else {
-        state->any = true;
-      }
-      if (--state->remaining > 0) return;
-      ErrorInfo error = state->first;
-      if (count > 1) {
-        error =
-            MakeError(code::kNoServer, "no server could be reached: " + state->reasons, -1, true);
-      }
-      state->done(state->any, std::move(error));
-    };
-    Submit(server.get(), std::move(op));
-  }
-}
-
-Napi::Value Handler::JsOpen(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  auto deferred = Deferred::New(env);
-  Barrier([this, deferred](bool any, ErrorInfo error) {
-    if (any) {
-      deferred.Resolve(deferred.Env().Undefined());
-    } else {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, error));
-    }
-  });
-  return deferred.Promise();
-}
-
-Napi::Value Handler::JsReset(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  if (started_) {
-    for (auto& server : servers_) server->Reconnect();
-  }
-  EnsureStarted();
-  auto deferred = Deferred::New(env);
-  Barrier([deferred](bool any, ErrorInfo) {
-    deferred.Resolve(Napi::Boolean::New(deferred.Env(), any));
-  });
-  return deferred.Promise();
 }
 
 Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
@@ -526,22 +394,6 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int serv
   return row.IsObject() ? row.As<Napi::Object>() : Napi::Object::New(env);
 }
 
-bool Handler::Recovering(const Server* home) const {
-  return servers_.size() > 1 && home->recovered_at() > 0 &&
-         NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
-}
-
-std::vector<Server*> Handler::Fallbacks(const std::string& id, const Server* home) {
-  placement_->Order(id, &order_);
-  std::vector<Server*> after;
-  bool past_home = false;
-  for (int i : order_) {
-    if (past_home && servers_[i]->routable()) after.push_back(servers_[i].get());
-    past_home = past_home || i == home->index();
-  }
-  return after;
-}
-
 void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   auto op = std::make_unique<Op>();
   op->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
@@ -574,85 +426,6 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
     deferred.Resolve(BuildRow(deferred.Env(), op.results[0].get(), op.row, op.server));
   };
   Submit(server, std::move(op));
-}
-
-void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultPtr at_home,
-                        int home_row, std::vector<Server*> fallbacks, size_t next) {
-  if (next == fallbacks.size()) {
-    deferred.Resolve(BuildRow(deferred.Env(), at_home.get(), home_row, home->index()));
-    return;
-  }
-  Server* other = fallbacks[next];
-  auto fetch = std::make_unique<Op>();
-  fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
-  fetch->done = [this, home, other, id, deferred, at_home, home_row, fallbacks, next](Op& op) {
-    const PGresult* r = op.error ? nullptr : op.results[0].get();
-    if (r == nullptr || PQntuples(r) == 0) {  // not there (or unreachable): try the next
-      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
-      return;
-    }
-    ObserveVersion(r, 0, 13);
-    // The newer of the two rows wins: by version (column 13 of the fetch, 12
-    // of the read) when both have one, whether live, expired or a tombstone,
-    // and an equal version is the same write. Otherwise (a row PHP wrote, or
-    // one from before versions) by sess_modified (columns 3 and 7): a live
-    // copy written during the outage is never older than home's, so a tie
-    // goes to it.
-    const PGresult* h = at_home.get();
-    const bool home_found = Found(h, home_row);
-    const bool home_live = home_found && PQgetvalue(h, home_row, 11)[0] != 't';
-    const bool versioned = home_found && !PQgetisnull(h, home_row, 12) && !PQgetisnull(r, 0, 13);
-    const bool home_newer = versioned ? ParseInt(h, home_row, 12) >= ParseInt(r, 0, 13)
-                                      : home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3);
-    if (home_newer) {
-      DropCopies(id, {other}, [] {});  // a stale copy: home was written since
-      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
-      return;
-    }
-    // Store the row at home and read it back in the same transaction, then
-    // drop the copy.
-    auto adopt = std::make_unique<Op>();
-    Statement insert = Statement::Prepared(kAdoptStmt);
-    insert.Bind(id);
-    for (int col = 0; col < 14; ++col) {
-      if (PQgetisnull(r, 0, col)) {
-        insert.BindNull();
-      } else {
-        insert.Bind(Text(r, 0, col));
-      }
-    }
-    adopt->statements.push_back(std::move(insert));
-    adopt->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
-    adopt->done = [this, other, id, deferred](Op& op) {
-      if (op.error) {
-        deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
-        return;
-      }
-      ResultPtr row = op.results[1];
-      const int server = op.server;
-      DropCopies(id, {other}, [this, deferred, row, server] {
-        deferred.Resolve(BuildRow(deferred.Env(), row.get(), 0, server));
-      });
-    };
-    Submit(home, std::move(adopt));
-  };
-  Submit(other, std::move(fetch));
-}
-
-void Handler::DropCopies(const std::string& id, const std::vector<Server*>& servers,
-                         std::function<void()> then) {
-  auto remaining = std::make_shared<size_t>(servers.size() + 1);
-  auto step = [remaining, then] {
-    if (--*remaining == 0) then();
-  };
-  for (Server* server : servers) {
-    auto drop = std::make_unique<Op>();
-    drop->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
-    drop->batchable = true;
-    drop->done = [step](Op&) { step(); };
-    Submit(server, std::move(drop));
-  }
-  step();
 }
 
 // write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message, baseline)
@@ -814,42 +587,7 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   ErrorInfo error;
   Server* home = Route(id, &error);
   if (home == nullptr) return Reject(env, error);
-  // A session may live on a fallback server (written there during an outage),
-  // so it is deleted from every server that is up; the home server decides the
-  // outcome, the others are best effort. When the id's own home is down, the
-  // server standing in for it keeps a tombstone instead, so the row the home
-  // still has cannot come back when it returns. So does a server where this
-  // process gave up on a write of the session lately: that write may still
-  // run there late (a stalled connection, a healed partition), and with no
-  // row to lose to it would store the session again.
-  placement_->Order(id, &order_);
-  const bool home_down = servers_[order_.front()].get() != home;
-  std::vector<Server*> targets;
-  for (auto& server : servers_) {
-    if (server.get() == home || server->routable()) targets.push_back(server.get());
-  }
-  auto removed = std::make_shared<bool>(false);
-  auto join = NewJoin(env, targets.size(),
-                      [removed](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
-  const std::string version = std::to_string(NextVersion());
-  for (Server* server : targets) {
-    auto op = std::make_unique<Op>();
-    const bool is_home = server == home;
-    if ((is_home && home_down) || MayRunLate(id, server->index())) {
-      op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
-    } else {
-      op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
-    }
-    op->key = id;
-    op->reroutable = is_home;
-    op->batchable = true;
-    op->done = [this, join, removed, is_home](Op& op) {
-      if (!op.error && AffectedRows(op.results[0].get()) > 0) *removed = true;
-      StepDone(join, is_home ? op.error : ErrorInfo{});
-    };
-    Submit(server, std::move(op));
-  }
-  return join->deferred.Promise();
+  return DestroyEverywhere(env, id, home);
 }
 
 Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
@@ -882,124 +620,6 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
-std::vector<Server*> Handler::Routable() const {
-  std::vector<Server*> out;
-  for (const auto& server : servers_) {
-    if (server->routable()) out.push_back(server.get());
-  }
-  return out;
-}
-
-std::shared_ptr<Handler::Join> Handler::NewJoin(Napi::Env env, size_t steps,
-                                                std::function<Napi::Value(Napi::Env)> result) {
-  return std::make_shared<Join>(Join{steps, {}, Deferred::New(env), std::move(result)});
-}
-
-void Handler::StepDone(const std::shared_ptr<Join>& join, const ErrorInfo& error) {
-  if (error && !join->error) join->error = error;
-  if (--join->remaining > 0) return;
-  Napi::Env env = join->deferred.Env();
-  if (join->error) {
-    join->deferred.Reject(ToJs(env, error_class_, join->error));
-  } else {
-    join->deferred.Resolve(join->result(env));
-  }
-}
-
-Napi::Value Handler::OnEveryServer(Napi::Env env, const std::string& sql,
-                                   std::function<void(const PGresult*)> each,
-                                   std::function<Napi::Value(Napi::Env)> result) {
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  std::vector<Server*> servers = Routable();
-  if (servers.empty()) return NoServerUp(env);
-  auto join = NewJoin(env, servers.size(), std::move(result));
-  for (Server* server : servers) {
-    auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Text(sql));
-    op->done = [this, join, each](Op& op) {
-      if (!op.error) each(op.results[0].get());
-      StepDone(join, op.error);
-    };
-    Submit(server, std::move(op));
-  }
-  return join->deferred.Promise();
-}
-
-Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  std::vector<Server*> servers = Routable();
-  if (servers.empty()) return NoServerUp(env);
-  auto removed = std::make_shared<double>(0);
-  auto join = NewJoin(env, servers.size(),
-                      [removed](Napi::Env env) { return Napi::Number::New(env, *removed); });
-  for (Server* server : servers) {
-    server->housekeeping().Gc(true, [this, join, removed](const ErrorInfo& error, long long n) {
-      *removed += static_cast<double>(n);
-      StepDone(join, error);
-    });
-  }
-  return join->deferred.Promise();
-}
-
-// Resolves to the number of servers where VACUUM ran.
-Napi::Value Handler::JsVacuum(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  std::vector<Server*> servers = Routable();
-  if (servers.empty()) return NoServerUp(env);
-  auto ran = std::make_shared<double>(0);
-  auto join =
-      NewJoin(env, servers.size(), [ran](Napi::Env env) { return Napi::Number::New(env, *ran); });
-  for (Server* server : servers) {
-    server->housekeeping().Vacuum(true, [this, join, ran](const ErrorInfo& error, bool did) {
-      *ran += did;
-      StepDone(join, error);
-    });
-  }
-  return join->deferred.Promise();
-}
-
-// Per server: { rows, expired, bytes } or { error } when it could not be asked.
-Napi::Value Handler::JsStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closing()) return ClosedError(env);
-  EnsureStarted();
-  struct State {
-    size_t remaining;
-    Napi::ObjectReference out;
-    Deferred deferred;
-    State(Napi::Env env, size_t n)
-        : remaining(n),
-          out(Napi::Persistent(Napi::Array::New(env, n).As<Napi::Object>())),
-          deferred(Deferred::New(env)) {}
-  };
-  auto state = std::make_shared<State>(env, servers_.size());
-  for (auto& server : servers_) {
-    auto op = std::make_unique<Op>();
-    op->statements.push_back(Statement::Text(sql_->stats).Bind(table_));
-    op->done = [this, state](Op& op) {
-      Napi::Env env = state->deferred.Env();
-      Napi::Object entry = Napi::Object::New(env);
-      if (op.error) {
-        entry.Set("error", ToJs(env, error_class_, op.error));
-      } else {
-        const PGresult* r = op.results[0].get();
-        entry.Set("rows", static_cast<double>(ParseInt(r, 0, 0)));
-        entry.Set("expired", static_cast<double>(ParseInt(r, 0, 1)));
-        entry.Set("bytes", static_cast<double>(ParseInt(r, 0, 2)));
-      }
-      state->out.Value().Set(static_cast<uint32_t>(op.server), entry);
-      if (--state->remaining == 0) state->deferred.Resolve(state->out.Value());
-    };
-    Submit(server.get(), std::move(op));
-  }
-  return state->deferred.Promise();
-}
-
 Napi::Value Handler::JsOnEvent(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsFunction()) {
     events_ = Napi::Persistent(info[0].As<Napi::Function>());
@@ -1011,36 +631,6 @@ void Handler::ServerChanged(int server, bool up) {
   if (events_.IsEmpty() || abandoned_ || closing_) return;
   Napi::Env env = events_.Env();
   events_.Call({Napi::String::New(env, up ? "up" : "down"), Napi::Number::New(env, server)});
-}
-
-// Every live session on every server that is up, as [{ id, data }]; a server
-// that fails makes the whole call fail (a partial list would mislead).
-Napi::Value Handler::JsList(const Napi::CallbackInfo& info) {
-  auto rows = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
-  return OnEveryServer(
-      info.Env(), sql_->list,
-      [rows](const PGresult* r) {
-        for (int i = 0; i < PQntuples(r); ++i) rows->emplace_back(Text(r, i, 0), Text(r, i, 1));
-      },
-      [rows](Napi::Env env) -> Napi::Value {
-        Napi::Array out = Napi::Array::New(env, rows->size());
-        for (size_t i = 0; i < rows->size(); ++i) {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("id", (*rows)[i].first);
-          o.Set("data", (*rows)[i].second);
-          out.Set(static_cast<uint32_t>(i), o);
-        }
-        return out;
-      });
-}
-
-// Deletes every session on every server that is up; resolves to the count.
-Napi::Value Handler::JsClear(const Napi::CallbackInfo& info) {
-  auto removed = std::make_shared<double>(0);
-  return OnEveryServer(
-      info.Env(), sql_->clear,
-      [removed](const PGresult* r) { *removed += static_cast<double>(AffectedRows(r)); },
-      [removed](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *removed); });
 }
 
 void Handler::Warn(const ErrorInfo& error) {
@@ -1059,75 +649,6 @@ Napi::Value Handler::JsOrder(const Napi::CallbackInfo& info) {
   placement_->Order(Utf8(info[0]), &order);
   Napi::Array out = Napi::Array::New(env, order.size());
   for (size_t i = 0; i < order.size(); ++i) out.Set(static_cast<uint32_t>(i), order[i]);
-  return out;
-}
-
-Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Array servers = Napi::Array::New(env, servers_.size());
-  static const char* kStates[] = {"down", "connecting", "up"};
-  for (size_t i = 0; i < servers_.size(); ++i) {
-    const Server& s = *servers_[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("id", static_cast<double>(i));
-    o.Set("server", s.spec().redacted);
-    o.Set("state", kStates[static_cast<int>(s.state())]);
-    // Which host of a multi-host entry is in use (null while not up).
-    if (s.host_in_use().empty()) {
-      o.Set("host", env.Null());
-      o.Set("port", env.Null());
-    } else {
-      o.Set("host", s.host_in_use());
-      const std::string& port = s.port_in_use();
-      const bool numeric =
-          !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
-      o.Set("port", numeric ? Napi::Value(Napi::Number::New(env, std::stod(port))) : env.Null());
-    }
-    o.Set("since", s.state_since());
-    o.Set("operations", static_cast<double>(s.operations()));
-    o.Set("failures", static_cast<double>(s.failures()));
-    auto run = [&](const Housekeeping::Run& r) -> Napi::Value {
-      if (!r.valid) return env.Null();
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("at", r.at);
-      o.Set("duration", r.duration);
-      o.Set("removed", static_cast<double>(r.removed));
-      o.Set("error", r.error.empty() ? env.Null() : Napi::String::New(env, r.error));
-      return o;
-    };
-    auto found = [&](Server::Found f) -> Napi::Value {
-      static const char* kFound[] = {nullptr, "existed", "created", "missing"};
-      if (f == Server::Found::kUnknown) return env.Null();
-      return Napi::String::New(env, kFound[static_cast<int>(f)]);
-    };
-    Napi::Object setup = Napi::Object::New(env);
-    setup.Set("table", found(s.table_found()));
-    setup.Set("housekeeping", found(s.housekeeping_found()));
-    setup.Set("version", found(s.version_found()));
-    o.Set("setup", setup);
-    o.Set("lastGc", run(s.housekeeping().last_gc()));
-    o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));
-    if (s.last_error()) {
-      Napi::Object e = Napi::Object::New(env);
-      e.Set("code", s.last_error().code);
-      e.Set("message", s.last_error().message);
-      o.Set("lastError", e);
-    } else {
-      o.Set("lastError", env.Null());
-    }
-    servers.Set(static_cast<uint32_t>(i), o);
-  }
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("servers", servers);
-  out.Set("numberOfServers", static_cast<double>(servers_.size()));
-  out.Set("failoverMode", failover_mode_);
-  out.Set("shortCircuit", short_circuit_);
-  out.Set("keepExpired", keep_expired_);
-  out.Set("maxLifetime", static_cast<double>(max_lifetime_));
-  out.Set("placement", failover_mode_ ? std::string("failover") : placement_name_);
-  out.Set("table", table_);
-  out.Set("inFlight", static_cast<double>(in_flight_));
-  out.Set("closed", closed_ || closing_);
   return out;
 }
 

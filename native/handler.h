@@ -1,6 +1,9 @@
 // The session handler: the JS-facing object (SessionPgsql's native half) and
 // all session semantics: placement, read/write/touch/destroy, short circuit,
 // keepExpired, argument checks, and the rows turned into JS values.
+// Defined in three files: handler.cc (the JS binding and single-session
+// operations), recovery.cc (look-aside, copies, tombstones) and fanout.cc
+// (joins, the barrier, and operations across every server).
 //
 // Thread: the JS thread. Lifetime: held by its JS wrapper; pinned (Ref) from
 // the first connection until close() has drained every operation, so pending
@@ -84,6 +87,9 @@ class Handler : public Napi::ObjectWrap<Handler> {
   // answering.
   void LookAside(Server* home, std::string id, Deferred deferred, ResultPtr at_home, int home_row,
                  std::vector<Server*> fallbacks, size_t next);
+  // Deletes session `id` on every server that is up, or leaves a tombstone
+  // where its row could come back; `home` (routed) decides the outcome.
+  Napi::Value DestroyEverywhere(Napi::Env env, const std::string& id, Server* home);
   // Deletes the id on `servers` (best effort), then calls `then`.
   void DropCopies(const std::string& id, const std::vector<Server*>& servers,
                   std::function<void()> then);

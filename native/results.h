@@ -28,6 +28,12 @@ inline long long AffectedRows(const PGresult* r) {
   return n && *n ? std::strtoll(n, nullptr, 10) : 0;
 }
 
+// Whether row `row` of a read's result holds a stored session: a merged read
+// has a row for every id, null where there is none.
+inline bool Found(const PGresult* r, int row) {
+  return row < PQntuples(r) && !PQgetisnull(r, row, 11);
+}
+
 inline double NowSeconds() {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();

@@ -1,0 +1,172 @@
+// Outage recovery: sessions written on a fallback server while their home was
+// down are looked for there (look-aside), moved home, and their stale copies
+// dropped; a destroy leaves tombstones where a row could come back.
+#include "handler.h"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+#include <utility>
+
+#include "results.h"
+#include "versions.h"
+
+namespace spg {
+
+bool Handler::Recovering(const Server* home) const {
+  return servers_.size() > 1 && home->recovered_at() > 0 &&
+         NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
+}
+
+std::vector<Server*> Handler::Fallbacks(const std::string& id, const Server* home) {
+  placement_->Order(id, &order_);
+  std::vector<Server*> after;
+  bool past_home = false;
+  for (int i : order_) {
+    if (past_home && servers_[i]->routable()) after.push_back(servers_[i].get());
+    past_home = past_home || i == home->index();
+  }
+  return after;
+}
+
+void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultPtr at_home,
+                        int home_row, std::vector<Server*> fallbacks, size_t next) {
+  if (next == fallbacks.size()) {
+    deferred.Resolve(BuildRow(deferred.Env(), at_home.get(), home_row, home->index()));
+    return;
+  }
+  Server* other = fallbacks[next];
+  auto fetch = std::make_unique<Op>();
+  fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
+  fetch->done = [this, home, other, id, deferred, at_home, home_row, fallbacks, next](Op& op) {
+    const PGresult* r = op.error ? nullptr : op.results[0].get();
+    if (r == nullptr || PQntuples(r) == 0) {  // not there (or unreachable): try the next
+      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
+      return;
+    }
+    ObserveVersion(r, 0, 13);
+    // The newer of the two rows wins: by version (column 13 of the fetch, 12
+    // of the read) when both have one, whether live, expired or a tombstone,
+    // and an equal version is the same write. Otherwise (a row PHP wrote, or
+    // one from before versions) by sess_modified (columns 3 and 7): a live
+    // copy written during the outage is never older than home's, so a tie
+    // goes to it.
+    const PGresult* h = at_home.get();
+    const bool home_found = Found(h, home_row);
+    const bool home_live = home_found && PQgetvalue(h, home_row, 11)[0] != 't';
+    const bool versioned = home_found && !PQgetisnull(h, home_row, 12) && !PQgetisnull(r, 0, 13);
+    const bool home_newer = versioned ? ParseInt(h, home_row, 12) >= ParseInt(r, 0, 13)
+                                      : home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3);
+    if (home_newer) {
+      DropCopies(id, {other}, [] {});  // a stale copy: home was written since
+      LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
+      return;
+    }
+    // Store the row at home and read it back in the same transaction, then
+    // drop the copy.
+    auto adopt = std::make_unique<Op>();
+    Statement insert = Statement::Prepared(kAdoptStmt);
+    insert.Bind(id);
+    for (int col = 0; col < 14; ++col) {
+      if (PQgetisnull(r, 0, col)) {
+        insert.BindNull();
+      } else {
+        insert.Bind(Text(r, 0, col));
+      }
+    }
+    adopt->statements.push_back(std::move(insert));
+    adopt->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
+    adopt->done = [this, other, id, deferred](Op& op) {
+      if (op.error) {
+        deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+        return;
+      }
+      ResultPtr row = op.results[1];
+      const int server = op.server;
+      DropCopies(id, {other}, [this, deferred, row, server] {
+        deferred.Resolve(BuildRow(deferred.Env(), row.get(), 0, server));
+      });
+    };
+    Submit(home, std::move(adopt));
+  };
+  Submit(other, std::move(fetch));
+}
+
+void Handler::DropCopies(const std::string& id, const std::vector<Server*>& servers,
+                         std::function<void()> then) {
+  auto remaining = std::make_shared<size_t>(servers.size() + 1);
+  auto step = [remaining, then] {
+    if (--*remaining == 0) then();
+  };
+  for (Server* server : servers) {
+    auto drop = std::make_unique<Op>();
+    drop->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+    drop->batchable = true;
+    drop->done = [step](Op&) { step(); };
+    Submit(server, std::move(drop));
+  }
+  step();
+}
+
+Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Server* home) {
+  // A session may live on a fallback server (written there during an outage),
+  // so it is deleted from every server that is up; the home server decides the
+  // outcome, the others are best effort. When the id's own home is down, the
+  // server standing in for it keeps a tombstone instead, so the row the home
+  // still has cannot come back when it returns. So does a server where this
+  // process gave up on a write of the session lately: that write may still
+  // run there late (a stalled connection, a healed partition), and with no
+  // row to lose to it would store the session again.
+  placement_->Order(id, &order_);
+  const bool home_down = servers_[order_.front()].get() != home;
+  std::vector<Server*> targets;
+  for (auto& server : servers_) {
+    if (server.get() == home || server->routable()) targets.push_back(server.get());
+  }
+  auto removed = std::make_shared<bool>(false);
+  auto join = NewJoin(env, targets.size(),
+                      [removed](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
+  const std::string version = std::to_string(NextVersion());
+  for (Server* server : targets) {
+    auto op = std::make_unique<Op>();
+    const bool is_home = server == home;
+    if ((is_home && home_down) || MayRunLate(id, server->index())) {
+      op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
+    } else {
+      op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));
+    }
+    op->key = id;
+    op->reroutable = is_home;
+    op->batchable = true;
+    op->done = [this, join, removed, is_home](Op& op) {
+      if (!op.error && AffectedRows(op.results[0].get()) > 0) *removed = true;
+      StepDone(join, is_home ? op.error : ErrorInfo{});
+    };
+    Submit(server, std::move(op));
+  }
+  return join->deferred.Promise();
+}
+
+void Handler::GaveUp(const std::string& id, int server) {
+  const double now = NowSeconds();
+  const uint64_t bit = server < 64 ? uint64_t{1} << server : ~uint64_t{0};
+  auto [at, fresh] = gave_up_.try_emplace(id, GaveUpOn{0, now});
+  if (!fresh && now - at->second.at >= static_cast<double>(max_lifetime_)) at->second.servers = 0;
+  at->second.servers |= bit;
+  at->second.at = now;
+  if (gave_up_.size() < prune_gave_up_at_) return;
+  for (auto it = gave_up_.begin(); it != gave_up_.end();) {
+    it = now - it->second.at >= static_cast<double>(max_lifetime_) ? gave_up_.erase(it)
+                                                                      : std::next(it);
+  }
+  prune_gave_up_at_ = std::max<size_t>(1024, 2 * gave_up_.size());
+}
+
+bool Handler::MayRunLate(const std::string& id, int server) const {
+  auto it = gave_up_.find(id);
+  if (it == gave_up_.end()) return false;
+  if (NowSeconds() - it->second.at >= static_cast<double>(max_lifetime_)) return false;
+  return (it->second.servers & (server < 64 ? uint64_t{1} << server : ~uint64_t{0})) != 0;
+}
+
+}  // namespace spg
