@@ -3,7 +3,7 @@
 // Unix seconds, and the JSON encoding of session objects.
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { SessionPgsql, withAdapterId, type ReadContext, type WriteOptions } from './handler';
-import type { SessionPgsqlOptions } from './options';
+import { LONE_SURROGATE, type SessionPgsqlOptions } from './options';
 import type { Session } from './session';
 
 /**
@@ -46,8 +46,7 @@ const MARK = '\u0001';
 // What a text column cannot hold losslessly: NUL, and a lone surrogate (UTF-8
 // has no encoding for it, libpq would get U+FFFD). Plus MARK, so that in an
 // escaped id every MARK starts an escape. Without the u flag, code units.
-const UNSAFE =
-  /[\u0000\u0001]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const UNSAFE = new RegExp(`[\\u0000\\u0001]|${LONE_SURROGATE}`, 'g');
 const ESCAPE = /\u0001([0-9a-f]{4})/g;
 
 function invalidId(message: string): SessionPgsqlError {

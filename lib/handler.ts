@@ -5,6 +5,7 @@ import {
   resolveOptions,
   loneSurrogate,
   wellFormed,
+  MAX_EXPIRES,
   type ResolvedOptions,
   type SessionPgsqlOptions,
 } from './options';
@@ -65,6 +66,8 @@ export class SessionPgsql extends EventEmitter {
   readonly #options: ResolvedOptions;
   readonly #native: NativeHandler;
   readonly #owner: SessionOwner;
+  // Set as close() starts, as the native core's own flag is.
+  #closing = false;
 
   constructor(options: SessionPgsqlOptions = {}) {
     super();
@@ -79,9 +82,7 @@ export class SessionPgsql extends EventEmitter {
         this.emit(name, payload);
       }
     });
-    const servers = this.#options.native.servers.map(
-      (entry) => native.inspectConninfo(entry).redacted,
-    );
+    const servers = this.#options.redacted;
     this.#owner = {
       message: (id) => this.#native.message(id),
       describeServer: (index) => servers[index] ?? '',
@@ -148,8 +149,9 @@ export class SessionPgsql extends EventEmitter {
     );
     try {
       if (!(session instanceof Session)) {
-        return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null, null);
+        return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null);
       }
+      if (this.#shortCircuits(session, data)) return false;
       const c = session.changes();
       const stored = await this.#native.write(
         id,
@@ -161,7 +163,6 @@ export class SessionPgsql extends EventEmitter {
         c.warnings,
         c.notices,
         c.message,
-        c.baseline,
       );
       session.written(data, stored);
       return stored;
@@ -276,7 +277,14 @@ export class SessionPgsql extends EventEmitter {
 
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
-    return this.#native.status();
+    const { servers, numberOfServers, failoverMode, ...rest } = this.#native.status();
+    return {
+      servers,
+      numberOfServers,
+      failoverMode,
+      shortCircuit: this.#options.shortCircuit,
+      ...rest,
+    };
   }
 
   /**
@@ -293,7 +301,25 @@ export class SessionPgsql extends EventEmitter {
 
   /** Waits for operations in flight, then closes every connection; idempotent. */
   async close(): Promise<void> {
+    this.#closing = true;
     await this.#native.close();
+  }
+
+  /**
+   * The short circuit (the only home of the rule): with `shortCircuit`, a write of a Session
+   * read live whose data is unchanged and on which nothing was forced is skipped, so its
+   * expiry is not refreshed. Decided here, the data is never copied to the native core. A
+   * skip never hides an error that the write would give: on a closing handler, or with data
+   * over `maxDataSize` (stored by a handler with a larger one), the write goes to the native
+   * core, which refuses it.
+   */
+  #shortCircuits(session: Session, data: string): boolean {
+    return (
+      this.#options.shortCircuit &&
+      session.unchanged(data) &&
+      !this.#closing &&
+      Buffer.byteLength(data) <= this.#options.native.maxDataSize
+    );
   }
 
   #checkId(id: unknown): asserts id is string {
@@ -335,9 +361,6 @@ function callerStack(err: unknown): unknown {
 function argument(message: string): SessionPgsqlError {
   return new SessionPgsqlError(message, ErrorCode.InvalidArgument);
 }
-
-/** The largest `expires`: 8.64e15 ms, the last instant a JS `Date` holds, in seconds. */
-const MAX_EXPIRES = 8.64e12;
 
 function checkExpires(expires: unknown): number | null {
   if (expires === undefined || expires === null) return null;

@@ -11,11 +11,10 @@ export interface NativeConfig {
   index: string; // quoted name of the expiry index
   housekeeping: string; // quoted name of the table recording GC/VACUUM runs
   sessionName: string;
-  placement: 'rendezvous' | 'php';
+  /** `'failover'` is the `failoverMode` option (list order for every id). */
+  placement: 'rendezvous' | 'php' | 'failover';
   createTable: boolean;
-  shortCircuit: boolean;
   keepExpired: boolean;
-  failoverMode: boolean;
   maxLifetime: number;
   maxDataSize: number;
   connectTimeout: number;
@@ -144,7 +143,7 @@ export interface NativeStatus {
 export interface NativeHandler {
   open(): Promise<void>;
   read(id: string): Promise<NativeRow>;
-  /** Resolves false when the short circuit skipped the write. */
+  /** Resolves true once stored (the short circuit is the facade's, decided before this). */
   write(
     id: string,
     data: string,
@@ -155,7 +154,6 @@ export interface NativeHandler {
     warnings: number,
     notices: number,
     message: string | null,
-    baseline: string | null,
   ): Promise<boolean>;
   touch(id: string, expires: number | null): Promise<boolean>;
   destroy(id: string): Promise<boolean>;
@@ -167,7 +165,8 @@ export interface NativeHandler {
   list(): Promise<Array<{ id: string; data: string }>>;
   clear(): Promise<number>;
   onEvent(listener: (name: string, payload: unknown) => void): void;
-  status(): NativeStatus;
+  /** The status but `shortCircuit`, which the facade adds (a setting of its own). */
+  status(): Omit<NativeStatus, 'shortCircuit'>;
   order(id: string): number[];
   reset(): Promise<boolean>;
   close(): Promise<void>;

@@ -80,6 +80,10 @@ export interface SessionPgsqlOptions {
 export interface ResolvedOptions {
   native: NativeConfig;
   idPattern: RegExp;
+  /** Decided by the facade alone (see SessionPgsql's write). */
+  shortCircuit: boolean;
+  /** Each `db` entry as messages and `info()` show it: key=value, secrets as `***`. */
+  redacted: string[];
 }
 
 export const defaults = {
@@ -120,9 +124,17 @@ export function wellFormed(text: string): boolean {
   return (text as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
+/**
+ * @internal The pattern of a lone surrogate (half of a UTF-16 pair without its other half), as
+ * a RegExp source over code units (no `u` flag); the adapters' id escaping uses it too.
+ */
+export const LONE_SURROGATE =
+  '[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
+const loneSurrogatePattern = new RegExp(LONE_SURROGATE);
+
 /** @internal Says where `text`'s first lone surrogate is, never showing the text. */
 export function loneSurrogate(text: string): string {
-  const at = text.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+  const at = text.search(loneSurrogatePattern);
   return (
     `contains a lone surrogate (half of a UTF-16 pair) at index ${at}: PostgreSQL cannot store ` +
     'it (it would read back as U+FFFD); encode binary data (e.g. base64) before storing it'
@@ -132,7 +144,8 @@ export function loneSurrogate(text: string): string {
 /**
  * The longest timer, in seconds: 2^31 - 1 ms, what PostgreSQL's `statement_timeout` (an int32
  * of milliseconds) and Node's `setTimeout` hold. The shortest is 1 ms: below it the native
- * core's whole milliseconds would be 0, which PostgreSQL reads as "no timeout".
+ * core's whole milliseconds would be 0, which PostgreSQL reads as "no timeout". native/sql.h
+ * keeps the same number as a guard (kMaxTimerSeconds; test 03 checks that they agree).
  */
 export const MAX_TIMER_SECONDS = 2147483.647;
 /** The shortest duration other than an allowed 0 (off), in seconds: 1 ms. */
@@ -140,9 +153,17 @@ export const MIN_TIMER_SECONDS = 0.001;
 /**
  * The longest `maxLifetime`, in seconds (2^31 - 1, about 68 years): now plus it stays far
  * inside `expires`' range, and GC tells a tombstone (negative expiry, at most now plus a
- * lifetime below zero) from a corrupt row by it. native/sql.cc keeps the same number.
+ * lifetime below zero) from a corrupt row by it. native/sql.h keeps the same number
+ * (kMaxLifetime; test 03 checks that they agree).
  */
 export const MAX_LIFETIME_SECONDS = 2147483647;
+/**
+ * The largest `expires` of a write or touch, in Unix seconds: 8.64e15 ms, the last instant a
+ * JS `Date` holds. The row keeps a bigint; within this range every Date's expiry fits, and so
+ * does any arithmetic on it (GC subtracts, a tombstone negates). native/sql.h keeps the same
+ * number as a guard (kMaxExpires; test 03 checks that they agree).
+ */
+export const MAX_EXPIRES = 8.64e12;
 
 function boolean(
   options: SessionPgsqlOptions,
@@ -317,7 +338,8 @@ function strayAt(entry: string): boolean {
   return (query === -1 ? after : after.slice(0, query)).includes('@');
 }
 
-function serverList(value: unknown): string[] {
+/** The `db` entries, each checked by libpq's parser, and their redacted forms. */
+function serverList(value: unknown): { servers: string[]; redacted: string[] } {
   let entries: string[];
   if (typeof value === 'string') {
     entries = splitConninfo(value);
@@ -335,7 +357,7 @@ function serverList(value: unknown): string[] {
       `Expected a string or a non-empty array of strings for "db" but received ${show(value)}`,
     );
   }
-  entries.forEach((entry, i) => {
+  const redacted = entries.map((entry, i) => {
     if (entry === '') {
       throw invalid(
         `"db" entry ${i} (counting from 0) is empty: remove the extra ";" (received ${entries.length} entries)`,
@@ -348,7 +370,7 @@ function serverList(value: unknown): string[] {
       );
     }
     try {
-      native.inspectConninfo(entry);
+      return native.inspectConninfo(entry).redacted;
     } catch (err) {
       // Nothing of the entry is shown: an unparsable entry may hold a password anywhere.
       throw invalid(
@@ -358,7 +380,7 @@ function serverList(value: unknown): string[] {
       );
     }
   });
-  return entries;
+  return { servers: entries, redacted };
 }
 
 function pattern(value: unknown): RegExp {
@@ -439,18 +461,22 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
     );
   }
   const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
+  const { servers, redacted } = serverList(options.db ?? defaults.db);
+  const createTable = boolean(options, 'createTable');
+  const shortCircuit = boolean(options, 'shortCircuit');
+  const keepExpired = boolean(options, 'keepExpired');
+  // failoverMode is a placement of its own: list order for every id.
+  const failoverMode = boolean(options, 'failoverMode');
   return {
     native: {
-      servers: serverList(options.db ?? defaults.db),
+      servers,
       table,
       index,
       housekeeping,
       sessionName,
-      placement,
-      createTable: boolean(options, 'createTable'),
-      shortCircuit: boolean(options, 'shortCircuit'),
-      keepExpired: boolean(options, 'keepExpired'),
-      failoverMode: boolean(options, 'failoverMode'),
+      placement: failoverMode ? 'failover' : placement,
+      createTable,
+      keepExpired,
       maxLifetime: seconds(options, 'maxLifetime', false, MAX_LIFETIME_SECONDS),
       maxDataSize,
       connectTimeout: seconds(options, 'connectTimeout', false),
@@ -465,5 +491,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
+    shortCircuit,
+    redacted,
   };
 }

@@ -59,7 +59,6 @@ export interface SessionChanges {
   warnings: number;
   notices: number;
   message: string | null;
-  baseline: string | null;
 }
 
 /**
@@ -79,6 +78,10 @@ export class Session {
   readonly #owner: SessionOwner;
   #row: NativeRow;
   #custom: string | null = null;
+  // This request's counts: written (stored by its writes) and pending (for its next write).
+  // Its view of the counters is the row as read plus both; what the table holds is the
+  // upsert's to compute (concurrent requests add theirs), never recomputed here.
+  #written = { errors: 0, warnings: 0, notices: 0 };
   #pending = { errors: 0, warnings: 0, notices: 0 };
   #message: string | null = null;
 
@@ -118,9 +121,7 @@ export class Session {
       serverId: r.server,
       server: this.#owner.describeServer(r.server),
       accesses: r.accesses,
-      errors: r.errors + this.#pending.errors,
-      warnings: r.warnings + this.#pending.warnings,
-      notices: r.notices + this.#pending.notices,
+      ...this.#counts(),
       created: r.created,
       modified: r.modified,
       expires: r.expires,
@@ -193,48 +194,58 @@ export class Session {
    * message: from this request, else from the table, `''` when there is none.
    */
   async getError(withMessage = false): Promise<SessionErrors> {
-    const r = this.#row;
-    const result: SessionErrors = {
-      errors: r.errors + this.#pending.errors,
-      warnings: r.warnings + this.#pending.warnings,
-      notices: r.notices + this.#pending.notices,
-    };
+    const result: SessionErrors = this.#counts();
     if (withMessage) {
       result.message = this.#message ?? (this.isNew ? '' : await this.#owner.message(this.id));
     }
     return result;
   }
 
-  /** @internal What the next write must carry. */
-  changes(): SessionChanges {
-    const live = this.#row.state === 'existing';
+  /** The counters as this request sees them: as read, plus its own (written or pending). */
+  #counts(): { errors: number; warnings: number; notices: number } {
+    const r = this.#row;
+    const w = this.#written;
+    const p = this.#pending;
     return {
-      custom: this.#custom,
-      ...this.#pending,
-      message: this.#message,
-      baseline: live ? this.#row.data : null,
+      errors: r.errors + w.errors + p.errors,
+      warnings: r.warnings + w.warnings + p.warnings,
+      notices: r.notices + w.notices + p.notices,
     };
   }
 
-  /** @internal Whether setField or addError asked for the next write. */
+  /** @internal What the next write must carry. */
+  changes(): SessionChanges {
+    return { custom: this.#custom, ...this.#pending, message: this.#message };
+  }
+
+  /**
+   * @internal Whether setField or addError asked for the next write: the only home of the
+   * rule (the short circuit and express-session's touch() ask it).
+   */
   forced(): boolean {
     const p = this.#pending;
     return this.#custom !== null || this.#message !== null || p.errors + p.warnings + p.notices > 0;
   }
 
+  /**
+   * @internal Whether writing `data` would store nothing new: the session was read live (or
+   * since written by this request) with the same data, and nothing was forced. The short
+   * circuit skips such a write.
+   */
+  unchanged(data: string): boolean {
+    return this.#row.state === 'existing' && this.#row.data === data && !this.forced();
+  }
+
   /** @internal After a write was stored: the new data is the baseline, nothing is pending. */
   written(data: string, stored: boolean): void {
     if (!stored) return;
-    const r = this.#row;
-    this.#row = {
-      ...r,
-      state: 'existing',
-      isNew: false,
-      data,
-      custom: this.getField(),
-      errors: r.errors + this.#pending.errors,
-      warnings: r.warnings + this.#pending.warnings,
-      notices: r.notices + this.#pending.notices,
+    this.#row = { ...this.#row, state: 'existing', isNew: false, data, custom: this.getField() };
+    const w = this.#written;
+    const p = this.#pending;
+    this.#written = {
+      errors: w.errors + p.errors,
+      warnings: w.warnings + p.warnings,
+      notices: w.notices + p.notices,
     };
     this.#custom = null;
     this.#pending = { errors: 0, warnings: 0, notices: 0 };

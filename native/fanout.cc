@@ -278,11 +278,11 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("servers", servers);
   out.Set("numberOfServers", static_cast<double>(servers_.size()));
-  out.Set("failoverMode", failover_mode_);
-  out.Set("shortCircuit", short_circuit_);
+  // shortCircuit is the facade's setting alone: it adds it.
+  out.Set("failoverMode", placement_name_ == "failover");
   out.Set("keepExpired", keep_expired_);
   out.Set("maxLifetime", static_cast<double>(max_lifetime_));
-  out.Set("placement", failover_mode_ ? std::string("failover") : placement_name_);
+  out.Set("placement", placement_name_);
   out.Set("table", table_);
   out.Set("inFlight", static_cast<double>(in_flight_));
   out.Set("closed", closed_ || closing_);

@@ -44,14 +44,26 @@ std::string ArrayOf(const std::vector<const Statement*>& statements, size_t para
   return array;
 }
 
-// kWriteManyStmt from single writes (kWriteStmt parameters: $1 id, $2 name,
-// $3 data, $4 address, $5 expires, $6 custom (null here), $7..$9 counts,
-// $10 message, $11 version): the name once, then one array per other column.
+// kWriteManyStmt from single writes (each bound from WriteParams, its custom
+// field null): the name once, then one array per entry of kWriteManyArrays.
 Statement WriteMany(const std::vector<const Statement*>& writes) {
   Statement many = Statement::Prepared(kWriteManyStmt);
-  many.Bind(writes.front()->params[1]);
-  for (size_t param : {0, 2, 3, 4, 6, 7, 8, 9, 10}) many.Bind(ArrayOf(writes, param));
+  many.Bind(writes.front()->params[kWriteName]);
+  for (WriteParam param : kWriteManyArrays) many.Bind(ArrayOf(writes, param));
   return many;
+}
+
+// kWriteStmt with `params`.
+Statement WriteOne(WriteParams params) {
+  Statement s = Statement::Prepared(kWriteStmt);
+  for (std::optional<std::string>& value : std::move(params).Values()) {
+    if (value) {
+      s.Bind(std::move(*value));
+    } else {
+      s.BindNull();
+    }
+  }
+  return s;
 }
 
 // kReadManyStmt from single reads (kReadStmt: $1 id): one array of the ids.
@@ -70,18 +82,22 @@ std::string Utf8(const Napi::Value& v) { return v.As<Napi::String>().Utf8Value()
 
 Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
 
-// Absolute Unix seconds from JS (null: the default lifetime) as a parameter.
-bool BindExpires(Statement& s, const Napi::Value& v) {
+// Absolute Unix seconds from JS (null: the default lifetime). The range is
+// the facade's rule (checkExpires, with its message); this guard keeps llround
+// defined. False when `v` is out of it.
+bool ReadExpires(const Napi::Value& v, std::optional<long long>* out) {
   if (IsNullish(v)) {
-    s.BindNull();
+    out->reset();
     return true;
   }
   if (!v.IsNumber()) return false;
   double seconds = v.As<Napi::Number>().DoubleValue();
-  if (!(seconds >= 0 && seconds <= kMaxExpires)) return false;  // also NaN; llround stays defined
-  s.Bind(std::to_string(std::llround(seconds)));
+  if (!(seconds >= 0 && seconds <= kMaxExpires)) return false;  // also NaN
+  *out = std::llround(seconds);
   return true;
 }
+
+constexpr const char* kExpiresGuard = "expires out of range (the facade checks it first)";
 
 }  // namespace
 
@@ -150,8 +166,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   if (!string("table", &table_) || !string("index", &index) ||
       !string("housekeeping", &housekeeping_) || !string("sessionName", &session_name_) ||
       !string("placement", &placement_name_) || !boolean("createTable", &create_table_) ||
-      !boolean("shortCircuit", &short_circuit_) || !boolean("keepExpired", &keep_expired_) ||
-      !boolean("failoverMode", &failover_mode_) ||
+      !boolean("keepExpired", &keep_expired_) ||
       !boolean("synchronousCommit", &timings.synchronous_commit) ||
       !string("pooler", &pooler) ||
       !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
@@ -162,21 +177,27 @@ Handler::Handler(const Napi::CallbackInfo& info)
       !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
     return;
   }
+  // Guards, not rules: lib/options.ts checks every option with a message that
+  // names it (and its range) before this runs. These keep the casts below (to
+  // whole ms and seconds, libuv's uint64 ms) defined and GC's SQL right.
   if (pooler != "none" && pooler != "transaction") {
     fail("config.pooler must be 'none' or 'transaction'");
     return;
   }
-  // The facade checks each with its own message; this backstop keeps the casts
-  // below (to whole ms and seconds, and libuv's uint64 ms) defined.
+  if (placement_name_ != "rendezvous" && placement_name_ != "php" &&
+      placement_name_ != "failover") {
+    fail("config.placement must be 'rendezvous', 'php' or 'failover'");
+    return;
+  }
   for (double d : {timings.connect_timeout_ms, timings.statement_timeout_ms, timings.retry_min_ms,
                    timings.retry_max_ms, gc_interval, vacuum_interval}) {
-    if (!(d >= 0 && d <= 2147483.647)) {
-      fail("config durations must be 0 to 2147483.647 s");
+    if (!(d >= 0 && d <= kMaxTimerSeconds)) {
+      fail("config durations out of range (options.ts checks them first)");
       return;
     }
   }
   if (!(max_lifetime > 0 && max_lifetime <= kMaxLifetime)) {
-    fail("config.maxLifetime must be above 0 and at most 2147483647");
+    fail("config.maxLifetime out of range (options.ts checks it first)");
     return;
   }
   timings.unnamed = pooler == "transaction";
@@ -207,7 +228,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
     ServerSpec spec;
     std::string error;
     if (!ParseServerSpec(Utf8(entry), &spec, &error)) {
-      fail("db entry " + std::to_string(i) + ": " + error);
+      // A guard: options.ts refuses an unparsable entry, naming what is wrong.
+      fail("config.servers[" + std::to_string(i) + "] is not a conninfo (options.ts checks it)");
       return;
     }
     // why: the same server listed twice still needs two distinct identities.
@@ -220,9 +242,9 @@ Handler::Handler(const Napi::CallbackInfo& info)
                                                 timings, gc_interval, vacuum_interval));
   }
 
-  Placement::Mode mode = failover_mode_             ? Placement::Mode::kFailover
-                         : placement_name_ == "php" ? Placement::Mode::kPhp
-                                                    : Placement::Mode::kRendezvous;
+  Placement::Mode mode = placement_name_ == "failover" ? Placement::Mode::kFailover
+                         : placement_name_ == "php"    ? Placement::Mode::kPhp
+                                                       : Placement::Mode::kRendezvous;
   placement_ = std::make_unique<Placement>(mode, identities);
 
   SqlOptions sql_options;
@@ -428,16 +450,17 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   Submit(server, std::move(op));
 }
 
-// write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message, baseline)
+// write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message).
+// The facade has checked the id, the address (no NUL), expires' range, and
+// decided the short circuit; the bytes (size, NUL) are checked here, where the
+// strings are copied anyway.
 Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 10 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() ||
+  if (info.Length() < 9 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() ||
       !(IsNullish(info[4]) || info[4].IsString()) || !info[5].IsNumber() || !info[6].IsNumber() ||
-      !info[7].IsNumber() || !(IsNullish(info[8]) || info[8].IsString()) ||
-      !(IsNullish(info[9]) || info[9].IsString())) {
+      !info[7].IsNumber() || !(IsNullish(info[8]) || info[8].IsString())) {
     return Reject(env, code::kInvalidArgument,
-                  "write(id, data, address, expires, custom, errors, warnings, notices, "
-                  "message, baseline)");
+                  "write(id, data, address, expires, custom, errors, warnings, notices, message)");
   }
   if (closing()) return ClosedError(env);
 
@@ -459,71 +482,53 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
                       "; encode binary data (e.g. base64) before storing it");
   }
 
-  const int errors = info[5].As<Napi::Number>().Int32Value();
-  const int warnings = info[6].As<Napi::Number>().Int32Value();
-  const int notices = info[7].As<Napi::Number>().Int32Value();
-  const bool forced =
-      !IsNullish(info[4]) || !IsNullish(info[8]) || errors != 0 || warnings != 0 || notices != 0;
-  // Short circuit: a session read live whose data is byte-equal and on which
-  // nothing was forced is not written at all (its expiry is not refreshed).
-  if (short_circuit_ && !forced && info[9].IsString() && Utf8(info[9]) == data) {
-    auto deferred = Deferred::New(env);
-    deferred.Resolve(Napi::Boolean::New(env, false));
-    return deferred.Promise();
-  }
-
+  WriteParams w;
+  w.id = Utf8(info[0]);
+  w.name = session_name_;
+  w.data = std::move(data);
+  w.errors = info[5].As<Napi::Number>().Int32Value();
+  w.warnings = info[6].As<Napi::Number>().Int32Value();
+  w.notices = info[7].As<Napi::Number>().Int32Value();
   // libpq sends text parameters as C strings: a NUL would silently cut them.
-  std::string id = Utf8(info[0]);
-  std::string address = Utf8(info[2]);
-  std::string custom = IsNullish(info[4]) ? std::string() : Utf8(info[4]);
-  std::string message = IsNullish(info[8]) ? std::string() : Utf8(info[8]);
-  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"session id", &id},
-                                    {"address", &address},
-                                    {"custom field", &custom},
-                                    {"error message", &message}}) {
-    if (value->find('\0') != std::string::npos) {
-      return Reject(env, code::kDataHasNul, std::string("the ") + name + " contains a NUL byte");
+  // (The id and the address are the facade's to check: it refuses a NUL in
+  // either before anything is sent, on read too.)
+  auto has_nul = [](const std::string& text) { return text.find('\0') != std::string::npos; };
+  if (!IsNullish(info[4])) {
+    w.custom = Utf8(info[4]);
+    if (has_nul(*w.custom)) {
+      return Reject(env, code::kDataHasNul, "the custom field contains a NUL byte");
+    }
+  }
+  if (!IsNullish(info[8])) {
+    w.message = Utf8(info[8]);
+    if (has_nul(*w.message)) {
+      return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
     }
   }
 
   EnsureStarted();
   ErrorInfo error;
-  Server* server = Route(id, &error);
+  Server* server = Route(w.id, &error);
   if (server == nullptr) return Reject(env, error);
 
-  Statement s = Statement::Prepared(kWriteStmt);
-  s.Bind(id).Bind(session_name_).Bind(std::move(data));
-  if (address.empty()) {
-    s.BindNull();  // unknown: an update keeps the stored address
-  } else {
-    s.Bind(std::move(address));
-  }
-  if (!BindExpires(s, info[3])) {
-    return Reject(env, code::kInvalidArgument, "expires must be Unix seconds from 0 to 8.64e12");
-  }
-  if (IsNullish(info[4])) {
-    s.BindNull();
-  } else {
-    s.Bind(std::move(custom));
-  }
-  s.Bind(std::to_string(errors)).Bind(std::to_string(warnings)).Bind(std::to_string(notices));
-  if (IsNullish(info[8])) {
-    s.BindNull();
-  } else {
-    s.Bind(std::move(message));
+  std::string address = Utf8(info[2]);
+  if (!address.empty()) w.address = std::move(address);  // else unknown: an update keeps it
+  if (!ReadExpires(info[3], &w.expires)) {
+    return Reject(env, code::kInvalidArgument, kExpiresGuard);
   }
   // Issued now: a resend carries the same version, being the same write.
-  s.Bind(std::to_string(NextVersion()));
+  w.version = NextVersion();
 
   auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();
-  op->statements.push_back(std::move(s));
   // why: the write carries the whole new state, so resending it after a lost
   // connection stores the same row (at worst the counter counts it twice).
-  op->key = std::move(id);
+  op->key = w.id;
+  // Only writes that leave the custom field alone merge (see kWriteManyArrays).
+  if (!w.custom) op->merge = &write_many_;
+  op->statements.push_back(WriteOne(std::move(w)));
   op->reroutable = true;
   op->batchable = true;
-  if (op->statements[0].is_null[5]) op->merge = &write_many_;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
@@ -554,10 +559,16 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
+  std::optional<long long> expires;
+  if (!ReadExpires(info.Length() > 1 ? info[1] : env.Undefined(), &expires)) {
+    return Reject(env, code::kInvalidArgument, kExpiresGuard);
+  }
   Statement s = Statement::Prepared(kTouchStmt);
   s.Bind(id);
-  if (!BindExpires(s, info.Length() > 1 ? info[1] : env.Undefined())) {
-    return Reject(env, code::kInvalidArgument, "expires must be Unix seconds from 0 to 8.64e12");
+  if (expires) {
+    s.Bind(std::to_string(*expires));
+  } else {
+    s.BindNull();
   }
   auto deferred = Deferred::New(env);
   auto op = std::make_unique<Op>();

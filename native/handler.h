@@ -1,6 +1,10 @@
 // The session handler: the JS-facing object (SessionPgsql's native half) and
-// all session semantics: placement, read/write/touch/destroy, short circuit,
-// keepExpired, argument checks, and the rows turned into JS values.
+// what sessions do on the servers: placement, read/write/touch/destroy,
+// keepExpired, outage recovery, and the rows turned into JS values. What a
+// caller may pass (ids, addresses, ranges) and whether a write is skipped (the
+// forced write, the short circuit) are the facade's rules (lib/); the binding
+// checks only types, and bytes as it copies them (size, NUL), plus guards that
+// keep its casts defined.
 // Defined in three files: handler.cc (the JS binding and single-session
 // operations), recovery.cc (look-aside, copies, tombstones) and fanout.cc
 // (joins, the barrier, and operations across every server).
@@ -143,10 +147,8 @@ class Handler : public Napi::ObjectWrap<Handler> {
   std::string housekeeping_;  // quoted name of the housekeeping record table
   std::string session_name_;
   bool create_table_ = true;
-  bool short_circuit_ = false;
   bool keep_expired_ = false;
-  bool failover_mode_ = false;
-  std::string placement_name_;
+  std::string placement_name_;  // 'rendezvous', 'php' or 'failover' (failoverMode)
   long long max_lifetime_ = 1440;
   size_t max_data_size_ = 1 << 20;
 

@@ -44,30 +44,32 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
       LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
     }
-    ObserveVersion(r, 0, 13);
-    // The newer of the two rows wins: by version (column 13 of the fetch, 12
-    // of the read) when both have one, whether live, expired or a tombstone,
-    // and an equal version is the same write. Otherwise (a row PHP wrote, or
-    // one from before versions) by sess_modified (columns 3 and 7): a live
-    // copy written during the outage is never older than home's, so a tie
-    // goes to it.
+    ObserveVersion(r, 0, kFetchVersion);
+    // The newer of the two rows wins: by version when both have one, whether
+    // live, expired or a tombstone, and an equal version is the same write.
+    // Otherwise (a row PHP wrote, or one from before versions) by
+    // sess_modified: a live copy written during the outage is never older than
+    // home's, so a tie goes to it.
     const PGresult* h = at_home.get();
     const bool home_found = Found(h, home_row);
-    const bool home_live = home_found && PQgetvalue(h, home_row, 11)[0] != 't';
-    const bool versioned = home_found && !PQgetisnull(h, home_row, 12) && !PQgetisnull(r, 0, 13);
-    const bool home_newer = versioned ? ParseInt(h, home_row, 12) >= ParseInt(r, 0, 13)
-                                      : home_live && ParseInt(h, home_row, 7) > ParseInt(r, 0, 3);
+    const bool home_live = home_found && PQgetvalue(h, home_row, kReadExpired)[0] != 't';
+    const bool versioned = home_found && !PQgetisnull(h, home_row, kReadVersion) &&
+                           !PQgetisnull(r, 0, kFetchVersion);
+    const bool home_newer =
+        versioned ? ParseInt(h, home_row, kReadVersion) >= ParseInt(r, 0, kFetchVersion)
+                  : home_live && ParseInt(h, home_row, kReadModified) >
+                                     ParseInt(r, 0, kFetchModified);
     if (home_newer) {
       DropCopies(id, {other}, [] {});  // a stale copy: home was written since
       LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;
     }
     // Store the row at home and read it back in the same transaction, then
-    // drop the copy.
+    // drop the copy. kAdoptStmt takes the id, then the fetched row as it is.
     auto adopt = std::make_unique<Op>();
     Statement insert = Statement::Prepared(kAdoptStmt);
     insert.Bind(id);
-    for (int col = 0; col < 14; ++col) {
+    for (int col = 0; col < kFetchColumns; ++col) {
       if (PQgetisnull(r, 0, col)) {
         insert.BindNull();
       } else {

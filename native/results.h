@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "sql.h"
+
 namespace spg {
 
 // An integer cell; NULL reads as 0 (as the PHP extension read it).
@@ -31,7 +33,7 @@ inline long long AffectedRows(const PGresult* r) {
 // Whether row `row` of a read's result holds a stored session: a merged read
 // has a row for every id, null where there is none.
 inline bool Found(const PGresult* r, int row) {
-  return row < PQntuples(r) && !PQgetisnull(r, row, 11);
+  return row < PQntuples(r) && !PQgetisnull(r, row, kReadExpired);
 }
 
 inline double NowSeconds() {

@@ -2,7 +2,10 @@
 // constructor with a message naming the option; `db` errors name the entry and never show a
 // password. No server is needed (nothing here connects).
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { ErrorCode, SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
+import { MAX_EXPIRES, MAX_LIFETIME_SECONDS, MAX_TIMER_SECONDS } from '../lib/options';
 
 const GOOD = 'host=127.0.0.1 port=1 dbname=x user=y';
 
@@ -408,5 +411,26 @@ describe('03 options', () => {
         await handler.close();
       }
     });
+  });
+
+  describe('bounds: the facade checks them, the native core keeps them as guards', () => {
+    // native/sql.h: the numbers the native guards use; a drift would let one language refuse
+    // what the other accepts, or GC misread a tombstone.
+    const header = readFileSync(path.join(__dirname, '..', 'native', 'sql.h'), 'utf8');
+    function nativeConstant(name: string): number {
+      const found = new RegExp(`constexpr \\w[\\w ]* ${name} = ([0-9.e]+);`).exec(header);
+      expect(found, `${name} in native/sql.h`).to.not.equal(null);
+      return Number(found![1]);
+    }
+
+    for (const [ts, value, cc] of [
+      ['MAX_LIFETIME_SECONDS', MAX_LIFETIME_SECONDS, 'kMaxLifetime'],
+      ['MAX_TIMER_SECONDS', MAX_TIMER_SECONDS, 'kMaxTimerSeconds'],
+      ['MAX_EXPIRES', MAX_EXPIRES, 'kMaxExpires'],
+    ] as const) {
+      it(`${ts} (lib/options.ts) equals ${cc} (native/sql.h)`, () => {
+        expect(nativeConstant(cc)).to.equal(value);
+      });
+    }
   });
 });
