@@ -380,7 +380,7 @@ Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
 
 Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int server) {
   const bool found = Found(r, i);
-  const bool expired = found && PQgetvalue(r, i, 11)[0] == 't';
+  const bool expired = found && PQgetvalue(r, i, kReadExpired)[0] == 't';
   // An expired row is a new session unless keepExpired keeps its metadata.
   const bool load = found && (!expired || keep_expired_);
   // Cells go straight from libpq's buffer into JS strings; null reads as "".
@@ -398,17 +398,17 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int serv
                              : expired ? "expired"
                                        : "existing"),
       Napi::Boolean::New(env, !load),  // the next write stores a fresh row
-      text(0, load && !expired),
-      number(1, 1, 1),  // accesses: the stored counter + 1 (this access)
-      number(2, 0),
-      number(3, 0),
-      number(4, 0),
-      text(5, load),
-      number(6, 0),
-      number(7, 0),
-      number(8, 0),
-      text(9, load),
-      text(10, load),
+      text(kReadData, load && !expired),
+      number(kReadCounter, 1, 1),  // accesses: the stored counter + 1 (this access)
+      number(kReadError, 0),
+      number(kReadWarning, 0),
+      number(kReadNotice, 0),
+      text(kReadCustom, load),
+      number(kReadCreated, 0),
+      number(kReadModified, 0),
+      number(kReadExpire, 0),
+      text(kReadAddrCreated, load),
+      text(kReadAddrModified, load),
   };
   // why: the facade's makeRow builds the object as a literal, a fraction of
   // the cost of setting its 14 properties one by one through Node-API.
@@ -433,7 +433,7 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
       deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
       return;
     }
-    ObserveVersion(op.results[0].get(), op.row, 12);
+    ObserveVersion(op.results[0].get(), op.row, kReadVersion);
     Server* home = servers_[op.server].get();
     // Sessions written elsewhere while this server was down live on the servers
     // after it in the id's order until they expire: while that can be, look
