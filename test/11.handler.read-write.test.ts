@@ -4,19 +4,7 @@ import { expect } from 'chai';
 import { Session, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { newId, query, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
-import { allRows, sessionRows } from './support/rows';
-
-interface Row {
-  sess_id: string;
-  sess_data: string | null;
-  sess_counter: number;
-  sess_expire: string;
-  sess_created: string;
-  sess_modified: string;
-  sess_addr_created: string | null;
-  sess_addr_modified: string | null;
-  sess_custom: string | null;
-}
+import { allStoredRows, storedRows, type StoredRow } from './support/rows';
 
 describe('11 handler: read() and write()', () => {
   let table: string;
@@ -26,8 +14,8 @@ describe('11 handler: read() and write()', () => {
     return handlers.open({ table, ...options });
   }
   /** The row of `id`, or every row (by id) when omitted. */
-  function rows(id?: string): Promise<Row[]> {
-    return id === undefined ? allRows<Row>(table) : sessionRows<Row>(table, id);
+  function rows(id?: string): Promise<StoredRow[]> {
+    return id === undefined ? allStoredRows(table) : storedRows(table, id);
   }
 
   beforeEach(() => {
@@ -141,11 +129,11 @@ describe('11 handler: read() and write()', () => {
       const expires = Math.floor(Date.now() / 1000) + 5000;
       await handler.write(id, 'x', { expires, address: '198.51.100.7' });
       let [row] = await rows(id);
-      expect(Number(row!.sess_expire)).to.equal(expires);
+      expect(row!.sess_expire).to.equal(expires);
       expect(row!.sess_addr_created).to.equal('198.51.100.7');
       await handler.write(id, 'y', { expires: expires + 10.2, address: '198.51.100.8' });
       [row] = await rows(id);
-      expect(Number(row!.sess_expire)).to.be.within(expires + 10, expires + 11);
+      expect(row!.sess_expire).to.be.within(expires + 10, expires + 11);
       expect(row!.sess_addr_modified).to.equal('198.51.100.8');
     });
 
@@ -154,7 +142,7 @@ describe('11 handler: read() and write()', () => {
       const id = newId();
       await handler.write(id, 'x');
       const [row] = await rows(id);
-      expect(Number(row!.sess_expire) - Number(row!.sess_modified)).to.equal(100);
+      expect(row!.sess_expire - row!.sess_modified).to.equal(100);
     });
 
     it('rejects a non-finite or non-number expires', async () => {

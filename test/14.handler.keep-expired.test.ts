@@ -4,23 +4,7 @@ import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { newId, query, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
-import { sessionRows } from './support/rows';
-
-interface Row {
-  sess_name: string;
-  sess_data: string;
-  sess_counter: number;
-  sess_created: number;
-  sess_modified: number;
-  sess_expire: number;
-  sess_addr_created: string | null;
-  sess_addr_modified: string | null;
-  sess_custom: string | null;
-  sess_error: number;
-  sess_warning: number;
-  sess_notice: number;
-  sess_err_message: string | null;
-}
+import { storedRows, type StoredRow } from './support/rows';
 
 describe('14 handler: expired sessions and keepExpired', () => {
   let table: string;
@@ -29,13 +13,11 @@ describe('14 handler: expired sessions and keepExpired', () => {
   function make(options: SessionPgsqlOptions = {}): Promise<SessionPgsql> {
     return handlers.open({ table, maxLifetime: 100, ...options });
   }
-  /** The one row of `id`, its times as numbers. */
-  async function row(id: string): Promise<Row> {
-    const rows = await sessionRows(table, id);
+  /** The one row of `id`. */
+  async function row(id: string): Promise<StoredRow> {
+    const rows = await storedRows(table, id);
     expect(rows).to.have.length(1);
-    const r = rows[0]!;
-    for (const c of ['sess_created', 'sess_modified', 'sess_expire']) r[c] = Number(r[c]);
-    return r as unknown as Row;
+    return rows[0]!;
   }
   /**
    * A session with metadata (counter 5, custom, errors, message, addresses, created 1000)

@@ -20,7 +20,7 @@ import {
   Rng,
 } from './support/fuzz';
 import { handlerFactory } from './support/handlers';
-import { settleWithin } from './support/wait';
+import { settled as settledWithin, type Settled } from './support/wait';
 
 const SEED = 0x28_1013;
 const OPERATIONS = 1500;
@@ -30,13 +30,11 @@ const SETTLE_MS = 20_000;
 const MAX_DATA = 65536;
 const ID_PATTERN = /^[\s\S]{1,300}$/;
 
-type Outcome = { value: unknown } | { error: unknown };
+type Outcome = Settled<unknown>;
 
 /** The outcome of `promise`; fails the test when it has not settled within SETTLE_MS. */
-async function settled(promise: Promise<unknown>, where: string): Promise<Outcome> {
-  const result = await settleWithin(promise, SETTLE_MS);
-  if (result === 'pending') expect.fail(`${where}: did not settle within ${SETTLE_MS} ms`);
-  return result;
+function settled(promise: Promise<unknown>, where: string): Promise<Outcome> {
+  return settledWithin(promise, SETTLE_MS, where);
 }
 
 function wellFormedText(value: string): boolean {

@@ -8,20 +8,10 @@ import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
 import { handlerFactory, pgClients } from './support/handlers';
-import { housekeepingRecord, idsIn } from './support/rows';
+import { housekeepingRecord, idsIn, type HousekeepingRow } from './support/rows';
 import { sleep } from './support/wait';
 
 const NOW = 'floor(extract(epoch from now()))::bigint';
-
-interface RecordRow {
-  job: string;
-  last_start: number | null;
-  last_finish: number | null;
-  runs: string;
-  last_removed: string | null;
-  last_duration: number | null;
-  last_error: string | null;
-}
 
 describe('30 housekeeping: garbage collection', function () {
   this.timeout(60_000);
@@ -64,8 +54,8 @@ describe('30 housekeeping: garbage collection', function () {
     return rows[0]!.n;
   }
 
-  function record(server = 0, job = `gc "${table}"`): Promise<RecordRow | undefined> {
-    return housekeepingRecord<RecordRow>(job, server);
+  function record(server = 0, job = `gc "${table}"`): Promise<HousekeepingRow | undefined> {
+    return housekeepingRecord(job, server);
   }
 
   beforeEach(() => {

@@ -13,41 +13,13 @@ import { SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../li
 import { clusters, db, newId, query, servers, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
 import { addSlowCommit } from './support/triggers';
-import { serverBack, sleep } from './support/wait';
+import { toStoredRow, type StoredRow } from './support/rows';
+import { serverBack, settled, sleep } from './support/wait';
 
-interface Row {
-  sess_id: string;
-  sess_data: string;
-  sess_counter: number;
-  sess_expire: string;
-  sess_created: string;
-  xmin: string;
-}
+/** A stored row with the transaction that wrote it. */
+type Row = StoredRow & { xmin: string };
 
 const CRASH_SERVER = 2;
-
-/**
- * Settles every promise of `promises` (handled at once, so a rejection never goes unhandled);
- * `within(ms)` resolves with the outcomes, or with 'pending' if they are not all in after `ms`.
- */
-function settling<T>(promises: Array<Promise<T>>): {
-  within(ms: number): Promise<Array<PromiseSettledResult<T>> | 'pending'>;
-} {
-  const all = Promise.allSettled(promises);
-  return {
-    async within(ms) {
-      let timer: NodeJS.Timeout | undefined;
-      const result = await Promise.race([
-        all,
-        new Promise<'pending'>((resolve) => {
-          timer = setTimeout(() => resolve('pending'), ms);
-        }),
-      ]);
-      clearTimeout(timer);
-      return result;
-    },
-  };
-}
 
 /** Checks a rejection by the `no_poison` CHECK constraint. */
 function expectCheckViolation(outcome: PromiseSettledResult<unknown> | undefined, what: string) {
@@ -88,13 +60,13 @@ describe('60 group commit', function () {
   async function rows(ids?: string[], server = 0): Promise<Map<string, Row>> {
     const list =
       ids === undefined
-        ? await query<Row>(server, `SELECT *, xmin::text AS xmin FROM ${table}`)
-        : await query<Row>(
+        ? await query(server, `SELECT *, xmin::text AS xmin FROM ${table}`)
+        : await query(
             server,
             `SELECT *, xmin::text AS xmin FROM ${table} WHERE sess_id = ANY($1)`,
             [ids],
           );
-    return new Map(list.map((r) => [r.sess_id, r]));
+    return new Map(list.map((r) => toStoredRow<{ xmin: string }>(r)).map((r) => [r.sess_id, r]));
   }
 
   /** How many rows each transaction (xmin) among `found` wrote. */
@@ -163,7 +135,7 @@ describe('60 group commit', function () {
       outcomes.forEach((o, i) => expect(valueOf(o, `op ${i}`)).to.equal(true));
       const found = await rows([...touched, ...destroyed]);
       expect([...found.keys()].sort()).to.deep.equal([...touched].sort());
-      for (const id of touched) expect(Number(found.get(id)!.sess_expire)).to.equal(far);
+      for (const id of touched) expect(found.get(id)!.sess_expire).to.equal(far);
       const sizes = transactions(found.values());
       expect(sizes.length, `transactions of the touches (rows each: ${sizes})`).to.be.at.most(2);
     });
@@ -281,7 +253,7 @@ describe('60 group commit', function () {
       expect(valueOf(outcomes[4], 'destroy of a missing session')).to.equal(false);
       const found = await rows([t, d]);
       expect([...found.keys()]).to.deep.equal([t]);
-      expect(Number(found.get(t)!.sess_expire)).to.equal(far);
+      expect(found.get(t)!.sess_expire).to.equal(far);
     });
 
     it('a write resent after a failed batch does not overtake a later batch writing the same id', async () => {
@@ -533,18 +505,17 @@ describe('60 group commit', function () {
           return stored;
         }),
       );
-      const all = settling(writes);
+      // Handled at once, so a rejection never goes unhandled.
+      const all = Promise.allSettled(writes);
       // Crash once the first batch has committed, while the others wait for their commit.
       const since = Date.now();
       while (resolved.length === 0 && Date.now() - since < 10_000) await sleep(5);
       expect(resolved.length, 'writes committed before the crash').to.be.above(0);
       try {
         await cluster.stop({ mode: 'immediate' });
-        const outcomes = await all.within(15_000);
-        expect(outcomes, 'writes still pending 15 s after the crash').to.not.equal('pending');
-        const settled = outcomes as Array<PromiseSettledResult<boolean>>;
+        const { value: outcomes } = await settled(all, 15_000, 'writes after the crash');
         let rejected = 0;
-        settled.forEach((o, i) => {
+        outcomes!.forEach((o, i) => {
           if (o.status === 'fulfilled') expect(o.value, `write ${i}`).to.equal(true);
           else {
             rejected++;
@@ -592,13 +563,12 @@ describe('60 group commit', function () {
       const read = h.read(x).finally(() => (readSettled = true));
       const readFiller = h.read(filler);
       const slow = h.write(newId(), 'slow-commit');
-      const all = settling<unknown>([write, read, readFiller, slow]);
+      const all = Promise.allSettled([write, read, readFiller, slow]);
       const since = Date.now();
       while (!readSettled && Date.now() - since < 1500) await sleep(5);
       try {
         await cluster.stop({ mode: 'immediate' });
-        const outcomes = await all.within(15_000);
-        expect(outcomes, 'operations still pending 15 s after the crash').to.not.equal('pending');
+        await settled(all, 15_000, 'operations after the crash');
       } finally {
         await cluster.start();
       }
@@ -662,7 +632,7 @@ describe('60 group commit', function () {
         const row = (await rows([x])).get(x)!;
         expect(row.sess_data).to.equal('renewed');
         expect(row.sess_counter).to.equal(keepExpired ? 6 : 1);
-        expect(row.sess_created === '1000').to.equal(keepExpired);
+        expect(row.sess_created === 1000).to.equal(keepExpired);
       });
     }
   });

@@ -52,13 +52,16 @@ const NUMERIC_COLUMNS = [
   'sess_notice',
 ] as const;
 
-/** `r` as a StoredRow: its non-NULL numeric columns converted with Number(). */
-function toStoredRow(r: Record<string, unknown>): StoredRow {
+/**
+ * `r` as a StoredRow (with any extra columns it has, typed by `T`): its non-NULL numeric columns
+ * converted with Number().
+ */
+export function toStoredRow<T extends object = object>(r: Record<string, unknown>): StoredRow & T {
   const out: Record<string, unknown> = { ...r };
   for (const c of NUMERIC_COLUMNS) {
-    if (out[c] !== null) out[c] = Number(out[c]);
+    if (out[c] !== null && out[c] !== undefined) out[c] = Number(out[c]);
   }
-  return out as unknown as StoredRow;
+  return out as unknown as StoredRow & T;
 }
 
 /** The rows of session `id` in `table` on test server `server` (0 unless told) as StoredRows. */
@@ -81,6 +84,11 @@ export function columnsOf<K extends keyof StoredRow>(
   keys: readonly K[],
 ): Pick<StoredRow, K> | undefined {
   return row && (Object.fromEntries(keys.map((k) => [k, row[k]])) as Pick<StoredRow, K>);
+}
+
+/** allRows() as StoredRows: every row of `table` on test server `server`, ordered by sess_id. */
+export async function allStoredRows(table: string, server = 0): Promise<StoredRow[]> {
+  return (await allRows(table, server)).map((r) => toStoredRow(r));
 }
 
 /** Every row of `table` on test server `server` (0 unless told), ordered by sess_id. */
@@ -111,13 +119,26 @@ export async function rowsOn(
   return new Map(rows.map((r) => [r.sess_id, r.sess_data]));
 }
 
+/** A row of the housekeeping record table, as pg returns it (bigint columns as strings). */
+export interface HousekeepingRow {
+  job: string;
+  last_start: number | null;
+  last_finish: number | null;
+  runs: string;
+  last_removed: string | null;
+  last_duration: number | null;
+  last_error: string | null;
+}
+
 /** The row of housekeeping job `job` (e.g. `gc "table"`) on test server `server`, if any. */
-export async function housekeepingRecord<T = Record<string, unknown>>(
+export async function housekeepingRecord(
   job: string,
   server = 0,
-): Promise<T | undefined> {
-  const rows = await query<T>(server, 'SELECT * FROM session_pgsql_housekeeping WHERE job = $1', [
-    job,
-  ]);
+): Promise<HousekeepingRow | undefined> {
+  const rows = await query<HousekeepingRow>(
+    server,
+    'SELECT * FROM session_pgsql_housekeeping WHERE job = $1',
+    [job],
+  );
   return rows[0];
 }

@@ -1,5 +1,6 @@
 // Waiting: plain delays, polling until something holds, and bounding how long a promise may
 // take to settle.
+import type { SessionPgsqlError } from '../../lib';
 import { query } from './db';
 
 export function sleep(ms: number): Promise<void> {
@@ -34,21 +35,44 @@ export async function serverBack(index: number, ms = 30_000): Promise<void> {
   }
 }
 
+/**
+ * How a promise settled: `value` when it resolved, `error` when it rejected (the library rejects
+ * with SessionPgsqlError; a test that must know checks it).
+ */
+export interface Settled<T> {
+  value?: T;
+  error?: SessionPgsqlError;
+}
+
 /** Resolves with the outcome of `promise`, or with 'pending' after `ms`. */
 export async function settleWithin<T>(
   promise: Promise<T>,
   ms: number,
-): Promise<{ value: T } | { error: unknown } | 'pending'> {
+): Promise<Settled<T> | 'pending'> {
   let timer: NodeJS.Timeout | undefined;
   const result = await Promise.race([
     promise.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
+      (value): Settled<T> => ({ value }),
+      (error: SessionPgsqlError): Settled<T> => ({ error }),
     ),
     new Promise<'pending'>((resolve) => {
       timer = setTimeout(() => resolve('pending'), ms);
     }),
   ]);
   clearTimeout(timer);
+  return result;
+}
+
+/**
+ * The outcome of `promise`; fails the test when it is still pending after `ms` (a hang guard,
+ * far above the time the operation takes: not a timing claim).
+ */
+export async function settled<T>(
+  promise: Promise<T>,
+  ms: number,
+  what = 'the promise',
+): Promise<Settled<T>> {
+  const result = await settleWithin(promise, ms);
+  if (result === 'pending') throw new Error(`${what}: still pending after ${ms} ms`);
   return result;
 }
