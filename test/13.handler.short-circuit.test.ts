@@ -1,8 +1,9 @@
 // shortCircuit: skip the UPDATE iff the data is byte-equal to what was read and neither
 // setField nor addError was called; inserts are never skipped (docs/api.md `handler.write`; docs/from-php.md).
 import { expect } from 'chai';
-import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
+import { ErrorCode, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { newId, query, uniqueTable } from './support/db';
+import { rejection } from './support/errors';
 import { handlerFactory } from './support/handlers';
 import { storedRow, type StoredRow } from './support/rows';
 
@@ -183,5 +184,23 @@ describe('13 handler: shortCircuit', () => {
     expect(r.sess_modified).to.not.equal(2000);
     expect(r.sess_addr_modified).to.equal('192.0.2.7');
     expect(r.sess_expire - r.sess_modified).to.equal(100);
+  });
+
+  // A skip never hides an error that the write would give.
+  it('an unchanged session on a closed handler: the write rejects SPG_CLOSED, as any write', async () => {
+    const handler = await make();
+    const id = await stored(handler, 'same');
+    const s = await handler.read(id);
+    await handler.close();
+    expect((await rejection(handler.write(s, 'same'))).code).to.equal(ErrorCode.Closed);
+  });
+
+  it('unchanged data over maxDataSize (stored by a handler allowing more): SPG_DATA_TOO_LARGE', async () => {
+    const id = await stored(await make(), 'x'.repeat(200));
+    const strict = await make({ maxDataSize: 100 });
+    const s = await strict.read(id);
+    expect(s.data).to.have.length(200);
+    expect((await rejection(strict.write(s, s.data))).code).to.equal(ErrorCode.DataTooLarge);
+    expect((await row(id))!.sess_modified).to.equal(2000);
   });
 });
