@@ -4,9 +4,9 @@
 
 #include <algorithm>
 
+#include "conninfo.h"
 #include "connection.h"
 #include "handler.h"
-#include "server.h"
 
 #ifndef LIBPQ_HAS_PIPELINING
 #error "session-pgsql needs libpq >= 14 (pipeline mode); install a newer libpq-dev"
@@ -27,26 +27,12 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
 
   napi_add_async_cleanup_hook(env, OnTeardown, this, &teardown_hook_);
 
-  handler_constructor = Napi::Persistent(Handler::Define(env));
+  handler_constructor = Napi::Persistent(Handler::Define(env, this));
   DefineAddon(exports, {
                            InstanceMethod("inspectConninfo", &Addon::JsInspectConninfo),
                            InstanceValue("libpqVersion", Napi::Number::New(env, PQlibVersion())),
                            InstanceValue("Handler", handler_constructor.Value()),
                        });
-}
-
-Addon::JsScope::JsScope(Addon* addon) {
-  if (addon->tearing_down_) return;
-  env_ = addon->env_;
-  handles_.emplace(addon->env_);
-  if (napi_open_callback_scope(env_, addon->resource_.Value(), addon->async_context_, &scope_) !=
-      napi_ok) {
-    scope_ = nullptr;
-  }
-}
-
-Addon::JsScope::~JsScope() {
-  if (scope_ != nullptr) napi_close_callback_scope(env_, scope_);
 }
 
 void Addon::Register(Connection* conn) { connections_.insert(conn); }
@@ -56,8 +42,8 @@ void Addon::Unregister(Connection* conn) {
   UnscheduleFlush(conn);
 }
 
-void Addon::Register(Handler* handler) { handlers_.insert(handler); }
-void Addon::Unregister(Handler* handler) { handlers_.erase(handler); }
+void Addon::Register(Resident* handler) { handlers_.insert(handler); }
+void Addon::Unregister(Resident* handler) { handlers_.erase(handler); }
 
 void Addon::ScheduleFlush(Connection* conn) {
   if (tearing_down_) return;
@@ -119,8 +105,8 @@ void Addon::OnTeardown(napi_async_cleanup_hook_handle hook, void* arg) {
   self->deliveries_.clear();  // their promises are dropped with the rest
   // Handlers close their servers (timers included); pending promises are dropped,
   // as no JS can run any more.
-  std::vector<Handler*> handlers(self->handlers_.begin(), self->handlers_.end());
-  for (Handler* handler : handlers) handler->Abandon();
+  std::vector<Resident*> handlers(self->handlers_.begin(), self->handlers_.end());
+  for (Resident* handler : handlers) handler->Abandon();
   std::vector<Connection*> conns(self->connections_.begin(), self->connections_.end());
   for (Connection* conn : conns) conn->Close();
   uv_close(reinterpret_cast<uv_handle_t*>(self->flusher_), [](uv_handle_t* h) {

@@ -1,6 +1,7 @@
 // Per-environment state (main thread or one worker): the uv loop, the prepare
 // hook that flushes connections once per loop turn, the registry of live
-// connections and handlers, and the teardown that closes them all.
+// connections and handlers, and the teardown that closes them all. The top of
+// the module graph: the layers below see it only as a Loop or an Environment.
 //
 // Thread: the JS thread of its environment. Lifetime: the environment's; the
 // async cleanup hook closes every connection and handle before the loop stops.
@@ -11,57 +12,48 @@
 
 #include <deque>
 #include <memory>
-#include <optional>
 #include <unordered_set>
 #include <vector>
+
+#include "environment.h"
 
 namespace spg {
 
 class Connection;
-class Handler;
 struct Op;
 
-class Addon : public Napi::Addon<Addon> {
+class Addon final : public Napi::Addon<Addon>, public Environment {
  public:
   Addon(Napi::Env env, Napi::Object exports);
 
-  // Opens a HandleScope and a CallbackScope around native callbacks that may
-  // settle promises, so their continuations run when the scope closes.
-  class JsScope {
-   public:
-    explicit JsScope(Addon* addon);
-    ~JsScope();
-
-   private:
-    std::optional<Napi::HandleScope> handles_;
-    napi_env env_ = nullptr;
-    napi_callback_scope scope_ = nullptr;
-  };
-
-  uv_loop_t* loop() const { return loop_; }
-  bool tearing_down() const { return tearing_down_; }
   Napi::Env env() const { return env_; }
 
-  void Register(Connection* conn);
-  void Unregister(Connection* conn);
-  void Register(Handler* handler);
-  void Unregister(Handler* handler);
+  // Loop
+  uv_loop_t* loop() const override { return loop_; }
+  bool tearing_down() const override { return tearing_down_; }
+  void Register(Connection* conn) override;
+  void Unregister(Connection* conn) override;
   // Settled ops whose callbacks run after the current poll callback, a few at
   // a time: each few in their own callback scope (so promise continuations run
   // and queue their next operations), then a flush, so the server starts on
   // those while the next few are answered.
-  void Deliver(std::unique_ptr<Op> op) { deliveries_.push_back(std::move(op)); }
-  void RunDeliveries();
-  void ScheduleFlush(Connection* conn);
-  void UnscheduleFlush(Connection* conn);
-  // Every uv handle of the addon is counted from init to its close callback, so
-  // teardown knows when the loop holds nothing of ours.
-  void HandleOpened() { ++open_handles_; }
-  void HandleClosed();
+  void Deliver(std::unique_ptr<Op> op) override { deliveries_.push_back(std::move(op)); }
+  void RunDeliveries() override;
+  void ScheduleFlush(Connection* conn) override;
+  void UnscheduleFlush(Connection* conn) override;
+  void HandleOpened() override { ++open_handles_; }
+  void HandleClosed() override;
+
+  // Environment
+  void Register(Resident* handler) override;
+  void Unregister(Resident* handler) override;
 
   Napi::FunctionReference handler_constructor;
 
  private:
+  napi_env scope_env() const override { return env_; }
+  napi_value scope_resource() const override { return resource_.Value(); }
+  napi_async_context scope_context() const override { return async_context_; }
   static void OnPrepare(uv_prepare_t* handle);
   void FlushDue();
   static void OnTeardown(napi_async_cleanup_hook_handle hook, void* arg);
@@ -80,7 +72,7 @@ class Addon : public Napi::Addon<Addon> {
   std::deque<std::unique_ptr<Op>> deliveries_;
   bool delivering_ = false;
   std::unordered_set<Connection*> connections_;
-  std::unordered_set<Handler*> handlers_;
+  std::unordered_set<Resident*> handlers_;
 };
 
 }  // namespace spg

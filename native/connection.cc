@@ -5,7 +5,7 @@
 #include <unordered_set>
 #include <utility>
 
-#include "addon.h"
+#include "loop.h"
 
 namespace spg {
 
@@ -59,7 +59,7 @@ Statement& Statement::BindNull() {
   return *this;
 }
 
-Connection::Connection(Addon* addon, ConnectionDelegate* delegate, ConnectionConfig config)
+Connection::Connection(Loop* addon, ConnectionDelegate* delegate, ConnectionConfig config)
     : addon_(addon), delegate_(delegate), config_(std::move(config)) {
   addon_->Register(this);
 }
@@ -252,9 +252,9 @@ bool Connection::WatchSocket(int events) {
 
 void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<Connection*>(handle->data);
-  Addon* addon = self->addon_;
+  Loop* addon = self->addon_;
   {
-    Addon::JsScope scope(addon);
+    Loop::JsScope scope(addon);
     self->Poll(status, events);
   }
   addon->RunDeliveries();
@@ -285,7 +285,7 @@ void Connection::Poll(int status, int events) {
 
 void Connection::OnTimer(uv_timer_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  Addon::JsScope scope(self->addon_);
+  Loop::JsScope scope(self->addon_);
   if (self->closed_) return;
   if (self->phase_ == Phase::kConnecting) {
     self->ConnectFailed(MakeError(code::kConnectTimeout,
@@ -729,7 +729,7 @@ void Connection::CloseHandles() {
 
 void Connection::OnHandleClosed(uv_handle_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  Addon* addon = self->addon_;
+  Loop* addon = self->addon_;
   if (handle->type == UV_POLL) {
     delete reinterpret_cast<uv_poll_t*>(handle);
   } else {

@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "errors.h"
+#include "loop.h"
 #include "sql.h"
 
 namespace spg {
 
-class Addon;
 class Connection;
 
 // Shared: the ops of a merged read all hold the one result, a row each.
@@ -150,7 +150,7 @@ struct ConnectionConfig {
 
 class Connection {
  public:
-  Connection(Addon* addon, ConnectionDelegate* delegate, ConnectionConfig config);
+  Connection(Loop* addon, ConnectionDelegate* delegate, ConnectionConfig config);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -221,7 +221,7 @@ class Connection {
   bool SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync);
   ErrorInfo LostError(const char* code);
 
-  Addon* addon_;
+  Loop* addon_;
   ConnectionDelegate* delegate_;
   ConnectionConfig config_;
   PGconn* conn_ = nullptr;  // owned; PQfinish in CloseHandles()

@@ -10,7 +10,6 @@
 #include <memory>
 #include <utility>
 
-#include "addon.h"
 #include "results.h"
 #include "versions.h"
 
@@ -101,7 +100,7 @@ constexpr const char* kExpiresGuard = "expires out of range (the facade checks i
 
 }  // namespace
 
-Napi::Function Handler::Define(Napi::Env env) {
+Napi::Function Handler::Define(Napi::Env env, Environment* environment) {
   return DefineClass(env, "Handler",
                      {
                          InstanceMethod("open", &Handler::JsOpen),
@@ -120,11 +119,12 @@ Napi::Function Handler::Define(Napi::Env env) {
                          InstanceMethod("order", &Handler::JsOrder),
                          InstanceMethod("reset", &Handler::JsReset),
                          InstanceMethod("close", &Handler::JsClose),
-                     });
+                     },
+                     environment);
 }
 
 Handler::Handler(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<Handler>(info), addon_(info.Env().GetInstanceData<Addon>()) {
+    : Napi::ObjectWrap<Handler>(info), environment_(static_cast<Environment*>(info.Data())) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
     Napi::TypeError::New(env,
@@ -212,6 +212,28 @@ Handler::Handler(const Napi::CallbackInfo& info)
   timings.connections = connections < 1 ? 1 : static_cast<size_t>(connections);
   max_data_size_ = static_cast<size_t>(max_data_size);
 
+  SqlOptions sql_options;
+  sql_options.table = table_;
+  sql_options.index = index;
+  sql_options.housekeeping = housekeeping_;
+  sql_options.max_lifetime = max_lifetime_;
+  sql_options.keep_expired = keep_expired_;
+  sql_ = std::make_unique<Sql>(sql_options);
+  sql_options.versioned = false;
+  unversioned_sql_ = std::make_unique<Sql>(sql_options);
+  // What every server is told; each adds its own index and entry.
+  ServerConfig server_config;
+  server_config.timings = timings;
+  server_config.sql = sql_.get();
+  server_config.unversioned_sql = unversioned_sql_.get();
+  server_config.table = table_;
+  server_config.housekeeping = housekeeping_;
+  server_config.create_table = create_table_;
+  // Seconds an expired row is kept before GC removes it (keepExpired: one lifetime).
+  server_config.gc_grace = keep_expired_ ? max_lifetime_ : 0;
+  server_config.gc_interval = gc_interval;
+  server_config.vacuum_interval = vacuum_interval;
+
   Napi::Value list = Get(config, "servers");
   if (!list.IsArray() || list.As<Napi::Array>().Length() == 0) {
     fail("config.servers must be a non-empty array of strings");
@@ -238,8 +260,9 @@ Handler::Handler(const Napi::CallbackInfo& info)
     plain_identities.push_back(spec.identity);
     if (twins > 0) spec.identity += "#" + std::to_string(twins);
     identities.push_back(spec.identity);
-    servers_.push_back(std::make_unique<Server>(addon_, this, static_cast<int>(i), std::move(spec),
-                                                timings, gc_interval, vacuum_interval));
+    server_config.index = static_cast<int>(i);
+    server_config.spec = std::move(spec);
+    servers_.push_back(std::make_unique<Server>(environment_, this, server_config));
   }
 
   Placement::Mode mode = placement_name_ == "failover" ? Placement::Mode::kFailover
@@ -247,24 +270,15 @@ Handler::Handler(const Napi::CallbackInfo& info)
                                                        : Placement::Mode::kRendezvous;
   placement_ = std::make_unique<Placement>(mode, identities);
 
-  SqlOptions sql_options;
-  sql_options.table = table_;
-  sql_options.index = index;
-  sql_options.housekeeping = housekeeping_;
-  sql_options.max_lifetime = max_lifetime_;
-  sql_options.keep_expired = keep_expired_;
-  sql_ = std::make_unique<Sql>(sql_options);
-  sql_options.versioned = false;
-  unversioned_sql_ = std::make_unique<Sql>(sql_options);
   write_many_.build = WriteMany;
   write_many_.distinct_keys = true;
   read_many_.build = ReadMany;
-  addon_->Register(this);
+  environment_->Register(this);
 }
 
 Handler::~Handler() {
   servers_.clear();
-  addon_->Unregister(this);
+  environment_->Unregister(this);
 }
 
 void Handler::Abandon() {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "deferred.h"
+#include "environment.h"
 #include "errors.h"
 #include "placement.h"
 #include "server.h"
@@ -31,35 +32,29 @@
 
 namespace spg {
 
-class Addon;
-
-class Handler : public Napi::ObjectWrap<Handler> {
+class Handler : public Napi::ObjectWrap<Handler>,
+                public ServerOwner,
+                public Environment::Resident {
  public:
-  static Napi::Function Define(Napi::Env env);
+  // The class, made once per environment: its instances live in `environment`.
+  static Napi::Function Define(Napi::Env env, Environment* environment);
   explicit Handler(const Napi::CallbackInfo& info);
   ~Handler() override;
 
   // Environment teardown: closes everything, settles nothing (no JS can run).
-  void Abandon();
+  void Abandon() override;
+
+  // ServerOwner
   // A connection failed with `op` unsettled: resend it where that is safe (once,
   // to the next server in the session's order), else settle it with `error`.
-  void Resend(OpPtr op, const ErrorInfo& error);
-
-  const Sql& sql() const { return *sql_; }
-  // The statements for a table with the version column, or without it.
-  const Sql& sql(bool versioned) const { return versioned ? *sql_ : *unversioned_sql_; }
-  const std::string& table_text() const { return table_; }
-  // Seconds an expired row is kept before GC removes it (keepExpired: one lifetime).
-  long long gc_grace() const { return keep_expired_ ? max_lifetime_ : 0; }
+  void Resend(OpPtr op, const ErrorInfo& error) override;
   // Sends `op` to `server` with the in-flight bookkeeping that close() waits on.
-  void SubmitTo(Server* server, OpPtr op) { Submit(server, std::move(op)); }
+  void SubmitTo(Server* server, OpPtr op) override { Submit(server, std::move(op)); }
   // Reports a problem that does not fail any operation (as a 'warning' event).
-  void Warn(const ErrorInfo& error);
+  void Warn(const ErrorInfo& error) override;
   // A server came up or went down: an 'up'/'down' event with its index.
-  void ServerChanged(int server, bool up);
-  const std::string& housekeeping_table() const { return housekeeping_; }
-  bool create_table() const { return create_table_; }
-  bool closing() const { return closing_ || abandoned_; }
+  void ServerChanged(int server, bool up) override;
+  bool closing() const override { return closing_ || abandoned_; }
 
  private:
   Napi::Value JsOpen(const Napi::CallbackInfo& info);
@@ -133,7 +128,7 @@ class Handler : public Napi::ObjectWrap<Handler> {
   Napi::Value NoServerUp(Napi::Env env);
   Napi::Value ClosedError(Napi::Env env);
 
-  Addon* addon_;
+  Environment* environment_;
   Napi::FunctionReference error_class_;
   Napi::FunctionReference make_row_;  // the facade's nativeRow(...fields)
   Napi::FunctionReference events_;    // (name, payload) => void, set by the facade

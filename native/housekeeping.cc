@@ -5,11 +5,7 @@
 #include <memory>
 #include <random>
 
-#include "addon.h"
-#include "handler.h"
 #include "results.h"
-#include "server.h"
-#include "sql.h"
 
 namespace spg {
 
@@ -30,29 +26,26 @@ struct GcState {
   long long removed = 0;
 };
 
-Housekeeping::Housekeeping(Addon* addon, Handler* handler, Server* server, double gc_interval,
-                           double vacuum_interval)
-    : addon_(addon),
-      handler_(handler),
-      server_(server),
-      gc_interval_(gc_interval),
-      vacuum_interval_(vacuum_interval),
-      gc_job_("gc " + handler->table_text()),
-      vacuum_job_("vacuum " + handler->table_text()) {}
+Housekeeping::Housekeeping(Loop* loop, Host* host, HousekeepingConfig config)
+    : loop_(loop),
+      host_(host),
+      config_(std::move(config)),
+      gc_job_("gc " + config_.table),
+      vacuum_job_("vacuum " + config_.table) {}
 
 Housekeeping::~Housekeeping() { Close(); }
 
 void Housekeeping::ServerUp() {
-  if (gc_timer_ == nullptr && gc_interval_ > 0) gc_timer_ = StartTimer(gc_interval_);
-  if (vacuum_timer_ == nullptr && vacuum_interval_ > 0) {
-    vacuum_timer_ = StartTimer(vacuum_interval_);
+  if (gc_timer_ == nullptr && config_.gc_interval > 0) gc_timer_ = StartTimer(config_.gc_interval);
+  if (vacuum_timer_ == nullptr && config_.vacuum_interval > 0) {
+    vacuum_timer_ = StartTimer(config_.vacuum_interval);
   }
 }
 
 uv_timer_t* Housekeeping::StartTimer(double interval) {
   auto* timer = new uv_timer_t;
-  uv_timer_init(addon_->loop(), timer);
-  addon_->HandleOpened();
+  uv_timer_init(loop_->loop(), timer);
+  loop_->HandleOpened();
   timer->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(timer));
   // Every process ticks once per interval; the first tick comes at a random
@@ -65,12 +58,7 @@ uv_timer_t* Housekeeping::StartTimer(double interval) {
 
 void Housekeeping::CloseTimer(uv_timer_t** timer) {
   if (*timer == nullptr) return;
-  (*timer)->data = addon_;  // the close callback only needs the addon
-  uv_close(reinterpret_cast<uv_handle_t*>(*timer), [](uv_handle_t* h) {
-    auto* addon = static_cast<Addon*>(h->data);
-    delete reinterpret_cast<uv_timer_t*>(h);
-    addon->HandleClosed();
-  });
+  CloseHandle(loop_, *timer);
   *timer = nullptr;
 }
 
@@ -86,8 +74,8 @@ void Housekeeping::Close() {
 
 void Housekeeping::OnTimer(uv_timer_t* timer) {
   auto* self = static_cast<Housekeeping*>(timer->data);
-  Addon::JsScope scope(self->addon_);
-  if (self->handler_->closing() || self->server_->state() != Server::State::kUp) return;
+  Loop::JsScope scope(self->loop_);
+  if (self->host_->closing() || !self->host_->server_up()) return;
   if (timer == self->gc_timer_ && !self->gc_running_) {
     self->Gc(false, [](const ErrorInfo&, long long) {});
   } else if (timer == self->vacuum_timer_ && !self->vacuum_busy_) {
@@ -99,9 +87,9 @@ void Housekeeping::Gc(bool forced, GcDone done) {
   auto state = std::make_shared<GcState>(std::move(done), forced);
   if (!forced) gc_running_ = true;
   auto claim = std::make_unique<Op>();
-  claim->statements.push_back(Statement::Text(handler_->sql().claim)
+  claim->statements.push_back(Statement::Text(config_.sql->claim)
                                   .Bind(gc_job_)
-                                  .Bind(std::to_string(forced ? 0.0 : gc_interval_)));
+                                  .Bind(std::to_string(forced ? 0.0 : config_.gc_interval)));
   claim->done = [this, state](Op& op) {
     if (op.error && !(state->forced && op.error.code == "42P01")) {
       if (!state->forced) gc_running_ = false;
@@ -121,7 +109,7 @@ void Housekeeping::Gc(bool forced, GcDone done) {
     }
     GcBatch(state);
   };
-  handler_->SubmitTo(server_, std::move(claim));
+  host_->SubmitTracked(std::move(claim));
 }
 
 void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
@@ -129,12 +117,11 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
   // lifetime; without it a row goes as soon as it has expired.
   auto batch = std::make_unique<Op>();
   batch->statements.push_back(
-      Statement::Prepared(kGcStmt).Bind(std::to_string(handler_->gc_grace())));
+      Statement::Prepared(kGcStmt).Bind(std::to_string(config_.gc_grace)));
   batch->done = [this, state](Op& op) {
     long long n = op.error ? 0 : AffectedRows(op.results[0].get());
     state->removed += n;
-    if (!op.error && n >= handler_->sql().gc_batch && !handler_->closing() &&
-        server_->state() == Server::State::kUp) {
+    if (!op.error && n >= config_.sql->gc_batch && !host_->closing() && host_->server_up()) {
       GcBatch(state);  // one bounded batch at a time, interleaved with session traffic
       return;
     }
@@ -147,13 +134,13 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
     Record(gc_job_, &last_gc_, op.error);
     state->done(op.error, state->removed);
   };
-  handler_->SubmitTo(server_, std::move(batch));
+  host_->SubmitTracked(std::move(batch));
 }
 
 void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& error) {
-  if (handler_->closing() || server_->state() != Server::State::kUp) return;
+  if (host_->closing() || !host_->server_up()) return;
   auto record = std::make_unique<Op>();
-  Statement s = Statement::Text(handler_->sql().record);
+  Statement s = Statement::Text(config_.sql->record);
   s.Bind(job).Bind(std::to_string(run->removed)).Bind(std::to_string(run->duration));
   if (error) {
     s.Bind(error.message);
@@ -162,7 +149,7 @@ void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& err
   }
   record->statements.push_back(std::move(s));
   record->done = [](Op&) {};  // best effort: a missing record table was reported by the claim
-  handler_->SubmitTo(server_, std::move(record));
+  host_->SubmitTracked(std::move(record));
 }
 
 void Housekeeping::Vacuum(bool forced, VacuumDone done) {
@@ -175,7 +162,7 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
   // it never takes the interval from a process that could run it.
   auto check = std::make_unique<Op>();
   check->statements.push_back(
-      Statement::Text(handler_->sql().may_vacuum).Bind(handler_->table_text()));
+      Statement::Text(config_.sql->may_vacuum).Bind(config_.table));
   check->done = [this, forced](Op& op) {
     if (op.error) {
       VacuumFinished(op.error);
@@ -184,17 +171,17 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
     const PGresult* may = op.results[0].get();
     if (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't') {
       VacuumFinished(MakeError("42501",
-                               "server " + std::to_string(server_->index()) +
-                                   ": the role may not VACUUM " + handler_->table_text() +
+                               "server " + std::to_string(server()) +
+                                   ": the role may not VACUUM " + config_.table +
                                    " (only its owner, the database owner or a superuser may); "
                                    "sessions are served as usual",
-                               server_->index(), false));
+                               server(), false));
       return;
     }
     auto claim = std::make_unique<Op>();
-    claim->statements.push_back(Statement::Text(handler_->sql().claim)
+    claim->statements.push_back(Statement::Text(config_.sql->claim)
                                     .Bind(vacuum_job_)
-                                    .Bind(std::to_string(forced ? 0.0 : vacuum_interval_)));
+                                    .Bind(std::to_string(forced ? 0.0 : config_.vacuum_interval)));
     claim->done = [this, forced](Op& op) {
       // A forced run without the record table (never initialised) still runs.
       if (op.error && !(forced && op.error.code == "42P01")) {
@@ -209,24 +196,18 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
       }
       StartVacuum();
     };
-    handler_->SubmitTo(server_, std::move(claim));
+    host_->SubmitTracked(std::move(claim));
   };
-  handler_->SubmitTo(server_, std::move(check));
+  host_->SubmitTracked(std::move(check));
 }
 
 // VACUUM runs on a connection of its own so session traffic never waits on it.
 void Housekeeping::StartVacuum() {
-  if (handler_->closing()) {
+  if (host_->closing()) {
     VacuumFinished(MakeError(code::kClosed, "the handler is closing"));
     return;
   }
-  ConnectionConfig config;
-  config.server = server_->index();
-  config.conninfo = server_->spec().conninfo;
-  config.secrets = server_->spec().secrets;
-  config.connect_timeout_ms = server_->timings().connect_timeout_ms;
-  config.statement_timeout_ms = server_->timings().statement_timeout_ms;
-  auto* conn = new Connection(addon_, this, std::move(config));
+  auto* conn = new Connection(loop_, this, config_.vacuum_connection);
   ErrorInfo error = conn->Start();
   if (error) {
     VacuumFinished(std::move(error));
@@ -238,7 +219,7 @@ void Housekeeping::StartVacuum() {
   auto vacuum = std::make_unique<Op>();
   vacuum->setup = true;
   vacuum->no_deadline = true;  // VACUUM takes as long as it takes, off the session path
-  vacuum->statements.push_back(Statement::Text(handler_->sql().vacuum));
+  vacuum->statements.push_back(Statement::Text(config_.sql->vacuum));
   vacuum->done = [this, conn](Op& op) {
     ErrorInfo error = op.error;
     vacuum_conn_ = nullptr;
@@ -273,7 +254,7 @@ void Housekeeping::VacuumFinished(ErrorInfo error) {
   Record(vacuum_job_, &last_vacuum_, error);
   if (error.code == "42501" && !denied_reported_) {
     denied_reported_ = true;  // said once, clearly; sessions go on
-    handler_->Warn(error);
+    host_->Warn(error);
   }
   auto waiters = std::move(vacuum_waiters_);
   for (auto& w : waiters) w(error, !error);

@@ -3,7 +3,8 @@
 // processes and hosts sharing the server run each job at most once per interval.
 //
 // Thread: the JS thread. Ownership: owned by its Server; owns its timers and the
-// short-lived connection each VACUUM runs on.
+// short-lived connection each VACUUM runs on. Its settings come down in
+// HousekeepingConfig; what it needs of its server goes through Host.
 #pragma once
 
 #include <uv.h>
@@ -13,15 +14,41 @@
 
 #include "connection.h"
 #include "errors.h"
+#include "loop.h"
+#include "sql.h"
 
 namespace spg {
 
-class Addon;
-class Handler;
-class Server;
+struct HousekeepingConfig {
+  const Sql* sql = nullptr;  // owned by the handler, which outlives housekeeping
+  std::string table;         // quoted
+  long long gc_grace = 0;    // seconds an expired row is kept (keepExpired: one lifetime)
+  double gc_interval = 0;    // seconds; 0: no timer
+  double vacuum_interval = 0;
+  // Where each VACUUM connects (a connection of its own); `server` names the
+  // server in messages.
+  ConnectionConfig vacuum_connection;
+};
 
 class Housekeeping : public ConnectionDelegate {
  public:
+  // What housekeeping needs of the server it works for.
+  class Host {
+   public:
+    // The server is up (its session connections are ready).
+    virtual bool server_up() const = 0;
+    // The handler is closing: no new runs.
+    virtual bool closing() const = 0;
+    // Sends `op` on the server's session connections, counted among the ops
+    // that close() waits for.
+    virtual void SubmitTracked(OpPtr op) = 0;
+    // A problem that fails no operation (a 'warning' event).
+    virtual void Warn(const ErrorInfo& error) = 0;
+
+   protected:
+    ~Host() = default;
+  };
+
   struct Run {
     bool valid = false;   // a run has finished in this process
     double at = 0;        // Unix seconds it started
@@ -32,8 +59,7 @@ class Housekeeping : public ConnectionDelegate {
   using GcDone = std::function<void(const ErrorInfo& error, long long removed)>;
   using VacuumDone = std::function<void(const ErrorInfo& error, bool ran)>;
 
-  Housekeeping(Addon* addon, Handler* handler, Server* server, double gc_interval,
-               double vacuum_interval);
+  Housekeeping(Loop* loop, Host* host, HousekeepingConfig config);
   ~Housekeeping() override;
   Housekeeping(const Housekeeping&) = delete;
   Housekeeping& operator=(const Housekeeping&) = delete;
@@ -65,12 +91,11 @@ class Housekeeping : public ConnectionDelegate {
   void Record(const std::string& job, Run* run, const ErrorInfo& error);
   void StartVacuum();
   void VacuumFinished(ErrorInfo error);
+  int server() const { return config_.vacuum_connection.server; }
 
-  Addon* addon_;
-  Handler* handler_;
-  Server* server_;
-  double gc_interval_;
-  double vacuum_interval_;
+  Loop* loop_;
+  Host* host_;
+  HousekeepingConfig config_;
   std::string gc_job_, vacuum_job_;
   uv_timer_t* gc_timer_ = nullptr;      // owned; unref'd
   uv_timer_t* vacuum_timer_ = nullptr;  // owned; unref'd

@@ -9,183 +9,47 @@
 #include <utility>
 #include <vector>
 
-#include "addon.h"
-#include "handler.h"
-#include "placement.h"
 #include "results.h"
-#include "sql.h"
 
 namespace spg {
 
 namespace {
 
-std::string Quoted(const std::string& value) {
-  bool plain = !value.empty();
-  for (char c : value) {
-    if (c == ' ' || c == '\'' || c == '\\' || c == '=') plain = false;
-  }
-  if (plain) return value;
-  std::string out = "'";
-  for (char c : value) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
-// The text after "<secret option>=" (quoted or not; in key=value form or a
-// URI's query) and the password part of a URI's user info
-// ("postgresql://user:secret@host").
-std::vector<std::string> PasswordCandidates(const std::string& entry) {
-  std::vector<std::string> out;
-  for (const std::string& keyword : SecretOptions()) {
-    for (size_t at = entry.find(keyword); at != std::string::npos;
-         at = entry.find(keyword, at + 1)) {
-      size_t p = entry.find_first_not_of(" \t", at + keyword.size());
-      if (p == std::string::npos || entry[p] != '=') continue;
-      p = entry.find_first_not_of(" \t", p + 1);
-      if (p == std::string::npos) continue;
-      const bool quoted = entry[p] == '\'';
-      if (quoted) ++p;
-      size_t end = quoted ? entry.find('\'', p) : entry.find_first_of(" \t&", p);
-      out.push_back(entry.substr(p, end == std::string::npos ? std::string::npos : end - p));
-    }
-  }
-  const size_t scheme = entry.find("://");
-  if (scheme != std::string::npos) {
-    const size_t at = entry.rfind('@');
-    const size_t colon = entry.find(':', scheme + 3);
-    if (at != std::string::npos && colon != std::string::npos && colon < at) {
-      out.push_back(entry.substr(colon + 1, at - colon - 1));
-    }
-  }
-  out.erase(std::remove_if(out.begin(), out.end(), [](const std::string& s) { return s.empty(); }),
-            out.end());
-  return out;
-}
-
 // Every session-pgsql DDL in a database runs under this one advisory lock: the
 // housekeeping record table is shared by all the session tables of a schema.
 constexpr const char* kDdlLock = "session-pgsql ddl";
 
-std::vector<std::string> CommaList(const std::string& value) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = value.find(',', start);
-    out.push_back(value.substr(start, comma == std::string::npos ? std::string::npos
-                                                                 : comma - start));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
-
-// One target per host of a multi-host entry, with every other option kept.
-// Lists libpq would reject (mismatched lengths) are left whole, for libpq to
-// report. target_session_attrs=prefer-standby needs two rounds: standbys on
-// every host first, then any server, as libpq does over the whole list.
-std::vector<ConnectTarget> ExpandHosts(const PQconninfoOption* options) {
-  std::string host, hostaddr, port, attrs;
-  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr) continue;
-    const std::string key = o->keyword;
-    if (key == "host") host = o->val;
-    if (key == "hostaddr") hostaddr = o->val;
-    if (key == "port") port = o->val;
-    if (key == "target_session_attrs") attrs = o->val;
-  }
-  const std::vector<std::string> hosts = CommaList(host), addrs = CommaList(hostaddr),
-                                 ports = CommaList(port);
-  const size_t n = std::max(hosts.size(), addrs.size());
-  if (n < 2) return {};
-  if ((!host.empty() && hosts.size() != n) || (!hostaddr.empty() && addrs.size() != n) ||
-      (ports.size() != 1 && ports.size() != n)) {
-    return {};
-  }
-  const std::vector<std::string> rounds =
-      attrs == "prefer-standby" ? std::vector<std::string>{"standby", "any"}
-                                : std::vector<std::string>{attrs};
-  std::vector<ConnectTarget> out;
-  for (const std::string& round : rounds) {
-    for (size_t i = 0; i < n; ++i) {
-      ConnectTarget t;
-      auto add = [&t](const char* key, const std::string& value) {
-        if (value.empty()) return;
-        t.keywords.emplace_back(key);
-        t.values.push_back(value);
-      };
-      for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-        if (o->val == nullptr) continue;
-        const std::string key = o->keyword;
-        if (key == "host" || key == "hostaddr" || key == "port" || key == "target_session_attrs")
-          continue;
-        add(o->keyword, o->val);
-      }
-      const std::string h = host.empty() ? std::string() : hosts[i];
-      const std::string a = hostaddr.empty() ? std::string() : addrs[i];
-      const std::string p = ports.size() == 1 ? ports[0] : ports[i];
-      add("host", h);
-      add("hostaddr", a);
-      add("port", p);
-      add("target_session_attrs", round);
-      t.label = (h.empty() ? (a.empty() ? std::string("default host") : a) : h) +
-                (p.empty() ? "" : ":" + p);
-      out.push_back(std::move(t));
-    }
-  }
-  return out;
+// What housekeeping is told: the handler's settings, and where VACUUM connects.
+HousekeepingConfig HousekeepingConfigOf(const ServerConfig& server) {
+  HousekeepingConfig config;
+  config.sql = server.sql;
+  config.table = server.table;
+  config.gc_grace = server.gc_grace;
+  config.gc_interval = server.gc_interval;
+  config.vacuum_interval = server.vacuum_interval;
+  config.vacuum_connection.server = server.index;
+  config.vacuum_connection.conninfo = server.spec.conninfo;
+  config.vacuum_connection.secrets = server.spec.secrets;
+  config.vacuum_connection.connect_timeout_ms = server.timings.connect_timeout_ms;
+  config.vacuum_connection.statement_timeout_ms = server.timings.statement_timeout_ms;
+  return config;
 }
 
 }  // namespace
 
-bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error) {
-  char* raw_error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(entry.c_str(), &raw_error);
-  if (options == nullptr) {
-    std::string message = raw_error ? raw_error : "out of memory";
-    if (raw_error) PQfreemem(raw_error);
-    while (!message.empty() && message.back() == '\n') message.pop_back();
-    // why: a malformed entry does not parse far enough to find its password,
-    // and libpq quotes the offending token, so every password-looking part of
-    // the entry is scrubbed from the message.
-    for (const std::string& secret : PasswordCandidates(entry)) message = Scrub(message, secret);
-    *error = message;
-    return false;
-  }
-  spec->targets = ExpandHosts(options);
-  std::string host, hostaddr, port, dbname;
-  std::ostringstream redacted;
-  bool first = true;
-  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr) continue;
-    std::string key = o->keyword, value = o->val;
-    if (IsSecretOption(o->keyword)) {
-      spec->secrets.push_back(value);
-      value = "***";
-    }
-    if (key == "host") host = value;
-    if (key == "hostaddr") hostaddr = value;
-    if (key == "port") port = value;
-    if (key == "dbname") dbname = value;
-    redacted << (first ? "" : " ") << key << '=' << Quoted(value);
-    first = false;
-  }
-  PQconninfoFree(options);
-  spec->conninfo = entry;
-  spec->redacted = redacted.str();
-  spec->identity = (host.empty() ? hostaddr : host) + ":" + port + "/" + dbname;
-  return true;
-}
-
-Server::Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings,
-               double gc_interval, double vacuum_interval)
-    : addon_(addon),
-      handler_(handler),
-      index_(index),
-      spec_(std::move(spec)),
-      timings_(timings),
+Server::Server(Loop* loop, ServerOwner* owner, ServerConfig config)
+    : loop_(loop),
+      owner_(owner),
+      index_(config.index),
+      spec_(config.spec),
+      timings_(config.timings),
+      sql_(config.sql),
+      unversioned_sql_(config.unversioned_sql),
+      table_(config.table),
+      housekeeping_table_(config.housekeeping),
+      create_table_(config.create_table),
       state_since_(NowSeconds()),
-      housekeeping_(addon, handler, this, gc_interval, vacuum_interval) {}
+      housekeeping_(loop, this, HousekeepingConfigOf(config)) {}
 
 Server::~Server() { Close(); }
 
@@ -198,7 +62,7 @@ void Server::SetState(State state) {
     host_in_use_.clear();
     port_in_use_.clear();
   }
-  if (was_up != (state == State::kUp)) handler_->ServerChanged(index_, state == State::kUp);
+  if (was_up != (state == State::kUp)) owner_->ServerChanged(index_, state == State::kUp);
 }
 
 Server::Slot* Server::SlotOf(const Connection* conn) {
@@ -209,7 +73,7 @@ Server::Slot* Server::SlotOf(const Connection* conn) {
 }
 
 void Server::Start() {
-  if (!slots_.empty() || handler_->closing()) return;
+  if (!slots_.empty() || owner_->closing()) return;
   slots_.resize(std::max<size_t>(1, timings_.connections));
   for (Slot& slot : slots_) {
     ConnectionConfig config;
@@ -220,9 +84,9 @@ void Server::Start() {
     config.connect_timeout_ms = timings_.connect_timeout_ms;
     config.statement_timeout_ms = timings_.statement_timeout_ms;
     config.max_batch = timings_.max_batch;
-    config.statements = handler_->sql().prepared;
+    config.statements = sql_->prepared;
     config.unnamed = timings_.unnamed;
-    auto* conn = new Connection(addon_, this, std::move(config));
+    auto* conn = new Connection(loop_, this, std::move(config));
     ErrorInfo error = conn->Start();  // on failure `conn` is already gone
     if (error) {
       DropConnections(error);
@@ -328,12 +192,7 @@ void Server::Close() {
   retired_.clear();
   housekeeping_.Close();
   if (retry_timer_ != nullptr) {
-    retry_timer_->data = addon_;  // the close callback only needs the addon
-    uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_), [](uv_handle_t* h) {
-      auto* addon = static_cast<Addon*>(h->data);
-      delete reinterpret_cast<uv_timer_t*>(h);
-      addon->HandleClosed();
-    });
+    CloseHandle(loop_, retry_timer_);
     retry_timer_ = nullptr;
   }
   SetState(State::kDown);
@@ -401,16 +260,14 @@ bool Server::RejectReadOnly(Connection* conn, const PGresult* role) {
 }
 
 Statement Server::CheckStatement() const {
-  return std::move(Statement::Text(handler_->sql().check)
-                       .Bind(handler_->table_text())
-                       .Bind(handler_->housekeeping_table()));
+  return std::move(Statement::Text(sql_->check).Bind(table_).Bind(housekeeping_table_));
 }
 
 void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
   auto op = std::make_unique<Op>();
   op->setup = true;
   const bool creates = !ddl.empty();
-  op->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  op->statements.push_back(Statement::Text(sql_->lock).Bind(kDdlLock));
   if (creates) op->statements.push_back(CheckStatement());
   for (Statement& s : ddl) op->statements.push_back(std::move(s));
   op->statements.push_back(CheckStatement());
@@ -438,9 +295,9 @@ void Server::CreateHousekeeping(Connection* conn) {
   // only leaves housekeeping uncoordinated; sessions are served regardless.
   auto create = std::make_unique<Op>();
   create->setup = true;
-  create->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  create->statements.push_back(Statement::Text(sql_->lock).Bind(kDdlLock));
   create->statements.push_back(CheckStatement());
-  create->statements.push_back(Statement::Text(handler_->sql().create_housekeeping));
+  create->statements.push_back(Statement::Text(sql_->create_housekeeping));
   create->done = [this, conn](Op& op) {
     if (op.error) {
       Note(&housekeeping_found_, Found::kMissing);
@@ -456,12 +313,12 @@ void Server::CreateHousekeeping(Connection* conn) {
 void Server::AddVersion(Connection* conn) {
   auto add = std::make_unique<Op>();
   add->setup = true;
-  add->statements.push_back(Statement::Text(handler_->sql().lock).Bind(kDdlLock));
+  add->statements.push_back(Statement::Text(sql_->lock).Bind(kDdlLock));
   // why: ALTER TABLE waits for every transaction using the table, and every
   // session statement queues behind it meanwhile: give up soon instead, and
   // serve this connection unversioned (the next connection tries again).
   add->statements.push_back(Statement::Text("SELECT set_config('lock_timeout', '1000', true)"));
-  add->statements.push_back(Statement::Text(handler_->sql().add_version));
+  add->statements.push_back(Statement::Text(sql_->add_version));
   add->statements.push_back(CheckStatement());
   add->done = [this, conn](Op& op) {
     Slot* slot = SlotOf(conn);
@@ -482,8 +339,8 @@ void Server::Unversioned(Slot* slot, const std::string& why) {
   Note(&version_found_, Found::kMissing);
   if (warned_unversioned_) return;
   warned_unversioned_ = true;
-  const std::string& table = handler_->table_text();
-  handler_->Warn(MakeError(
+  const std::string& table = table_;
+  owner_->Warn(MakeError(
       code::kTableInvalid,
       "server " + std::to_string(index_) + ": table " + table + " has no " + kVersionColumn +
           " column (" + why + "), so a write that a hung server runs late can replace a newer "
@@ -505,10 +362,10 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   }
   const PGresult* r = op.results.back().get();
   const bool exists = PQgetvalue(r, 0, 0)[0] == 't';
-  const std::string table = handler_->table_text();
-  const Sql& sql = handler_->sql();
+  const std::string& table = table_;
+  const Sql& sql = *sql_;
   if (!exists) {
-    if (!handler_->create_table() || slot->created) {
+    if (!create_table_ || slot->created) {
       Note(&table_found_, Found::kMissing);
       conn->Fail(MakeError(code::kTableMissing,
                            "server " + std::to_string(index_) + ": table " + table +
@@ -561,7 +418,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     Note(&version_found_, table_found_ == Found::kCreated ? Found::kCreated : Found::kExisted);
   }
   if (!slot->versioned) {
-    if (handler_->create_table() && !slot->migrated) {
+    if (create_table_ && !slot->migrated) {
       slot->migrated = true;
       AddVersion(conn);
       return;
@@ -571,7 +428,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   Note(&table_found_, Found::kExisted);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
-  if (!has_housekeeping && handler_->create_table() && !slot->created) {
+  if (!has_housekeeping && create_table_ && !slot->created) {
     slot->created = true;
     CreateHousekeeping(conn);
     return;
@@ -585,7 +442,7 @@ void Server::Prepare(Connection* conn) {
   // without it (found by the check just before).
   const Slot* slot = SlotOf(conn);
   const std::vector<Sql::Prepared>& prepared =
-      handler_->sql(slot == nullptr || slot->versioned).prepared;
+      (slot == nullptr || slot->versioned ? sql_ : unversioned_sql_)->prepared;
   conn->UseStatements(prepared);
   if (timings_.unnamed) {
     Op none;
@@ -648,7 +505,7 @@ void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) 
   } else {
     retired_.erase(conn);
   }
-  for (OpPtr& op : ops) handler_->Resend(std::move(op), error);
+  for (OpPtr& op : ops) owner_->Resend(std::move(op), error);
 }
 
 void Server::OnRetired(Connection* conn) { retired_.erase(conn); }
@@ -661,12 +518,12 @@ void Server::Failed(ErrorInfo error) {
 }
 
 void Server::ScheduleRetry() {
-  if (handler_->closing()) return;
+  if (owner_->closing()) return;
   if (retry_timer_ == nullptr) {
     retry_timer_ = new uv_timer_t;
-    uv_timer_init(addon_->loop(), retry_timer_);
+    uv_timer_init(loop_->loop(), retry_timer_);
     retry_timer_->data = this;
-    addon_->HandleOpened();
+    loop_->HandleOpened();
     uv_unref(reinterpret_cast<uv_handle_t*>(retry_timer_));
   }
   // Exponential backoff with jitter: half the step fixed, half random, so many
@@ -681,7 +538,7 @@ void Server::ScheduleRetry() {
 
 void Server::OnRetryTimer(uv_timer_t* timer) {
   auto* self = static_cast<Server*>(timer->data);
-  Addon::JsScope scope(self->addon_);
+  Loop::JsScope scope(self->loop_);
   self->Start();
 }
 

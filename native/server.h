@@ -2,7 +2,9 @@
 // its connection, its up/down state, and the reconnect backoff.
 //
 // Thread: the JS thread. Ownership: owned by Handler; owns its Connection (by
-// raw pointer until Close()/OnBroken) and its retry timer.
+// raw pointer until Close()/OnBroken) and its retry timer. It knows nothing of
+// the handler: its settings come down in ServerConfig, and what it must tell
+// the handler goes through ServerOwner.
 #pragma once
 
 #include <uv.h>
@@ -12,30 +14,19 @@
 #include <functional>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
+#include "conninfo.h"
 #include "connection.h"
 #include "errors.h"
 #include "housekeeping.h"
+#include "loop.h"
+#include "sql.h"
 
 namespace spg {
 
-class Addon;
-class Handler;
-
-// What a `db` entry says about a server, from PQconninfoParse.
-struct ServerSpec {
-  std::string conninfo;  // as given (trimmed)
-  std::string redacted;  // key=value form with every secret option replaced by ***
-  std::string identity;  // host(s), port(s) and database: stable across list reorders
-  std::vector<std::string> secrets;  // values of the entry's secret options (password, ...)
-  // One per host, in the order to try them, when the entry lists several
-  // hosts; empty otherwise (see ConnectionConfig::targets).
-  std::vector<ConnectTarget> targets;
-};
-
-// Parses one entry; on failure `error` names the problem without any secret.
-bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* error);
+class Server;
 
 struct ServerTimings {
   double connect_timeout_ms = 5000;
@@ -49,15 +40,51 @@ struct ServerTimings {
   bool unnamed = false;
 };
 
-class Server : public ConnectionDelegate {
+// Everything a server is told when it is made: its entry, its timings, and the
+// handler's table settings that its setup and housekeeping use.
+struct ServerConfig {
+  int index = 0;
+  ServerSpec spec;
+  ServerTimings timings;
+  // The statements for a table with the version column and without it; owned
+  // by the handler, which outlives its servers.
+  const Sql* sql = nullptr;
+  const Sql* unversioned_sql = nullptr;
+  std::string table;         // quoted, as given to to_regclass
+  std::string housekeeping;  // quoted name of the housekeeping record table
+  bool create_table = true;
+  long long gc_grace = 0;  // seconds an expired row is kept before GC removes it
+  double gc_interval = 0;  // seconds; 0: no timer
+  double vacuum_interval = 0;
+};
+
+// What a server tells the layer above it (the handler), or asks of it.
+class ServerOwner {
+ public:
+  // Whether the owner is closing: no new connections, no retries.
+  virtual bool closing() const = 0;
+  // A connection failed with `op` unsettled: resend it where that is safe,
+  // else settle it with `error`.
+  virtual void Resend(OpPtr op, const ErrorInfo& error) = 0;
+  // Sends `op` to `server` counted among the ops close() waits for.
+  virtual void SubmitTo(Server* server, OpPtr op) = 0;
+  // A problem that fails no operation (a 'warning' event).
+  virtual void Warn(const ErrorInfo& error) = 0;
+  // The server came up or went down.
+  virtual void ServerChanged(int server, bool up) = 0;
+
+ protected:
+  ~ServerOwner() = default;
+};
+
+class Server : public ConnectionDelegate, private Housekeeping::Host {
  public:
   enum class State { kDown, kConnecting, kUp };
   // What setup found of a table on this server (for `init` to report):
   // unknown until checked; kCreated only when this handler's own DDL made it.
   enum class Found { kUnknown, kExisted, kCreated, kMissing };
 
-  Server(Addon* addon, Handler* handler, int index, ServerSpec spec, ServerTimings timings,
-         double gc_interval, double vacuum_interval);
+  Server(Loop* loop, ServerOwner* owner, ServerConfig config);
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -65,7 +92,7 @@ class Server : public ConnectionDelegate {
   // Connects unless already connected or connecting.
   void Start();
   // Sends `op` on one of the current connections (queued while they connect).
-  // The op's `done` runs on completion; on a connection failure the handler's
+  // The op's `done` runs on completion; on a connection failure the owner's
   // Resend decides what becomes of it.
   void Submit(OpPtr op);
   // Fresh connections now; the old ones finish what they have in flight.
@@ -105,6 +132,12 @@ class Server : public ConnectionDelegate {
   void OnRetired(Connection* conn) override;
 
  private:
+  // Housekeeping::Host
+  bool server_up() const override { return state_ == State::kUp; }
+  bool closing() const override { return owner_->closing(); }
+  void SubmitTracked(OpPtr op) override { owner_->SubmitTo(this, std::move(op)); }
+  void Warn(const ErrorInfo& error) override { owner_->Warn(error); }
+
   void SubmitBarrier(OpPtr op);
   void SetState(State state);
   // One connection of the server, with its own setup progress.
@@ -141,11 +174,16 @@ class Server : public ConnectionDelegate {
   void Failed(ErrorInfo error);
   static void OnRetryTimer(uv_timer_t* timer);
 
-  Addon* addon_;
-  Handler* handler_;
+  Loop* loop_;
+  ServerOwner* owner_;
   int index_;
   ServerSpec spec_;
   ServerTimings timings_;
+  const Sql* sql_;
+  const Sql* unversioned_sql_;
+  std::string table_;
+  std::string housekeeping_table_;
+  bool create_table_;
   State state_ = State::kDown;
   double state_since_ = 0;
   std::vector<Slot> slots_;                  // the connections new ops go to; empty when down
