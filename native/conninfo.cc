@@ -136,7 +136,8 @@ bool ParseServerSpec(const std::string& entry, ServerSpec* spec, std::string* er
     while (!message.empty() && message.back() == '\n') message.pop_back();
     // why: a malformed entry does not parse far enough to find its password,
     // and libpq quotes the offending token, so every password-looking part of
-    // the entry is scrubbed from the message.
+    // the entry is scrubbed from the message. A guard: the rule's home is
+    // lib/options.ts, which shows only what kind of problem it is.
     for (const std::string& secret : PasswordCandidates(entry)) message = Scrub(message, secret);
     *error = message;
     return false;
