@@ -57,7 +57,7 @@ describe('servers: multi-host entries', function () {
   /** Opens `h`, writes and reads a session; returns the ms open() took. */
   async function openAndUse(h: SessionPgsql): Promise<number> {
     const started = Date.now();
-    const opened = await settled(h.open(), 15_000, 'open()');
+    const opened = await settled(h.open(), 'open()');
     const elapsed = Date.now() - started;
     expect(opened.error, 'open() rejection').to.equal(undefined);
     const id = newId();
@@ -103,7 +103,7 @@ describe('servers: multi-host entries', function () {
     const closed = await closedPort();
     const { rest } = parts(0);
     const h = handler(`host=127.0.0.1,127.0.0.1 port=${silentPort},${closed} ${rest}`);
-    const { error } = await settled(h.open(), 15_000, 'open()');
+    const { error } = await settled(h.open(), 'open()');
     expect(error).to.be.instanceOf(SessionPgsqlError);
     expect(error!.retryable).to.equal(true);
     expect(error!.code).to.be.oneOf(['SPG_CONNECT_FAILED', 'SPG_CONNECT_TIMEOUT']);
@@ -159,7 +159,7 @@ describe('servers: a read-only server is not up', function () {
 
   it('alone in db: open() rejects with SPG_READ_ONLY (retryable, hint target_session_attrs=read-write); it is not up and no write reaches it', async () => {
     const h = handler(readOnlyEntry());
-    const { error } = await settled(h.open(), 15_000, 'open()');
+    const { error } = await settled(h.open(), 'open()');
     expect(error, 'open() rejection').to.be.instanceOf(SessionPgsqlError);
     expect(error!.code).to.equal('SPG_READ_ONLY');
     expect(error!.retryable).to.equal(true);
@@ -169,7 +169,7 @@ describe('servers: a read-only server is not up', function () {
     const s = h.status().servers[0]!;
     expect(s.state).to.not.equal('up');
     expect(s.lastError?.code).to.equal('SPG_READ_ONLY');
-    const write = await settled(h.write(newId(), 'x'), 15_000, 'write()');
+    const write = await settled(h.write(newId(), 'x'), 'write()');
     expect(write.error, 'write() rejection').to.be.instanceOf(SessionPgsqlError);
     expect(write.error!.retryable).to.equal(true);
     expect(write.error!.code).to.not.equal('25006');
@@ -177,7 +177,7 @@ describe('servers: a read-only server is not up', function () {
 
   it('next to a writable server: sessions go to the writable one; the read-only one is down with SPG_READ_ONLY', async () => {
     const h = handler(`${readOnlyEntry()};${servers()[1]}`);
-    const opened = await settled(h.open(), 15_000, 'open()');
+    const opened = await settled(h.open(), 'open()');
     expect(opened.error, 'open() rejection').to.equal(undefined);
     for (let i = 0; i < 20; i++) {
       const id = newId();
@@ -192,7 +192,7 @@ describe('servers: a read-only server is not up', function () {
 
   it('retried like a down server: once it is writable again it is used', async () => {
     const h = handler(readOnlyEntry());
-    const { error } = await settled(h.open(), 15_000, 'open()');
+    const { error } = await settled(h.open(), 'open()');
     expect(error?.code).to.equal('SPG_READ_ONLY');
     await query(0, `ALTER DATABASE ${database} RESET default_transaction_read_only`);
     try {

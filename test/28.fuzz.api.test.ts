@@ -20,7 +20,7 @@ import {
   Rng,
 } from './support/fuzz';
 import { handlerFactory } from './support/handlers';
-import { settled as settledWithin, type Settled } from './support/wait';
+import { settled as settledOrFail, type Settled } from './support/wait';
 
 const SEED = 0x28_1013;
 const OPERATIONS = 1500;
@@ -34,7 +34,7 @@ type Outcome = Settled<unknown>;
 
 /** The outcome of `promise`; fails the test when it has not settled within SETTLE_MS. */
 function settled(promise: Promise<unknown>, where: string): Promise<Outcome> {
-  return settledWithin(promise, SETTLE_MS, where);
+  return settledOrFail(promise, where, SETTLE_MS);
 }
 
 function wellFormedText(value: string): boolean {

@@ -127,7 +127,7 @@ describe('32 housekeeping: VACUUM', function () {
       await sleep(2500 - 300);
       expect(vacuumDone, 'vacuum() settled while the lock was held').to.equal(false);
       await locker.query('COMMIT');
-      expect(await settled(vacuum, 10_000, 'vacuum()')).to.deep.equal({ value: 1 });
+      expect(await settled(vacuum, 'vacuum()', 10_000)).to.deep.equal({ value: 1 });
       expect((await vacuumedAfter(null, 5000)).last_vacuum).to.be.instanceOf(Date);
     });
 
@@ -144,8 +144,8 @@ describe('32 housekeeping: VACUUM', function () {
       const closing = handler.close();
       await sleep(500);
       await locker.query('COMMIT');
-      expect(await settled(closing, 10_000, 'close()')).to.deep.equal({ value: undefined });
-      await settled(vacuum, 5000, 'vacuum() after close()');
+      expect(await settled(closing, 'close()', 10_000)).to.deep.equal({ value: undefined });
+      await settled(vacuum, 'vacuum() after close()', 5000);
     });
   });
 

@@ -513,7 +513,7 @@ describe('60 group commit', function () {
       expect(resolved.length, 'writes committed before the crash').to.be.above(0);
       try {
         await cluster.stop({ mode: 'immediate' });
-        const { value: outcomes } = await settled(all, 15_000, 'writes after the crash');
+        const { value: outcomes } = await settled(all, 'writes after the crash');
         let rejected = 0;
         outcomes!.forEach((o, i) => {
           if (o.status === 'fulfilled') expect(o.value, `write ${i}`).to.equal(true);
@@ -568,7 +568,7 @@ describe('60 group commit', function () {
       while (!readSettled && Date.now() - since < 1500) await sleep(5);
       try {
         await cluster.stop({ mode: 'immediate' });
-        await settled(all, 15_000, 'operations after the crash');
+        await settled(all, 'operations after the crash');
       } finally {
         await cluster.start();
       }

@@ -64,13 +64,13 @@ export async function settleWithin<T>(
 }
 
 /**
- * The outcome of `promise`; fails the test when it is still pending after `ms` (a hang guard,
- * far above the time the operation takes: not a timing claim).
+ * The outcome of `promise`; fails the test, naming `what`, when it is still pending after `ms`
+ * (a hang guard far above the time the operation takes: not a timing claim).
  */
 export async function settled<T>(
   promise: Promise<T>,
-  ms: number,
-  what = 'the promise',
+  what: string,
+  ms = 15_000,
 ): Promise<Settled<T>> {
   const result = await settleWithin(promise, ms);
   if (result === 'pending') throw new Error(`${what}: still pending after ${ms} ms`);
