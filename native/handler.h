@@ -119,14 +119,17 @@ class Handler : public Napi::ObjectWrap<Handler>,
   Napi::Value OnEveryServer(Napi::Env env, const std::string& sql,
                             std::function<void(const PGresult*)> each,
                             std::function<Napi::Value(Napi::Env)> result);
+  // A SessionPgsqlError (the class given to the addon's initialize()).
+  Napi::Value JsError(Napi::Env env, const ErrorInfo& error) const;
+  // How every binding reports `error`: an async one returns a rejected
+  // promise, a sync one throws (and returns undefined).
   Napi::Value Reject(Napi::Env env, const ErrorInfo& error);
+  Napi::Value Throw(Napi::Env env, const ErrorInfo& error);
   Napi::Value Reject(Napi::Env env, const char* code, const std::string& message);
   Napi::Value NoServerUp(Napi::Env env);
   Napi::Value ClosedError(Napi::Env env);
 
   Environment* environment_;
-  Napi::FunctionReference error_class_;
-  Napi::FunctionReference make_row_;  // the facade's nativeRow(...fields)
   Napi::FunctionReference events_;    // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;

@@ -91,7 +91,7 @@ void Housekeeping::Gc(bool forced, GcDone done) {
                                   .Bind(gc_job_)
                                   .Bind(std::to_string(forced ? 0.0 : config_.gc_interval)));
   claim->done = [this, state](Op& op) {
-    if (op.error && !(state->forced && op.error.code == "42P01")) {
+    if (op.error && !(state->forced && op.error.code == sqlstate::kUndefinedTable)) {
       if (!state->forced) gc_running_ = false;
       last_gc_ = {};
       last_gc_.valid = true;
@@ -170,7 +170,7 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
     }
     const PGresult* may = op.results[0].get();
     if (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't') {
-      VacuumFinished(MakeError("42501",
+      VacuumFinished(MakeError(sqlstate::kInsufficientPrivilege,
                                "server " + std::to_string(server()) +
                                    ": the role may not VACUUM " + config_.table +
                                    " (only its owner, the database owner or a superuser may); "
@@ -184,7 +184,7 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
                                     .Bind(std::to_string(forced ? 0.0 : config_.vacuum_interval)));
     claim->done = [this, forced](Op& op) {
       // A forced run without the record table (never initialised) still runs.
-      if (op.error && !(forced && op.error.code == "42P01")) {
+      if (op.error && !(forced && op.error.code == sqlstate::kUndefinedTable)) {
         VacuumFinished(op.error);
         return;
       }
@@ -252,7 +252,7 @@ void Housekeeping::VacuumFinished(ErrorInfo error) {
   vacuum_run_.error = error ? error.message : "";
   last_vacuum_ = vacuum_run_;
   Record(vacuum_job_, &last_vacuum_, error);
-  if (error.code == "42501" && !denied_reported_) {
+  if (error.code == sqlstate::kInsufficientPrivilege && !denied_reported_) {
     denied_reported_ = true;  // said once, clearly; sessions go on
     host_->Warn(error);
   }

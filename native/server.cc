@@ -463,7 +463,8 @@ void Server::Prepare(Connection* conn) {
     prepare->setup = true;
     prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
     prepare->done = [this, conn, pending](Op& op) {
-      if (op.error && op.error.code != "42P05" && !pending->outcome.error) {
+      const bool exists = op.error.code == sqlstate::kDuplicatePreparedStatement;
+      if (op.error && !exists && !pending->outcome.error) {
         pending->outcome.error = std::move(op.error);
       }
       if (--pending->remaining == 0) SetupPrepared(conn, pending->outcome);
