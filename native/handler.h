@@ -1,6 +1,7 @@
 // The session handler: the JS-facing object (SessionPgsql's native half) and
 // all session semantics: placement, read/write/touch/destroy, short circuit,
-// keepExpired, argument checks, and the rows turned into JS values.
+// keepExpired, and the rows turned into JS values. Its arguments are read by
+// args.h, its config object by config.cc.
 // Defined in three files: handler.cc (the JS binding and single-session
 // operations), recovery.cc (look-aside, copies, tombstones) and fanout.cc
 // (joins, the barrier, and operations across every server).
