@@ -4,6 +4,7 @@
       "target_name": "session_pgsql",
       "sources": [
         "native/addon.cc",
+        "native/config.cc",
         "native/conninfo.cc",
         "native/connection.cc",
         "native/errors.cc",

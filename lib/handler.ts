@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { describe, ErrorCode, SessionPgsqlError } from './errors';
-import { native, nativeRow, type NativeHandler, type NativeStatus } from './native';
+import { native, type NativeHandler, type NativeStatus } from './native';
 import {
   resolveOptions,
   loneSurrogate,
@@ -72,7 +72,7 @@ export class SessionPgsql extends EventEmitter {
   constructor(options: SessionPgsqlOptions = {}) {
     super();
     this.#options = resolveOptions(options);
-    this.#native = new native.Handler(this.#options.native, SessionPgsqlError, nativeRow);
+    this.#native = new native.Handler(this.#options.native);
     this.#native.onEvent((name, payload) => {
       // A problem that fails no operation (e.g. no right to VACUUM): an event,
       // or a process warning when nobody listens.

@@ -173,11 +173,12 @@ export interface NativeHandler {
 }
 
 interface NativeModule {
-  Handler: new (
-    config: NativeConfig,
-    errorClass: Function,
-    makeRow: typeof nativeRow,
-  ) => NativeHandler;
+  /**
+   * Gives the addon, once per environment (the main thread, each worker), the class of the errors
+   * it reports and the factory of the rows it reads; every handler uses them.
+   */
+  initialize(errorClass: typeof SessionPgsqlError, makeRow: typeof nativeRow): void;
+  Handler: new (config: NativeConfig) => NativeHandler;
   inspectConninfo(entry: string): { redacted: string; identity: string };
   libpqVersion: number;
 }
@@ -276,4 +277,6 @@ function loadAddon(): NativeModule {
   }
 }
 
+/** The addon, its error class and row factory given (the only call of `initialize`). */
 export const native: NativeModule = loadAddon();
+native.initialize(SessionPgsqlError, nativeRow);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "args.h"
 #include "conninfo.h"
 #include "connection.h"
 #include "handler.h"
@@ -29,6 +30,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
 
   handler_constructor = Napi::Persistent(Handler::Define(env, this));
   DefineAddon(exports, {
+                           InstanceMethod("initialize", &Addon::JsInitialize),
                            InstanceMethod("inspectConninfo", &Addon::JsInspectConninfo),
                            InstanceValue("libpqVersion", Napi::Number::New(env, PQlibVersion())),
                            InstanceValue("Handler", handler_constructor.Value()),
@@ -126,19 +128,32 @@ void Addon::MaybeFinishTeardown() {
   napi_remove_async_cleanup_hook(hook);
 }
 
+Napi::Value Addon::Throw(Napi::Env env, const ErrorInfo& error) {
+  Napi::Error(env, ToJs(env, error_class_, error)).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Called once, as the facade loads the addon (better-sqlite3's initialize()):
+// every handler of this environment then builds its errors and rows with them.
+Napi::Value Addon::JsInitialize(const Napi::CallbackInfo& info) {
+  ArgReader args(info, "initialize(errorClass: Function, makeRow: Function)");
+  Napi::Function error_class = args.Function(0);
+  Napi::Function make_row = args.Function(1);
+  if (!args.ok()) return Throw(info.Env(), args.error());
+  error_class_ = Napi::Persistent(error_class);
+  row_factory_ = Napi::Persistent(make_row);
+  return info.Env().Undefined();
+}
+
 Napi::Value Addon::JsInspectConninfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "inspectConninfo(entry: string)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  ArgReader args(info, "inspectConninfo(entry: string)");
+  std::string entry = args.String(0);
+  if (!args.ok()) return Throw(env, args.error());
   ServerSpec spec;
   std::string error;
-  if (!ParseServerSpec(info[0].As<Napi::String>().Utf8Value(), &spec, &error)) {
-    Napi::Error e = Napi::Error::New(env, error);
-    e.Set("code", Napi::String::New(env, code::kInvalidOption));
-    e.ThrowAsJavaScriptException();
-    return env.Undefined();
+  if (!ParseServerSpec(entry, &spec, &error)) {
+    return Throw(env, MakeError(code::kInvalidOption, error));
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("redacted", spec.redacted);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "environment.h"
+#include "errors.h"
 
 namespace spg {
 
@@ -45,6 +46,8 @@ class Addon final : public Napi::Addon<Addon>, public Environment {
   void HandleClosed() override;
 
   // Environment
+  const Napi::FunctionReference& error_class() const override { return error_class_; }
+  const Napi::FunctionReference& row_factory() const override { return row_factory_; }
   void Register(Resident* handler) override;
   void Unregister(Resident* handler) override;
 
@@ -58,13 +61,18 @@ class Addon final : public Napi::Addon<Addon>, public Environment {
   void FlushDue();
   static void OnTeardown(napi_async_cleanup_hook_handle hook, void* arg);
   void MaybeFinishTeardown();
+  Napi::Value JsInitialize(const Napi::CallbackInfo& info);
   Napi::Value JsInspectConninfo(const Napi::CallbackInfo& info);
+  // Throws `error` as the registered error class would (a sync binding's way).
+  Napi::Value Throw(Napi::Env env, const ErrorInfo& error);
 
   Napi::Env env_;
   uv_loop_t* loop_ = nullptr;
   uv_prepare_t* flusher_ = nullptr;  // owned; unref'd, started while flushes are due
   napi_async_context async_context_ = nullptr;
   Napi::ObjectReference resource_;  // the async resource of every callback scope
+  Napi::FunctionReference error_class_;  // the facade's SessionPgsqlError
+  Napi::FunctionReference row_factory_;  // the facade's nativeRow(...fields)
   int open_handles_ = 0;
   napi_async_cleanup_hook_handle teardown_hook_ = nullptr;
   bool tearing_down_ = false;

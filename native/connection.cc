@@ -14,7 +14,10 @@ namespace {
 // A prepared statement that exists already (42P05) or not at all (26000) on a
 // connection that prepared it: a pooler shares backends between clients.
 void HintPooler(ErrorInfo* error) {
-  if (error->code != "42P05" && error->code != "26000") return;
+  if (error->code != sqlstate::kDuplicatePreparedStatement &&
+      error->code != sqlstate::kInvalidSqlStatementName) {
+    return;
+  }
   const char* hint =
       "a connection pooler in transaction mode (PgBouncer before 1.21 or without "
       "max_prepared_statements, RDS Proxy, Supavisor) runs each transaction on any backend: "

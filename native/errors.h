@@ -32,6 +32,14 @@ inline constexpr const char* kTableInvalid = "SPG_TABLE_INVALID";
 inline constexpr const char* kProtocol = "SPG_PROTOCOL";
 }  // namespace code
 
+// The SQLSTATEs the native core tells apart (PostgreSQL's names for them).
+namespace sqlstate {
+inline constexpr const char* kInvalidSqlStatementName = "26000";
+inline constexpr const char* kInsufficientPrivilege = "42501";
+inline constexpr const char* kUndefinedTable = "42P01";
+inline constexpr const char* kDuplicatePreparedStatement = "42P05";
+}  // namespace sqlstate
+
 struct ErrorInfo {
   std::string code;     // library code or SQLSTATE; empty means "no error"
   std::string message;  // never contains a password or session data

@@ -28,7 +28,7 @@ void Handler::StepDone(const std::shared_ptr<Join>& join, const ErrorInfo& error
   if (--join->remaining > 0) return;
   Napi::Env env = join->deferred.Env();
   if (join->error) {
-    join->deferred.Reject(ToJs(env, error_class_, join->error));
+    join->deferred.Reject(JsError(env, join->error));
   } else {
     join->deferred.Resolve(join->result(env));
   }
@@ -76,7 +76,7 @@ Napi::Value Handler::JsOpen(const Napi::CallbackInfo& info) {
     if (any) {
       deferred.Resolve(deferred.Env().Undefined());
     } else {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, error));
+      deferred.Reject(JsError(deferred.Env(), error));
     }
   });
   return deferred.Promise();
@@ -175,7 +175,7 @@ Napi::Value Handler::JsStats(const Napi::CallbackInfo& info) {
       Napi::Env env = state->deferred.Env();
       Napi::Object entry = Napi::Object::New(env);
       if (op.error) {
-        entry.Set("error", ToJs(env, error_class_, op.error));
+        entry.Set("error", JsError(env, op.error));
       } else {
         const PGresult* r = op.results[0].get();
         entry.Set("rows", static_cast<double>(ParseInt(r, 0, 0)));

@@ -8,8 +8,11 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 
+#include "args.h"
+#include "config.h"
 #include "results.h"
 #include "versions.h"
 
@@ -43,8 +46,9 @@ std::string ArrayOf(const std::vector<const Statement*>& statements, size_t para
   return array;
 }
 
-// kWriteManyStmt from single writes (each bound from WriteParams, its custom
-// field null): the name once, then one array per entry of kWriteManyArrays.
+// kWriteManyStmt from single writes (kWriteStmt parameters: $1 id, $2 name,
+// $3 data, $4 address, $5 expires, $6 custom (null here), $7..$9 counts,
+// $10 message, $11 version): the name once, then one array per other column.
 Statement WriteMany(const std::vector<const Statement*>& writes) {
   Statement many = Statement::Prepared(kWriteManyStmt);
   many.Bind(writes.front()->params[kWriteName]);
@@ -72,27 +76,16 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
   return many;
 }
 
-// --- argument checks: the facade validates with friendly messages; these are
-// the native backstop, so misuse throws instead of crashing.
-
-bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
-
-std::string Utf8(const Napi::Value& v) { return v.As<Napi::String>().Utf8Value(); }
-
-Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
-
-// Absolute Unix seconds from JS (null: the default lifetime). The range is
-// the facade's rule (checkExpires, with its message); this guard keeps llround
-// defined. False when `v` is out of it.
-bool ReadExpires(const Napi::Value& v, std::optional<long long>* out) {
-  if (IsNullish(v)) {
+// Absolute Unix seconds from JS (nullopt: the default lifetime) in whole
+// seconds. The range is the facade's rule (checkExpires, with its message);
+// this guard keeps llround defined. False when `seconds` is out of it.
+bool WholeExpires(const std::optional<double>& seconds, std::optional<long long>* out) {
+  if (!seconds) {
     out->reset();
     return true;
   }
-  if (!v.IsNumber()) return false;
-  double seconds = v.As<Napi::Number>().DoubleValue();
-  if (!(seconds >= 0 && seconds <= kMaxExpires)) return false;  // also NaN
-  *out = std::llround(seconds);
+  if (!(*seconds >= 0 && *seconds <= kMaxExpires)) return false;  // also NaN
+  *out = std::llround(*seconds);
   return true;
 }
 
@@ -126,104 +119,41 @@ Napi::Function Handler::Define(Napi::Env env, Environment* environment) {
 Handler::Handler(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<Handler>(info), environment_(static_cast<Environment*>(info.Data())) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
-    Napi::TypeError::New(env,
-                         "new Handler(config: object, errorClass: Function, makeRow: Function)")
-        .ThrowAsJavaScriptException();
+  if (environment_->error_class().IsEmpty()) {
+    Throw(env, MakeError(code::kInvalidArgument,
+                         "initialize(errorClass, makeRow) must be called before new Handler()"));
     return;
   }
-  error_class_ = Napi::Persistent(info[1].As<Napi::Function>());
-  make_row_ = Napi::Persistent(info[2].As<Napi::Function>());
-  Napi::Object config = info[0].As<Napi::Object>();
-
-  auto fail = [&](const std::string& message) {
-    Napi::Value e = ToJs(env, error_class_, MakeError(code::kInvalidOption, message));
-    Napi::Error(env, e).ThrowAsJavaScriptException();
-  };
-  auto string = [&](const char* key, std::string* out) {
-    Napi::Value v = Get(config, key);
-    if (!v.IsString()) return fail(std::string("config.") + key + " must be a string"), false;
-    *out = Utf8(v);
-    return true;
-  };
-  auto number = [&](const char* key, double* out) {
-    Napi::Value v = Get(config, key);
-    if (!v.IsNumber()) return fail(std::string("config.") + key + " must be a number"), false;
-    *out = v.As<Napi::Number>().DoubleValue();
-    return true;
-  };
-  auto boolean = [&](const char* key, bool* out) {
-    Napi::Value v = Get(config, key);
-    if (!v.IsBoolean()) return fail(std::string("config.") + key + " must be a boolean"), false;
-    *out = v.As<Napi::Boolean>().Value();
-    return true;
-  };
-
-  std::string index, pooler;
-  double max_lifetime = 0, max_data_size = 0, gc_interval = 0, vacuum_interval = 0, max_batch = 1,
-         connections = 1;
-  ServerTimings timings;
-  if (!string("table", &table_) || !string("index", &index) ||
-      !string("housekeeping", &housekeeping_) || !string("sessionName", &session_name_) ||
-      !string("placement", &placement_name_) || !boolean("createTable", &create_table_) ||
-      !boolean("keepExpired", &keep_expired_) ||
-      !boolean("synchronousCommit", &timings.synchronous_commit) ||
-      !string("pooler", &pooler) ||
-      !number("maxLifetime", &max_lifetime) || !number("maxDataSize", &max_data_size) ||
-      !number("gcInterval", &gc_interval) || !number("vacuumInterval", &vacuum_interval) ||
-      !number("maxBatch", &max_batch) || !number("connections", &connections) ||
-      !number("connectTimeout", &timings.connect_timeout_ms) ||
-      !number("statementTimeout", &timings.statement_timeout_ms) ||
-      !number("retryMin", &timings.retry_min_ms) || !number("retryMax", &timings.retry_max_ms)) {
+  ArgReader args(info, "new Handler(config: object)");
+  Napi::Object object = args.Object(0);
+  HandlerConfig config;
+  ErrorInfo error = args.ok() ? ReadConfig(object, &config) : args.error();
+  if (error) {
+    Throw(env, error);
     return;
   }
-  // Guards, not rules: lib/options.ts checks every option with a message that
-  // names it (and its range) before this runs. These keep the casts below (to
-  // whole ms and seconds, libuv's uint64 ms) defined and GC's SQL right.
-  if (pooler != "none" && pooler != "transaction") {
-    fail("config.pooler must be 'none' or 'transaction'");
-    return;
-  }
-  if (placement_name_ != "rendezvous" && placement_name_ != "php" &&
-      placement_name_ != "failover") {
-    fail("config.placement must be 'rendezvous', 'php' or 'failover'");
-    return;
-  }
-  for (double d : {timings.connect_timeout_ms, timings.statement_timeout_ms, timings.retry_min_ms,
-                   timings.retry_max_ms, gc_interval, vacuum_interval}) {
-    if (!(d >= 0 && d <= kMaxTimerSeconds)) {
-      fail("config durations out of range (options.ts checks them first)");
-      return;
-    }
-  }
-  if (!(max_lifetime > 0 && max_lifetime <= kMaxLifetime)) {
-    fail("config.maxLifetime out of range (options.ts checks it first)");
-    return;
-  }
-  timings.unnamed = pooler == "transaction";
-  // Durations arrive in seconds, like every duration of the public API.
-  for (double* ms : {&timings.connect_timeout_ms, &timings.statement_timeout_ms,
-                     &timings.retry_min_ms, &timings.retry_max_ms}) {
-    *ms *= 1000;
-  }
-  // The table counts whole seconds; a fraction rounds up so no session is born expired.
-  max_lifetime_ = static_cast<long long>(std::ceil(max_lifetime));
-  timings.max_batch = max_batch < 1 ? 1 : static_cast<size_t>(max_batch);
-  timings.connections = connections < 1 ? 1 : static_cast<size_t>(connections);
-  max_data_size_ = static_cast<size_t>(max_data_size);
+  table_ = config.table;
+  housekeeping_ = config.housekeeping;
+  session_name_ = config.session_name;
+  create_table_ = config.create_table;
+  keep_expired_ = config.keep_expired;
+  placement_name_ = config.placement_name;
+  max_lifetime_ = config.max_lifetime;
+  max_data_size_ = config.max_data_size;
 
   SqlOptions sql_options;
   sql_options.table = table_;
-  sql_options.index = index;
+  sql_options.index = config.index;
   sql_options.housekeeping = housekeeping_;
   sql_options.max_lifetime = max_lifetime_;
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);
   sql_options.versioned = false;
   unversioned_sql_ = std::make_unique<Sql>(sql_options);
+
   // What every server is told; each adds its own index and entry.
   ServerConfig server_config;
-  server_config.timings = timings;
+  server_config.timings = config.timings;
   server_config.sql = sql_.get();
   server_config.unversioned_sql = unversioned_sql_.get();
   server_config.table = table_;
@@ -231,44 +161,16 @@ Handler::Handler(const Napi::CallbackInfo& info)
   server_config.create_table = create_table_;
   // Seconds an expired row is kept before GC removes it (keepExpired: one lifetime).
   server_config.gc_grace = keep_expired_ ? max_lifetime_ : 0;
-  server_config.gc_interval = gc_interval;
-  server_config.vacuum_interval = vacuum_interval;
-
-  Napi::Value list = Get(config, "servers");
-  if (!list.IsArray() || list.As<Napi::Array>().Length() == 0) {
-    fail("config.servers must be a non-empty array of strings");
-    return;
-  }
-  Napi::Array entries = list.As<Napi::Array>();
-  std::vector<std::string> identities, plain_identities;
-  for (uint32_t i = 0; i < entries.Length(); ++i) {
-    Napi::Value entry = entries.Get(i);
-    if (!entry.IsString()) {
-      fail("config.servers[" + std::to_string(i) + "] must be a string");
-      return;
-    }
-    ServerSpec spec;
-    std::string error;
-    if (!ParseServerSpec(Utf8(entry), &spec, &error)) {
-      // A guard: options.ts refuses an unparsable entry, naming what is wrong.
-      fail("config.servers[" + std::to_string(i) + "] is not a conninfo (options.ts checks it)");
-      return;
-    }
-    // why: the same server listed twice still needs two distinct identities.
-    int twins = 0;
-    for (const std::string& seen : plain_identities) twins += seen == spec.identity;
-    plain_identities.push_back(spec.identity);
-    if (twins > 0) spec.identity += "#" + std::to_string(twins);
+  server_config.gc_interval = config.gc_interval;
+  server_config.vacuum_interval = config.vacuum_interval;
+  std::vector<std::string> identities;
+  for (ServerSpec& spec : config.servers) {
     identities.push_back(spec.identity);
-    server_config.index = static_cast<int>(i);
+    server_config.index = static_cast<int>(servers_.size());
     server_config.spec = std::move(spec);
     servers_.push_back(std::make_unique<Server>(environment_, this, server_config));
   }
-
-  Placement::Mode mode = placement_name_ == "failover" ? Placement::Mode::kFailover
-                         : placement_name_ == "php"    ? Placement::Mode::kPhp
-                                                       : Placement::Mode::kRendezvous;
-  placement_ = std::make_unique<Placement>(mode, identities);
+  placement_ = std::make_unique<Placement>(config.placement, identities);
 
   write_many_.build = WriteMany;
   write_many_.distinct_keys = true;
@@ -343,10 +245,19 @@ void Handler::FinishClose() {
   if (started_) Unref();
 }
 
+Napi::Value Handler::JsError(Napi::Env env, const ErrorInfo& error) const {
+  return ToJs(env, environment_->error_class(), error);
+}
+
 Napi::Value Handler::Reject(Napi::Env env, const ErrorInfo& error) {
   auto deferred = Deferred::New(env);
-  deferred.Reject(ToJs(env, error_class_, error));
+  deferred.Reject(JsError(env, error));
   return deferred.Promise();
+}
+
+Napi::Value Handler::Throw(Napi::Env env, const ErrorInfo& error) {
+  Napi::Error(env, JsError(env, error)).ThrowAsJavaScriptException();
+  return env.Undefined();
 }
 
 Napi::Value Handler::Reject(Napi::Env env, const char* code, const std::string& message) {
@@ -378,12 +289,11 @@ Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    return Reject(env, code::kInvalidArgument, "read(id: string)");
-  }
+  ArgReader args(info, "read(id: string)");
+  std::string id = args.String(0);
+  if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  std::string id = Utf8(info[0]);
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
@@ -426,7 +336,7 @@ Napi::Object Handler::BuildRow(Napi::Env env, const PGresult* r, int i, int serv
   };
   // why: the facade's makeRow builds the object as a literal, a fraction of
   // the cost of setting its 14 properties one by one through Node-API.
-  Napi::Value row = make_row_.Call(env.Undefined(), std::size(values), values);
+  Napi::Value row = environment_->row_factory().Call(env.Undefined(), std::size(values), values);
   return row.IsObject() ? row.As<Napi::Object>() : Napi::Object::New(env);
 }
 
@@ -444,7 +354,7 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
       op.error = MakeError(code::kProtocol, "a merged read returned too few rows", op.server, true);
     }
     if (op.error) {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      deferred.Reject(JsError(deferred.Env(), op.error));
       return;
     }
     ObserveVersion(op.results[0].get(), op.row, kReadVersion);
@@ -470,25 +380,32 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
 // strings are copied anyway.
 Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 9 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() ||
-      !(IsNullish(info[4]) || info[4].IsString()) || !info[5].IsNumber() || !info[6].IsNumber() ||
-      !info[7].IsNumber() || !(IsNullish(info[8]) || info[8].IsString())) {
-    return Reject(env, code::kInvalidArgument,
-                  "write(id, data, address, expires, custom, errors, warnings, notices, message)");
-  }
+  ArgReader args(info,
+                 "write(id, data, address, expires, custom, errors, warnings, notices, message)");
+  WriteParams w;
+  w.id = args.String(0);
+  Napi::String js_data = args.JsString(1);
+  std::string address = args.String(2);
+  std::optional<double> expires = args.NullableNumber(3);
+  w.custom = args.NullableString(4);
+  w.errors = args.Int32(5);
+  w.warnings = args.Int32(6);
+  w.notices = args.Int32(7);
+  w.message = args.NullableString(8);
+  if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
 
   // The data is checked before anything else happens: too large or holding a
   // NUL byte (which a text column cannot store) means nothing is sent.
   size_t length = 0;
-  napi_get_value_string_utf8(env, info[1], nullptr, 0, &length);
+  napi_get_value_string_utf8(env, js_data, nullptr, 0, &length);
   if (length > max_data_size_) {
     return Reject(env, code::kDataTooLarge,
                   "session data is " + std::to_string(length) + " bytes, over maxDataSize (" +
                       std::to_string(max_data_size_) + ")");
   }
   std::string data(length, '\0');
-  napi_get_value_string_utf8(env, info[1], data.data(), length + 1, &length);
+  napi_get_value_string_utf8(env, js_data, data.data(), length + 1, &length);
   if (const void* nul = std::memchr(data.data(), 0, data.size())) {
     return Reject(env, code::kDataHasNul,
                   "session data contains a NUL byte at offset " +
@@ -496,28 +413,17 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
                       "; encode binary data (e.g. base64) before storing it");
   }
 
-  WriteParams w;
-  w.id = Utf8(info[0]);
-  w.name = session_name_;
-  w.data = std::move(data);
-  w.errors = info[5].As<Napi::Number>().Int32Value();
-  w.warnings = info[6].As<Napi::Number>().Int32Value();
-  w.notices = info[7].As<Napi::Number>().Int32Value();
   // libpq sends text parameters as C strings: a NUL would silently cut them.
   // (The id and the address are the facade's to check: it refuses a NUL in
   // either before anything is sent, on read too.)
-  auto has_nul = [](const std::string& text) { return text.find('\0') != std::string::npos; };
-  if (!IsNullish(info[4])) {
-    w.custom = Utf8(info[4]);
-    if (has_nul(*w.custom)) {
-      return Reject(env, code::kDataHasNul, "the custom field contains a NUL byte");
-    }
+  auto has_nul = [](const std::optional<std::string>& text) {
+    return text && text->find('\0') != std::string::npos;
+  };
+  if (has_nul(w.custom)) {
+    return Reject(env, code::kDataHasNul, "the custom field contains a NUL byte");
   }
-  if (!IsNullish(info[8])) {
-    w.message = Utf8(info[8]);
-    if (has_nul(*w.message)) {
-      return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
-    }
+  if (has_nul(w.message)) {
+    return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
   }
 
   EnsureStarted();
@@ -525,11 +431,10 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Server* server = Route(w.id, &error);
   if (server == nullptr) return Reject(env, error);
 
-  std::string address = Utf8(info[2]);
+  w.name = session_name_;
+  w.data = std::move(data);
   if (!address.empty()) w.address = std::move(address);  // else unknown: an update keeps it
-  if (!ReadExpires(info[3], &w.expires)) {
-    return Reject(env, code::kInvalidArgument, kExpiresGuard);
-  }
+  if (!WholeExpires(expires, &w.expires)) return Reject(env, code::kInvalidArgument, kExpiresGuard);
   // Issued now: a resend carries the same version, being the same write.
   w.version = NextVersion();
 
@@ -545,7 +450,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   op->batchable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      deferred.Reject(JsError(deferred.Env(), op.error));
       return;
     }
     auto stored = [deferred] { deferred.Resolve(Napi::Boolean::New(deferred.Env(), true)); };
@@ -564,23 +469,21 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    return Reject(env, code::kInvalidArgument, "touch(id: string, expires?: number)");
-  }
+  ArgReader args(info, "touch(id: string, expires?: number)");
+  std::string id = args.String(0);
+  std::optional<double> expires = args.NullableNumber(1);
+  if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  std::string id = Utf8(info[0]);
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
-  std::optional<long long> expires;
-  if (!ReadExpires(info.Length() > 1 ? info[1] : env.Undefined(), &expires)) {
-    return Reject(env, code::kInvalidArgument, kExpiresGuard);
-  }
+  std::optional<long long> whole;
+  if (!WholeExpires(expires, &whole)) return Reject(env, code::kInvalidArgument, kExpiresGuard);
   Statement s = Statement::Prepared(kTouchStmt);
   s.Bind(id);
-  if (expires) {
-    s.Bind(std::to_string(*expires));
+  if (whole) {
+    s.Bind(std::to_string(*whole));
   } else {
     s.BindNull();
   }
@@ -592,7 +495,7 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   op->batchable = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      deferred.Reject(JsError(deferred.Env(), op.error));
     } else {
       deferred.Resolve(Napi::Boolean::New(deferred.Env(), AffectedRows(op.results[0].get()) > 0));
     }
@@ -603,12 +506,11 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    return Reject(env, code::kInvalidArgument, "destroy(id: string)");
-  }
+  ArgReader args(info, "destroy(id: string)");
+  std::string id = args.String(0);
+  if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  std::string id = Utf8(info[0]);
   ErrorInfo error;
   Server* home = Route(id, &error);
   if (home == nullptr) return Reject(env, error);
@@ -617,12 +519,11 @@ Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    return Reject(env, code::kInvalidArgument, "message(id: string)");
-  }
+  ArgReader args(info, "message(id: string)");
+  std::string id = args.String(0);
+  if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  std::string id = Utf8(info[0]);
   ErrorInfo error;
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
@@ -634,7 +535,7 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
   op->read_only = true;
   op->done = [this, deferred](Op& op) {
     if (op.error) {
-      deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+      deferred.Reject(JsError(deferred.Env(), op.error));
       return;
     }
     const PGresult* r = op.results[0].get();
@@ -646,9 +547,10 @@ Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Handler::JsOnEvent(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && info[0].IsFunction()) {
-    events_ = Napi::Persistent(info[0].As<Napi::Function>());
-  }
+  ArgReader args(info, "onEvent(listener: (name, payload) => void)");
+  Napi::Function listener = args.Function(0);
+  if (!args.ok()) return Throw(info.Env(), args.error());
+  events_ = Napi::Persistent(listener);
   return info.Env().Undefined();
 }
 
@@ -661,17 +563,16 @@ void Handler::ServerChanged(int server, bool up) {
 void Handler::Warn(const ErrorInfo& error) {
   if (events_.IsEmpty() || abandoned_) return;
   Napi::Env env = events_.Env();
-  events_.Call({Napi::String::New(env, "warning"), ToJs(env, error_class_, error)});
+  events_.Call({Napi::String::New(env, "warning"), JsError(env, error)});
 }
 
 Napi::Value Handler::JsOrder(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "order(id: string)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  ArgReader args(info, "order(id: string)");
+  std::string id = args.String(0);
+  if (!args.ok()) return Throw(env, args.error());
   std::vector<int> order;
-  placement_->Order(Utf8(info[0]), &order);
+  placement_->Order(id, &order);
   Napi::Array out = Napi::Array::New(env, order.size());
   for (size_t i = 0; i < order.size(); ++i) out.Set(static_cast<uint32_t>(i), order[i]);
   return out;

@@ -4,7 +4,8 @@
 // caller may pass (ids, addresses, ranges) and whether a write is skipped (the
 // forced write, the short circuit) are the facade's rules (lib/); the binding
 // checks only types, and bytes as it copies them (size, NUL), plus guards that
-// keep its casts defined.
+// keep its casts defined. Its arguments are read by args.h, its config object
+// by config.cc.
 // Defined in three files: handler.cc (the JS binding and single-session
 // operations), recovery.cc (look-aside, copies, tombstones) and fanout.cc
 // (joins, the barrier, and operations across every server).
@@ -123,14 +124,17 @@ class Handler : public Napi::ObjectWrap<Handler>,
   Napi::Value OnEveryServer(Napi::Env env, const std::string& sql,
                             std::function<void(const PGresult*)> each,
                             std::function<Napi::Value(Napi::Env)> result);
+  // A SessionPgsqlError (the class given to the addon's initialize()).
+  Napi::Value JsError(Napi::Env env, const ErrorInfo& error) const;
+  // How every binding reports `error`: an async one returns a rejected
+  // promise, a sync one throws (and returns undefined).
   Napi::Value Reject(Napi::Env env, const ErrorInfo& error);
+  Napi::Value Throw(Napi::Env env, const ErrorInfo& error);
   Napi::Value Reject(Napi::Env env, const char* code, const std::string& message);
   Napi::Value NoServerUp(Napi::Env env);
   Napi::Value ClosedError(Napi::Env env);
 
   Environment* environment_;
-  Napi::FunctionReference error_class_;
-  Napi::FunctionReference make_row_;  // the facade's nativeRow(...fields)
   Napi::FunctionReference events_;    // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Placement> placement_;

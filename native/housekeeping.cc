@@ -91,20 +91,18 @@ void Housekeeping::Gc(bool forced, GcDone done) {
                                   .Bind(gc_job_)
                                   .Bind(std::to_string(forced ? 0.0 : config_.gc_interval)));
   claim->done = [this, state](Op& op) {
-    if (op.error && !(state->forced && op.error.code == "42P01")) {
-      if (!state->forced) gc_running_ = false;
+    if (op.error && !(state->forced && op.error.code == sqlstate::kUndefinedTable)) {
       last_gc_ = {};
       last_gc_.valid = true;
       last_gc_.at = state->started;
       last_gc_.duration = NowSeconds() - state->started;
       last_gc_.error = op.error.message;
-      state->done(op.error, 0);
+      GcFinished(*state, op.error);
       return;
     }
     // A forced run without the record table (never initialised) still runs.
     if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
-      gc_running_ = false;
-      state->done({}, 0);
+      GcFinished(*state, {});
       return;
     }
     GcBatch(state);
@@ -125,16 +123,22 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
       GcBatch(state);  // one bounded batch at a time, interleaved with session traffic
       return;
     }
-    if (!state->forced) gc_running_ = false;
     last_gc_.valid = true;
     last_gc_.at = state->started;
     last_gc_.duration = NowSeconds() - state->started;
     last_gc_.removed = state->removed;
     last_gc_.error = op.error ? op.error.message : "";
     Record(gc_job_, &last_gc_, op.error);
-    state->done(op.error, state->removed);
+    GcFinished(*state, op.error);
   };
   host_->SubmitTracked(std::move(batch));
+}
+
+void Housekeeping::GcFinished(GcState& state, const ErrorInfo& error) {
+  // why: only the timer's own run marks GC running; a forced gc() that ends
+  // (or loses the claim) meanwhile must not let the timer start a second one.
+  if (!state.forced) gc_running_ = false;
+  state.done(error, state.removed);
 }
 
 void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& error) {
@@ -170,7 +174,7 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
     }
     const PGresult* may = op.results[0].get();
     if (PQntuples(may) == 0 || PQgetvalue(may, 0, 0)[0] != 't') {
-      VacuumFinished(MakeError("42501",
+      VacuumFinished(MakeError(sqlstate::kInsufficientPrivilege,
                                "server " + std::to_string(server()) +
                                    ": the role may not VACUUM " + config_.table +
                                    " (only its owner, the database owner or a superuser may); "
@@ -184,7 +188,7 @@ void Housekeeping::Vacuum(bool forced, VacuumDone done) {
                                     .Bind(std::to_string(forced ? 0.0 : config_.vacuum_interval)));
     claim->done = [this, forced](Op& op) {
       // A forced run without the record table (never initialised) still runs.
-      if (op.error && !(forced && op.error.code == "42P01")) {
+      if (op.error && !(forced && op.error.code == sqlstate::kUndefinedTable)) {
         VacuumFinished(op.error);
         return;
       }
@@ -252,7 +256,7 @@ void Housekeeping::VacuumFinished(ErrorInfo error) {
   vacuum_run_.error = error ? error.message : "";
   last_vacuum_ = vacuum_run_;
   Record(vacuum_job_, &last_vacuum_, error);
-  if (error.code == "42501" && !denied_reported_) {
+  if (error.code == sqlstate::kInsufficientPrivilege && !denied_reported_) {
     denied_reported_ = true;  // said once, clearly; sessions go on
     host_->Warn(error);
   }

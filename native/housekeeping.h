@@ -88,6 +88,8 @@ class Housekeeping : public ConnectionDelegate {
   uv_timer_t* StartTimer(double interval);
   void CloseTimer(uv_timer_t** timer);
   void GcBatch(std::shared_ptr<struct GcState> state);
+  // Every GC run ends here: the one place the timer's run is marked over.
+  void GcFinished(struct GcState& state, const ErrorInfo& error);
   void Record(const std::string& job, Run* run, const ErrorInfo& error);
   void StartVacuum();
   void VacuumFinished(ErrorInfo error);
@@ -99,7 +101,7 @@ class Housekeeping : public ConnectionDelegate {
   std::string gc_job_, vacuum_job_;
   uv_timer_t* gc_timer_ = nullptr;      // owned; unref'd
   uv_timer_t* vacuum_timer_ = nullptr;  // owned; unref'd
-  bool gc_running_ = false;
+  bool gc_running_ = false;  // the timer's own GC run is under way (set in Gc, reset in GcFinished)
   bool denied_reported_ = false;
   Run last_gc_, last_vacuum_;
   bool vacuum_busy_ = false;           // a VACUUM run (check, claim, VACUUM) is under way

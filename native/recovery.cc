@@ -80,7 +80,7 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
     adopt->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
     adopt->done = [this, other, id, deferred](Op& op) {
       if (op.error) {
-        deferred.Reject(ToJs(deferred.Env(), error_class_, op.error));
+        deferred.Reject(JsError(deferred.Env(), op.error));
         return;
       }
       ResultPtr row = op.results[1];

@@ -65,6 +65,13 @@ void Server::SetState(State state) {
   if (was_up != (state == State::kUp)) owner_->ServerChanged(index_, state == State::kUp);
 }
 
+bool Server::Advance(Slot* slot, Setup step) {
+  if (slot->took(step)) return false;
+  slot->taken |= 1u << static_cast<int>(step);
+  slot->setup = step;
+  return true;
+}
+
 Server::Slot* Server::SlotOf(const Connection* conn) {
   for (Slot& slot : slots_) {
     if (slot.conn == conn) return &slot;
@@ -199,6 +206,7 @@ void Server::Close() {
 }
 
 void Server::OnConnected(Connection* conn) {
+  if (Slot* slot = SlotOf(conn)) Advance(slot, Setup::kChecking);
   auto op = std::make_unique<Op>();
   op->setup = true;
   // why: behind a transaction pooler a session setting would stay on the
@@ -365,7 +373,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   const std::string& table = table_;
   const Sql& sql = *sql_;
   if (!exists) {
-    if (!create_table_ || slot->created) {
+    if (!create_table_ || !Advance(slot, Setup::kCreatingTable)) {
       Note(&table_found_, Found::kMissing);
       conn->Fail(MakeError(code::kTableMissing,
                            "server " + std::to_string(index_) + ": table " + table +
@@ -375,7 +383,6 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     }
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
-    slot->created = true;
     std::vector<Statement> ddl;
     for (const std::string* text :
          {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
@@ -391,11 +398,10 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   for (const std::string& column : kRequiredColumns) {
     if (present.count(column) == 0) missing += (missing.empty() ? "" : ", ") + column;
   }
-  if (!missing.empty() && !slot->rechecked) {
+  if (!missing.empty() && Advance(slot, Setup::kRechecking)) {
     // why: a table another process is creating right now can be visible to
     // to_regclass (catalog cache) before its columns are (statement snapshot).
     // Under the DDL lock that process has committed, so look once more.
-    slot->rechecked = true;
     CheckUnderLock(conn, {});
     return;
   }
@@ -418,8 +424,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     Note(&version_found_, table_found_ == Found::kCreated ? Found::kCreated : Found::kExisted);
   }
   if (!slot->versioned) {
-    if (create_table_ && !slot->migrated) {
-      slot->migrated = true;
+    if (create_table_ && Advance(slot, Setup::kAddingVersion)) {
       AddVersion(conn);
       return;
     }
@@ -428,8 +433,9 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   Note(&table_found_, Found::kExisted);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
-  if (!has_housekeeping && create_table_ && !slot->created) {
-    slot->created = true;
+  // why: a connection that created the table created this one with it.
+  if (!has_housekeeping && create_table_ && !slot->took(Setup::kCreatingTable) &&
+      Advance(slot, Setup::kCreatingHousekeeping)) {
     CreateHousekeeping(conn);
     return;
   }
@@ -440,7 +446,8 @@ void Server::SetupChecked(Connection* conn, Op& op) {
 void Server::Prepare(Connection* conn) {
   // The statements for this connection's table: with the version column or
   // without it (found by the check just before).
-  const Slot* slot = SlotOf(conn);
+  Slot* slot = SlotOf(conn);
+  if (slot != nullptr) Advance(slot, Setup::kPreparing);
   const std::vector<Sql::Prepared>& prepared =
       (slot == nullptr || slot->versioned ? sql_ : unversioned_sql_)->prepared;
   conn->UseStatements(prepared);
@@ -463,7 +470,8 @@ void Server::Prepare(Connection* conn) {
     prepare->setup = true;
     prepare->statements.push_back(Statement::Prepare(p.name, p.text, p.param_count));
     prepare->done = [this, conn, pending](Op& op) {
-      if (op.error && op.error.code != "42P05" && !pending->outcome.error) {
+      const bool exists = op.error.code == sqlstate::kDuplicatePreparedStatement;
+      if (op.error && !exists && !pending->outcome.error) {
         pending->outcome.error = std::move(op.error);
       }
       if (--pending->remaining == 0) SetupPrepared(conn, pending->outcome);
@@ -479,10 +487,10 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
     conn->Fail(std::move(op.error));
     return;
   }
-  slot->ready = true;
+  Advance(slot, Setup::kReady);
   conn->MarkReady();
   for (const Slot& s : slots_) {
-    if (!s.ready) return;  // up once every connection is
+    if (s.setup != Setup::kReady) return;  // up once every connection is
   }
   attempts_ = 0;
   last_error_ = {};

@@ -140,15 +140,31 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
 
   void SubmitBarrier(OpPtr op);
   void SetState(State state);
+  // Where the setup of one connection stands: the step whose answer it awaits.
+  // From kChecking, the check's answer picks the next step; each step runs at
+  // most once per connection, so a check that finds the same thing again
+  // fails (or goes on without) instead of looping.
+  enum class Setup {
+    kConnecting,            // the connection is being opened
+    kChecking,              // session settings, role check, table check
+    kCreatingTable,         // table, index and housekeeping table, under the DDL lock
+    kRechecking,            // the table check again, under the DDL lock
+    kAddingVersion,         // the version column, under the DDL lock
+    kCreatingHousekeeping,  // the housekeeping record table alone
+    kPreparing,             // the statements, prepared
+    kReady,                 // ordinary ops go out
+  };
   // One connection of the server, with its own setup progress.
   struct Slot {
     Connection* conn = nullptr;
-    bool created = false;    // this connection already tried CREATE TABLE
-    bool rechecked = false;  // this connection checked again under the lock
-    bool migrated = false;   // this connection tried to add the version column
-    bool versioned = true;   // its table has the version column (which statements it prepares)
-    bool ready = false;      // setup done: ordinary ops go out
+    Setup setup = Setup::kConnecting;
+    unsigned taken = 0;     // the steps entered so far, a bit each (see Advance)
+    bool versioned = true;  // its table has the version column (which statements it prepares)
+    bool took(Setup step) const { return (taken & (1u << static_cast<int>(step))) != 0; }
   };
+  // The one place a slot's setup moves: to `step` unless this connection has
+  // been there before (false then, and nothing changes).
+  static bool Advance(Slot* slot, Setup step);
   Slot* SlotOf(const Connection* conn);
   void DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);

@@ -2,7 +2,8 @@
 // nothing above it, housekeeping and the server nothing above themselves, the handler sits on
 // top of them and the addon on top of all. What a lower layer tells an upper one goes through
 // an interface it declares itself (Loop, ServerOwner, Housekeeping::Host), never by including
-// the upper header. Read from the `#include "..."` lines of native/; needs no server.
+// the upper header. Read from the `#include "..."` lines of native/; needs no server. Also: the
+// SQLSTATEs the core tells apart are named once, in native/errors.h.
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -98,6 +99,17 @@ describe('06 native module layers', () => {
       expect(upper.filter((name) => reached.has(name))).to.deep.equal([]);
     });
   }
+
+  it('names every SQLSTATE it acts on in native/errors.h, and writes none elsewhere', () => {
+    const literal = /"(?:[0-9][0-9A-Z]{4}|(?:HV|P0|XX|F0)[0-9A-Z]{3})"/g;
+    const offenders: string[] = [];
+    for (const file of fs.readdirSync(NATIVE).filter((f) => /\.(h|cc)$/.test(f))) {
+      if (file.startsWith('errors.')) continue;
+      const text = fs.readFileSync(path.join(NATIVE, file), 'utf8');
+      for (const match of text.matchAll(literal)) offenders.push(`${file}: ${match[0]}`);
+    }
+    expect(offenders).to.deep.equal([]);
+  });
 
   it('no lower module names an upper class in a forward declaration', () => {
     const offenders: string[] = [];
