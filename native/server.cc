@@ -327,6 +327,10 @@ void Server::Reconnect() {
   if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   Start();
   for (OpPtr& op : unsent) {
+    if (slots_.empty()) {  // failed at once: as for the ops of a failed connection
+      handler_->Resend(std::move(op), last_error_);
+      continue;
+    }
     --operations_;  // counted when first submitted
     Submit(std::move(op));
   }
