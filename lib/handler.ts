@@ -67,8 +67,8 @@ export class SessionPgsql extends EventEmitter {
       // the next tick keeps listeners out of it: one that throws raises an
       // uncaught exception once, as for any EventEmitter, instead of leaving a
       // pending exception that stops promises from settling; one that calls
-      // reset() or close() finds the core in a consistent state. Ticks run in
-      // order, and before the continuations of what this turn settled.
+      // reset() or close() finds the core in a consistent state. Ticks keep
+      // the events in order.
       process.nextTick(() => {
         // A problem that fails no operation (e.g. no right to VACUUM): an event,
         // or a process warning when nobody listens.
@@ -280,8 +280,10 @@ export class SessionPgsql extends EventEmitter {
   }
 
   /**
-   * Reconnects every server (operations in flight finish on the old
-   * connections). Resolves `true` if any server is up afterwards.
+   * Reconnects every server: operations already sent finish on the old
+   * connections, those still waiting for a connection go to the new ones.
+   * A server that is up stays usable meanwhile and emits no `'down'`/`'up'`.
+   * Resolves `true` if any server is up afterwards.
    */
   async reset(): Promise<boolean> {
     try {
