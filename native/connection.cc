@@ -704,6 +704,13 @@ void Connection::Close() {
   CloseHandles();
 }
 
+std::deque<OpPtr> Connection::Withdraw() {
+  if (closed_) return {};
+  std::deque<OpPtr> ops = TakeOps();
+  CloseHandles();  // may delete this
+  return ops;
+}
+
 void Connection::CloseHandles() {
   closed_ = true;
   phase_ = Phase::kClosed;
