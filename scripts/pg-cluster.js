@@ -68,15 +68,11 @@ function shellQuote(word) {
   return `'${String(word).replace(/'/g, `'\\''`)}'`;
 }
 
-/**
- * Environment for the PostgreSQL tools: no PG* variables leaking in from the caller, and no
- * LD_PRELOAD (`npm run test:asan` preloads the sanitizer runtime for node; in PostgreSQL's
- * tools it deadlocks at startup, in bindtextdomain).
- */
+/** Environment for the PostgreSQL tools: no PG* variables leaking in from the caller. */
 function toolEnv() {
   const env = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (!/^PG/.test(key) && key !== 'LD_PRELOAD') env[key] = value;
+    if (!/^PG/.test(key)) env[key] = value;
   }
   env.LC_ALL = 'C';
   env.LANG = 'C';
@@ -155,7 +151,6 @@ function findBindir() {
     candidates.push(
       execFileSync('pg_config', ['--bindir'], {
         encoding: 'utf8',
-        env: toolEnv(),
         stdio: ['ignore', 'pipe', 'pipe'],
       }).trim(),
     );

@@ -9,7 +9,13 @@
 // 2. Runs scripts/run-tests.js with the sanitizer runtime preloaded into node (LD_PRELOAD: the
 //    runtime must be loaded before anything else, and node itself is not instrumented), and
 //    SPG_ADDON_PATH, which lib/native.ts loads instead of build/Release. dist/ must be current
-//    (`npm run build:ts`).
+//    (`npm run build:ts`). Without arguments it runs every test file but the package tarball
+//    test, which installs the package elsewhere and checks its own build of the addon.
+//
+// Only node processes get the runtime: this file is also preloaded into every node process
+// (NODE_OPTIONS --require), where it takes LD_PRELOAD out of the environment and gives it back
+// to the node processes they start. In other programs the runtime can hang them before main():
+// PostgreSQL's tools and pgrep deadlock in textdomain().
 //
 // Leak detection is off: V8 keeps memory until exit by design. The first undefined behaviour
 // halts the process, with a stack trace, so no report goes unnoticed. Exit status is the run's.
@@ -98,24 +104,76 @@ function runtime() {
   return file;
 }
 
+// Every test file but the tarball test, when no argument names any.
+function testArgs(args) {
+  if (args.some((a) => /\.test\.ts$/.test(a))) return args;
+  const files = fs
+    .readdirSync(path.join(ROOT, 'test'))
+    .filter((f) => /\.test\.ts$/.test(f) && !f.startsWith('70.'))
+    .sort()
+    .map((f) => path.join('test', f));
+  return [...files, ...args];
+}
+
 function main() {
   const libasan = runtime();
   build();
   const env = {
     ...process.env,
     SPG_ADDON_PATH: ADDON,
-    LD_PRELOAD: [libasan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
+    SPG_ASAN_RUNTIME: libasan,
+    LD_PRELOAD: libasan,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS || ''} --require ${JSON.stringify(__filename)}`,
     ASAN_OPTIONS: 'detect_leaks=0',
     UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
   };
   process.stdout.write(`test-asan: running the tests with ${path.relative(ROOT, ADDON)}\n`);
   const result = spawnSync(
     process.execPath,
-    [path.join(__dirname, 'run-tests.js'), ...process.argv.slice(2)],
+    [path.join(__dirname, 'run-tests.js'), ...testArgs(process.argv.slice(2))],
     { cwd: ROOT, env, stdio: 'inherit' },
   );
   if (result.error) fail(`could not run the tests: ${result.error.message}`);
   process.exit(result.status === null ? 1 : result.status);
 }
 
-main();
+// In each node process of the run (preloaded): the runtime for node children only.
+function hookChildren(runtimeFile) {
+  delete process.env.LD_PRELOAD;
+  const childProcess = require('node:child_process');
+  const isNode = (file) => file === process.execPath || path.basename(String(file)) === 'node';
+  // spawn, execFile, exec and fork all come here with their options normalized.
+  const spawn = childProcess.ChildProcess.prototype.spawn;
+  childProcess.ChildProcess.prototype.spawn = function (options) {
+    if (options && isNode(options.file) && Array.isArray(options.envPairs)) {
+      options.envPairs = options.envPairs.filter((pair) => !pair.startsWith('LD_PRELOAD='));
+      options.envPairs.push(`LD_PRELOAD=${runtimeFile}`);
+    }
+    return spawn.call(this, options);
+  };
+  // The synchronous ones: (file, [args], [options]).
+  for (const name of ['spawnSync', 'execFileSync']) {
+    const original = childProcess[name];
+    childProcess[name] = function (file, ...rest) {
+      if (isNode(file)) {
+        let at = rest.findIndex((a) => a !== null && typeof a === 'object' && !Array.isArray(a));
+        if (at < 0) {
+          at = Array.isArray(rest[0]) ? 1 : 0;
+          rest.splice(at, 0, {});
+        }
+        const options = rest[at];
+        rest[at] = {
+          ...options,
+          env: { ...(options.env || process.env), LD_PRELOAD: runtimeFile },
+        };
+      }
+      return original.call(this, file, ...rest);
+    };
+  }
+}
+
+if (require.main === module) {
+  main();
+} else if (process.env.SPG_ASAN_RUNTIME) {
+  hookChildren(process.env.SPG_ASAN_RUNTIME);
+}
