@@ -76,6 +76,11 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
   return many;
 }
 
+// why: PostgreSQL drops the connection on a message over 1 GB, and a write
+// goes out as one message: its values, with room to spare for the rest of it.
+// (Batches stay far below: Connection bounds them by bytes.)
+constexpr size_t kMaxWriteBytes = (size_t{1} << 30) - (size_t{1} << 20);
+
 // Absolute Unix seconds from JS (nullopt: the default lifetime) in whole
 // seconds. The range is the facade's rule (checkExpires, with its message);
 // this guard keeps llround defined. False when `seconds` is out of it.
@@ -404,6 +409,13 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
                   "session data is " + std::to_string(length) + " bytes, over maxDataSize (" +
                       std::to_string(max_data_size_) + ")");
   }
+  auto too_large = [&](const std::string& what, size_t bytes) {
+    return Reject(env, code::kDataTooLarge,
+                  what + " " + std::to_string(bytes) + " bytes, over the " +
+                      std::to_string(kMaxWriteBytes) +
+                      " that one write can carry (PostgreSQL takes at most 1 GB in one message)");
+  };
+  if (length > kMaxWriteBytes) return too_large("session data is", length);
   std::string data(length, '\0');
   napi_get_value_string_utf8(env, js_data, data.data(), length + 1, &length);
   if (const void* nul = std::memchr(data.data(), 0, data.size())) {
@@ -425,6 +437,10 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   if (has_nul(w.message)) {
     return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
   }
+
+  const size_t total = w.id.size() + session_name_.size() + data.size() + address.size() +
+                       (w.custom ? w.custom->size() : 0) + (w.message ? w.message->size() : 0);
+  if (total > kMaxWriteBytes) return too_large("session data and fields are", total);
 
   EnsureStarted();
   ErrorInfo error;
