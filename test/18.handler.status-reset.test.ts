@@ -8,6 +8,7 @@ import { ErrorCode, SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, servers, uniqueTable } from './support/db';
 import { rejection, thrown } from './support/errors';
 import { handlerFactory } from './support/handlers';
+import { sleep } from './support/wait';
 
 const SECRET = 'secretpw';
 // libpq's other secret option (dispchar '*'); harmless against a server without TLS.
@@ -269,7 +270,7 @@ describe('18 handler: status() and reset()', () => {
       await handler.write(newId(), 'x');
       let after = await backends();
       for (let i = 0; i < 30 && after.length !== 2; i++) {
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
         after = await backends();
       }
       expect(after).to.have.length(2);

@@ -8,21 +8,10 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { SessionPgsql, SessionPgsqlError, type SessionPgsqlOptions } from '../lib';
 import { clusters, db, newId, servers, uniqueTable } from './support/db';
-import { serverBack, settleWithin, waitUntil } from './support/wait';
+import { serverBack, settled, settleWithin, waitUntil } from './support/wait';
 
 const CRASHED = 2;
 const ROOT = path.join(__dirname, '..');
-
-/** Waits for `promise` (at most `ms`) and fails the test if it is still pending. */
-async function settled<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = 15_000,
-): Promise<{ value: T } | { error: unknown }> {
-  const outcome = await settleWithin(promise, ms);
-  expect(outcome, `${what} still pending after ${ms} ms`).to.not.equal('pending');
-  return outcome as { value: T } | { error: unknown };
-}
 
 /** Our error with a code, as every rejection must be. */
 function expectOurError(error: unknown, what: string): void {

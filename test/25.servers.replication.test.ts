@@ -12,8 +12,7 @@ import type { Cluster } from '../scripts/pg-cluster';
 import { startReplicaPair, type ReplicaPair } from '../scripts/pg-replica';
 import { newId, uniqueTable } from './support/db';
 import { closedAfterEach } from './support/handlers';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep } from './support/wait';
 
 /** Polls `check` every 50 ms until it is true; false after `ms` (bounded in count and time). */
 async function until(check: () => boolean, ms: number): Promise<boolean> {

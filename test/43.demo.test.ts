@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { clusters, query, servers, uniqueTable } from './support/db';
 import { CookieJar } from './support/http';
+import { settleWithin } from './support/wait';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -56,18 +57,13 @@ async function stopDemo(
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; elapsed: number }> {
   const started = Date.now();
   if (demo.child.exitCode === null && demo.child.signalCode === null) demo.child.kill(signal);
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    demo.exited,
-    new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms))),
-  ]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
+  const result = await settleWithin(demo.exited, ms);
+  if (result === 'pending') {
     demo.child.kill('SIGKILL');
     await demo.exited;
     throw new Error(`the demo did not exit within ${ms} ms of SIGTERM:\n${demo.output()}`);
   }
-  return { ...result, elapsed: Date.now() - started };
+  return { ...result.value!, elapsed: Date.now() - started };
 }
 
 function canConnect(port: number): Promise<boolean> {

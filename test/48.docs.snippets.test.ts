@@ -25,6 +25,7 @@ import {
   relativeLinks,
   type Snippet,
 } from './support/snippets';
+import { settleWithin } from './support/wait';
 
 const ROOT = path.resolve(__dirname, '..');
 const RUN_MS = 30_000;
@@ -73,18 +74,13 @@ function start(file: string, ts: boolean, env: Record<string, string>): Run {
 
 /** Waits for exit; SIGKILL and a failure after `ms`. */
 async function finish(run: Run, ms: number, what: string) {
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    run.exited,
-    new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms))),
-  ]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
+  const result = await settleWithin(run.exited, ms);
+  if (result === 'pending') {
     run.child.kill('SIGKILL');
     await run.exited;
     throw new Error(`${what} did not exit within ${ms} ms:\n${run.output()}`);
   }
-  return result;
+  return result.value!;
 }
 
 function where(s: Snippet): string {

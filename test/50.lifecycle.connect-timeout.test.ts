@@ -7,24 +7,14 @@ import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { newId, servers, uniqueTable } from './support/db';
 import { closedAfterEach } from './support/handlers';
 import { closedPort, SilentServer } from './support/net';
+import { settled } from './support/wait';
 
 /** The rejection of `promise` (fails the test if it resolves or takes longer than `ms`). */
 async function rejection(promise: Promise<unknown>, ms: number): Promise<SessionPgsqlError> {
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    promise.then(
-      (value) => ({ resolved: value }),
-      (error: unknown) => ({ error }),
-    ),
-    new Promise<{ hung: true }>((resolve) => {
-      timer = setTimeout(() => resolve({ hung: true }), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  if ('hung' in outcome) throw new Error(`still pending after ${ms} ms`);
-  if ('resolved' in outcome) throw new Error(`resolved (${String(outcome.resolved)})`);
+  const outcome = await settled(promise, 'the operation', ms);
+  if (!('error' in outcome)) throw new Error(`resolved (${String(outcome.value)})`);
   expect(outcome.error).to.be.instanceOf(SessionPgsqlError);
-  return outcome.error as SessionPgsqlError;
+  return outcome.error!;
 }
 
 describe('lifecycle: connect timeout', function () {

@@ -10,6 +10,7 @@ import type { SessionPgsql, SessionPgsqlOptions } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
 import { handlerFactory } from './support/handlers';
 import { addSlowCommit } from './support/triggers';
+import { sleep } from './support/wait';
 
 describe('61 connections per server', function () {
   this.timeout(60_000);
@@ -161,7 +162,7 @@ describe('61 connections per server', function () {
     await h.write(other, 'other');
     await addSlowCommit(table, 2);
     const slow = h.write(newId(), 'slow-commit');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
     for (let i = 0; i < 5; i++) {
       const t0 = Date.now();
       expect((await h.read(other)).data).to.equal('other');
