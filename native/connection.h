@@ -86,6 +86,9 @@ struct Op {
   bool reroutable = false;  // safe to resend on another server after a connection loss
   int attempts = 0;         // times it was resent
   int server = -1;          // the server it was last submitted to
+  // Bytes of its parameters as elements of a merged statement's arrays (quotes
+  // and backslashes escaped): what it adds to a batch. Counted at Enqueue.
+  size_t bytes = 0;
 
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
@@ -168,6 +171,9 @@ class Connection {
   // Closes now; ops not yet settled are dropped without a callback (the caller has
   // drained them or the environment is going away). Idempotent.
   void Close();
+  // Closes a connection that is not ready yet and hands back every op not yet
+  // settled: none of its ordinary ops has been sent, so they may go elsewhere.
+  std::deque<OpPtr> Withdraw();
   // Fails the connection with `error` (e.g. an unusable table found during setup):
   // the delegate gets OnBroken with every unsettled op.
   void Fail(ErrorInfo error);
@@ -216,7 +222,8 @@ class Connection {
   bool SendOne(Op& op);
   bool SendStatement(const Statement& s);
   using Queue = std::deque<OpPtr>;
-  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit);
+  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit,
+                         size_t max_bytes);
   void TakeRiders(const Op& head, Queue* into);
   bool SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync);
   ErrorInfo LostError(const char* code);

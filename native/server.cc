@@ -55,14 +55,24 @@ Server::~Server() { Close(); }
 
 void Server::SetState(State state) {
   if (state == state_) return;
-  const bool was_up = state_ == State::kUp;
   state_ = state;
   state_since_ = NowSeconds();
   if (state != State::kUp) {
     host_in_use_.clear();
     port_in_use_.clear();
   }
-  if (was_up != (state == State::kUp)) owner_->ServerChanged(index_, state == State::kUp);
+  // why: the events tell when the server stops or starts being usable. A
+  // reset() of a server that is up makes it reconnect (kConnecting) while it
+  // stays usable, so nothing is emitted unless the reconnect fails; 'up' and
+  // 'down' then always alternate, and a 'down' listener calling reset() cannot
+  // make another 'down' of a server that never came back up.
+  if (state == State::kUp && !announced_up_) {
+    announced_up_ = true;
+    owner_->ServerChanged(index_, true);
+  } else if (state == State::kDown && announced_up_) {
+    announced_up_ = false;
+    owner_->ServerChanged(index_, false);
+  }
 }
 
 bool Server::Advance(Slot* slot, Setup step) {
@@ -96,8 +106,9 @@ void Server::Start() {
     auto* conn = new Connection(loop_, this, std::move(config));
     ErrorInfo error = conn->Start();  // on failure `conn` is already gone
     if (error) {
-      DropConnections(error);
-      Failed(std::move(error));
+      std::deque<OpPtr> ops = DropConnections(error);
+      Failed(error);
+      for (OpPtr& op : ops) owner_->Resend(std::move(op), error);
       return;
     }
     slot.conn = conn;
@@ -168,7 +179,18 @@ void Server::SubmitBarrier(OpPtr op) {
 }
 
 void Server::Reconnect() {
+  std::deque<OpPtr> unsent;
   for (Slot& slot : slots_) {
+    if (slot.conn == nullptr) continue;
+    if (!slot.conn->ready()) {
+      // why: out of its slot, a connection still in setup would never finish
+      // it, and its ops (none sent yet) would wait forever: they move to the
+      // fresh connections instead; its setup ops are dropped with it.
+      for (OpPtr& op : slot.conn->Withdraw()) {
+        if (!op->setup) unsent.push_back(std::move(op));
+      }
+      continue;
+    }
     retired_.insert(slot.conn);
     slot.conn->Retire();  // may close (and forget) it at once when idle
   }
@@ -176,18 +198,31 @@ void Server::Reconnect() {
   attempts_ = 0;
   if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   Start();
+  for (OpPtr& op : unsent) {
+    if (slots_.empty()) {  // failed at once: as for the ops of a failed connection
+      owner_->Resend(std::move(op), last_error_);
+      continue;
+    }
+    --operations_;  // counted when first submitted
+    Submit(std::move(op));
+  }
 }
 
 // Closes every current connection after a failure of one of them (or of a
-// start); their unsettled ops are resent or settled by OnBroken.
-void Server::DropConnections(const ErrorInfo& error) {
+// start) and returns their unsettled ops, for the caller to resend once the
+// server is marked down.
+std::deque<OpPtr> Server::DropConnections(const ErrorInfo& error) {
   std::vector<Slot> slots = std::move(slots_);
   slots_.clear();
+  std::deque<OpPtr> ops;
+  dropped_ = &ops;
   for (Slot& slot : slots) {
     if (slot.conn == nullptr) continue;
     retired_.insert(slot.conn);  // so OnBroken treats it as not current
-    slot.conn->Fail(error);
+    slot.conn->Fail(error);      // its ops arrive in OnBroken, which adds them to `ops`
   }
+  dropped_ = nullptr;
+  return ops;
 }
 
 void Server::Close() {
@@ -504,12 +539,22 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
 }
 
 void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) {
+  if (dropped_ != nullptr) {
+    // A sibling failed by DropConnections: its ops wait with the others.
+    retired_.erase(conn);
+    for (OpPtr& op : ops) dropped_->push_back(std::move(op));
+    return;
+  }
   if (SlotOf(conn) != nullptr) {
-    // One connection failing means the server failed: the others go too (their
-    // ops are resent), and the server is retried as a whole.
+    // One connection failing means the server failed: the others go too, and
+    // the server is retried as a whole.
+    // why: the server is marked down before any op of any of its connections is
+    // resent; a sibling's op resent while it still looked up would be routed
+    // back here and fail although other servers are up.
     SlotOf(conn)->conn = nullptr;
-    DropConnections(error);
+    std::deque<OpPtr> siblings = DropConnections(error);
     Failed(error);
+    for (OpPtr& op : siblings) ops.push_back(std::move(op));
   } else {
     retired_.erase(conn);
   }

@@ -166,7 +166,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   // been there before (false then, and nothing changes).
   static bool Advance(Slot* slot, Setup step);
   Slot* SlotOf(const Connection* conn);
-  void DropConnections(const ErrorInfo& error);
+  std::deque<OpPtr> DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);
   // Fails `conn` if the role check of its setup found the server read-only.
   bool RejectReadOnly(Connection* conn, const PGresult* role);
@@ -204,6 +204,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   double state_since_ = 0;
   std::vector<Slot> slots_;                  // the connections new ops go to; empty when down
   std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect(), or failing
+  std::deque<OpPtr>* dropped_ = nullptr;     // ops of the connections DropConnections fails
   uv_timer_t* retry_timer_ = nullptr;        // owned; unref'd so it never keeps a process alive
   int attempts_ = 0;                         // consecutive failed connects
   uint64_t operations_ = 0;
@@ -213,6 +214,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
   Found version_found_ = Found::kUnknown;
+  bool announced_up_ = false;  // the last event was 'up' (reset() keeps it so)
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   std::string host_in_use_, port_in_use_;
   Housekeeping housekeeping_;
