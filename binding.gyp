@@ -8,6 +8,7 @@
         "native/errors.cc",
         "native/handler.cc",
         "native/housekeeping.cc",
+        "native/pipeline.cc",
         "native/placement.cc",
         "native/server.cc",
         "native/sql.cc"
