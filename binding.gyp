@@ -11,7 +11,8 @@
         "native/pipeline.cc",
         "native/placement.cc",
         "native/server.cc",
-        "native/sql.cc"
+        "native/sql.cc",
+        "native/testing.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
