@@ -34,7 +34,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
                            InstanceValue("libpqVersion", Napi::Number::New(env, PQlibVersion())),
                            InstanceValue("Handler", handler_constructor.Value()),
                            InstanceValue("__settleForTest",
-                                         Napi::Function::New(env, SettleForTest)),
+                                         Napi::Function::New(env, JsSettleForTest)),
                        });
 }
 

@@ -31,7 +31,7 @@ const char* Name(Decision d) {
 
 }  // namespace
 
-Napi::Value SettleForTest(const Napi::CallbackInfo& info) {
+Napi::Value JsSettleForTest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsString()) {
     return Throw(env, "batch must be an array and end a string");

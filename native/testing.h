@@ -12,6 +12,6 @@ namespace spg {
 // batch: [{ error?, aborted?, atCommit?: boolean, riders?: number }] in the
 // order sent; end: 'sync' | 'lost'. Returns one of 'settle', 'retry', 'alone',
 // 'handBack' per op.
-Napi::Value SettleForTest(const Napi::CallbackInfo& info);
+Napi::Value JsSettleForTest(const Napi::CallbackInfo& info);
 
 }  // namespace spg
