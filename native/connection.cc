@@ -390,10 +390,11 @@ bool Connection::ProcessResults() {
         }
         // After its last statement's results an error belongs to the COMMIT of
         // the whole batch (a deferred constraint, a serialization failure).
-        if (head_statement_ >= head.statements.size()) head.failed_at_commit = true;
+        head.outcome = head_statement_ >= head.statements.size() ? Outcome::kFailedAtCommit
+                                                                 : Outcome::kFailed;
         break;
       case PGRES_PIPELINE_ABORTED:
-        head.aborted = true;
+        head.outcome = Outcome::kAborted;
         break;
       default:
         Fail(MakeError(code::kProtocol,

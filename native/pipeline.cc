@@ -142,7 +142,7 @@ bool Pipeline::SendRun(Wire& wire, Queue& queue, Queue::iterator* at, size_t n, 
   }
   if (!ok || (sync && !wire.Sync())) return false;
   for (size_t i = 0; i < n; ++i) {
-    Move(*(*at)[i], i > 0 ? Stage::kRiding : sync ? Stage::kLast : Stage::kSent);
+    Move(*(*at)[i], i > 0 ? Stage::kRiding : sync ? Stage::kEndsBatch : Stage::kSent);
     sent_.push_back(std::move((*at)[i]));
   }
   *at = queue.erase(*at, *at + n);
@@ -245,7 +245,8 @@ std::vector<SyncOutcome> Pipeline::Outcomes(const Queue& ops) {
   std::vector<SyncOutcome> out;
   out.reserve(ops.size());
   for (const OpPtr& op : ops) {
-    out.push_back({static_cast<bool>(op->error), op->aborted, op->failed_at_commit, op->riders_});
+    out.push_back({static_cast<bool>(op->error), op->outcome == Outcome::kAborted,
+                   op->outcome == Outcome::kFailedAtCommit, op->riders_});
   }
   return out;
 }

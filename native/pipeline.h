@@ -59,16 +59,26 @@ struct Merge {
 // the pipeline's queues holds it; only Pipeline changes it (Pipeline::Move).
 //
 //   kIdle -> kQueued -> kSent -> kCommitting -> kQueued (retried) or kIdle (settled)
-//                    -> kLast ----------------> kQueued or kIdle
+//                    -> kEndsBatch -----------> kQueued or kIdle
 //                    -> kRiding --------------> kQueued or kIdle
 //   any -> kIdle (handed back: the connection failed or closed)
 enum class Stage : uint8_t {
   kIdle,        // on no connection's queues: new, settled or handed back
   kQueued,      // waits in its lane to be sent
   kSent,        // sent; ops of its batch follow it, so no Sync comes after it
-  kLast,        // sent; a Sync follows it and settles its batch
-  kRiding,      // sent within the merged statement of the op before it
+  kEndsBatch,   // sent; the Sync after it ends its batch
+  kRiding,      // sent within the merged statement of an op before it, which it follows
   kCommitting,  // its results are in; it waits for its batch's Sync (the commit)
+};
+
+// What the server said of an op so far, besides its results. PostgreSQL
+// reports one failure per batch: of a statement, or of the COMMIT after the
+// last one; what follows a failure until the Sync is skipped (aborted).
+enum class Outcome : uint8_t {
+  kOk,              // no failure (yet)
+  kFailed,          // one of its statements failed: `error`
+  kFailedAtCommit,  // its batch's COMMIT failed after its statements: `error`
+  kAborted,         // skipped after an earlier failure in its batch (perhaps its own)
 };
 
 // Which queue an op waits in, decided when it is enqueued.
@@ -111,29 +121,26 @@ struct Op {
   ErrorInfo error;                 // the first failure within this op
   std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
   int row = 0;                     // this op's row of results[0] (merged: its place)
-  bool aborted = false;            // skipped because an earlier op of its batch failed
-  bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
+  Outcome outcome = Outcome::kOk;
 
-  // Kept by its Pipeline.
   Stage stage() const { return stage_; }
-  Lane lane() const { return lane_; }
-  // Sent alone, to find which op a COMMIT or merged statement's failure was
-  // for: a send constraint that holds for every later resend on its connection.
-  bool solo() const { return solo_; }
 
   // Forgets what happened to it on the wire, before it is sent again.
   void ClearOutcome() {
     error = {};
     for (ResultPtr& r : results) r.reset();
     row = 0;
-    aborted = failed_at_commit = false;
+    outcome = Outcome::kOk;
     riders_ = 0;
   }
 
  private:
+  // Kept by its Pipeline.
   friend class Pipeline;
   Stage stage_ = Stage::kIdle;
   Lane lane_ = Lane::kOthers;
+  // Sent alone, to find which op a COMMIT or merged statement's failure was
+  // for: a send constraint that holds for every later resend on its connection.
   bool solo_ = false;
   size_t riders_ = 0;  // ops after it whose statements it carried (merged)
 };
