@@ -71,13 +71,22 @@ export class SessionPgsql extends EventEmitter {
     this.#options = resolveOptions(options);
     this.#native = new native.Handler(this.#options.native, SessionPgsqlError, nativeRow);
     this.#native.onEvent((name, payload) => {
-      // A problem that fails no operation (e.g. no right to VACUUM): an event,
-      // or a process warning when nobody listens.
-      if (name === 'warning' && this.listenerCount('warning') === 0) {
-        process.emitWarning(payload as Error);
-      } else {
-        this.emit(name, payload);
-      }
+      // why: the native core calls this in the middle of its own work (a
+      // server failing, its operations being resent or settled). Emitting on
+      // the next tick keeps listeners out of it: one that throws raises an
+      // uncaught exception once, as for any EventEmitter, instead of leaving a
+      // pending exception that stops promises from settling; one that calls
+      // reset() or close() finds the core in a consistent state. Ticks keep
+      // the events in order.
+      process.nextTick(() => {
+        // A problem that fails no operation (e.g. no right to VACUUM): an event,
+        // or a process warning when nobody listens.
+        if (name === 'warning' && this.listenerCount('warning') === 0) {
+          process.emitWarning(payload as Error);
+        } else {
+          this.emit(name, payload);
+        }
+      });
     });
     const servers = this.#options.native.servers.map(
       (entry) => native.inspectConninfo(entry).redacted,
@@ -280,8 +289,10 @@ export class SessionPgsql extends EventEmitter {
   }
 
   /**
-   * Reconnects every server (operations in flight finish on the old
-   * connections). Resolves `true` if any server is up afterwards.
+   * Reconnects every server: operations already sent finish on the old
+   * connections, those still waiting for a connection go to the new ones.
+   * A server that is up stays usable meanwhile and emits no `'down'`/`'up'`.
+   * Resolves `true` if any server is up afterwards.
    */
   async reset(): Promise<boolean> {
     try {

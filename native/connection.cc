@@ -489,6 +489,13 @@ void Connection::Close() {
   CloseHandles();
 }
 
+std::deque<OpPtr> Connection::Withdraw() {
+  if (closed()) return {};
+  std::deque<OpPtr> ops = pipeline_.TakeAll();
+  CloseHandles();  // may delete this
+  return ops;
+}
+
 void Connection::CloseHandles() {
   To(State::kClosed);
   if (dirty_) addon_->UnscheduleFlush(this);

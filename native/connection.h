@@ -88,6 +88,9 @@ class Connection : private Wire {
   // Closes now; ops not yet settled are dropped without a callback (the caller has
   // drained them or the environment is going away). Idempotent.
   void Close();
+  // Closes a connection that is not ready yet and hands back every op not yet
+  // settled: none of its ordinary ops has been sent, so they may go elsewhere.
+  std::deque<OpPtr> Withdraw();
   // Fails the connection with `error` (e.g. an unusable table found during setup):
   // the delegate gets OnBroken with every unsettled op.
   void Fail(ErrorInfo error);

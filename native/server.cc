@@ -191,14 +191,24 @@ Server::~Server() { Close(); }
 
 void Server::SetState(State state) {
   if (state == state_) return;
-  const bool was_up = state_ == State::kUp;
   state_ = state;
   state_since_ = NowSeconds();
   if (state != State::kUp) {
     host_in_use_.clear();
     port_in_use_.clear();
   }
-  if (was_up != (state == State::kUp)) handler_->ServerChanged(index_, state == State::kUp);
+  // why: the events tell when the server stops or starts being usable. A
+  // reset() of a server that is up makes it reconnect (kConnecting) while it
+  // stays usable, so nothing is emitted unless the reconnect fails; 'up' and
+  // 'down' then always alternate, and a 'down' listener calling reset() cannot
+  // make another 'down' of a server that never came back up.
+  if (state == State::kUp && !announced_up_) {
+    announced_up_ = true;
+    handler_->ServerChanged(index_, true);
+  } else if (state == State::kDown && announced_up_) {
+    announced_up_ = false;
+    handler_->ServerChanged(index_, false);
+  }
 }
 
 Server::Slot* Server::SlotOf(const Connection* conn) {
@@ -297,7 +307,18 @@ void Server::SubmitBarrier(OpPtr op) {
 }
 
 void Server::Reconnect() {
+  std::deque<OpPtr> unsent;
   for (Slot& slot : slots_) {
+    if (slot.conn == nullptr) continue;
+    if (!slot.conn->ready()) {
+      // why: out of its slot, a connection still in setup would never finish
+      // it, and its ops (none sent yet) would wait forever: they move to the
+      // fresh connections instead; its setup ops are dropped with it.
+      for (OpPtr& op : slot.conn->Withdraw()) {
+        if (!op->setup) unsent.push_back(std::move(op));
+      }
+      continue;
+    }
     retired_.insert(slot.conn);
     slot.conn->Retire();  // may close (and forget) it at once when idle
   }
@@ -305,6 +326,14 @@ void Server::Reconnect() {
   attempts_ = 0;
   if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   Start();
+  for (OpPtr& op : unsent) {
+    if (slots_.empty()) {  // failed at once: as for the ops of a failed connection
+      handler_->Resend(std::move(op), last_error_);
+      continue;
+    }
+    --operations_;  // counted when first submitted
+    Submit(std::move(op));
+  }
 }
 
 // Closes every current connection after a failure of one of them (or of a

@@ -159,6 +159,7 @@ class Server : public ConnectionDelegate {
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
   Found version_found_ = Found::kUnknown;
+  bool announced_up_ = false;  // the last event was 'up' (reset() keeps it so)
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   std::string host_in_use_, port_in_use_;
   Housekeeping housekeeping_;
