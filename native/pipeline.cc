@@ -45,8 +45,10 @@ Statement& Statement::BindNull() {
 std::vector<Decision> Decide(const std::vector<SyncOutcome>& batch, BatchEnd end) {
   std::vector<Decision> out(batch.size(), Decision::kHandBack);
   if (end == BatchEnd::kLost) return out;
-  // An op skipped after a failure of its own earlier statement is not the
-  // batch's failure (it has no neighbour to blame); only one that failed is.
+  // An op whose own statement failed and whose later statements were then
+  // skipped counts as aborted, not as the batch's failure. Only ops of one
+  // statement share a batch, so such an op is alone in its batch, and settles
+  // with its error either way.
   bool failed = false, at_commit = false;
   for (const SyncOutcome& op : batch) {
     failed = failed || (op.error && !op.aborted);
