@@ -14,7 +14,10 @@ export const ErrorCode = {
   InvalidId: 'SPG_INVALID_ID',
   /** A method argument is of the wrong type or value (e.g. an unknown error level). */
   InvalidArgument: 'SPG_INVALID_ARGUMENT',
-  /** Session data is larger than `maxDataSize` bytes (UTF-8); nothing was sent. */
+  /**
+   * Session data is larger than `maxDataSize` bytes (UTF-8), or the whole write is over what one
+   * PostgreSQL message can carry (1 GB minus 1 MiB); nothing was sent.
+   */
   DataTooLarge: 'SPG_DATA_TOO_LARGE',
   /** Session data contains a NUL character, which a `text` column cannot hold; nothing was sent. */
   DataHasNul: 'SPG_DATA_HAS_NUL',

@@ -282,13 +282,18 @@ function unavailable(message: string, cause?: unknown): SessionPgsqlError {
 }
 
 // Loads build/Release (what install builds) or else build/Debug (`npm run build:debug`), and
-// turns each way it can fail into a message that says how to fix it.
+// turns each way it can fail into a message that says how to fix it. SPG_ADDON_PATH, for
+// developers, names another build to load instead (`npm run test:asan`: the sanitizer build).
 function loadAddon(): NativeModule {
   const root = path.resolve(__dirname, '..');
-  const candidates = ['Release', 'Debug'].map((dir) =>
-    path.join(root, 'build', dir, 'session_pgsql.node'),
-  );
+  const chosen = process.env.SPG_ADDON_PATH;
+  const candidates = chosen
+    ? [path.resolve(chosen)]
+    : ['Release', 'Debug'].map((dir) => path.join(root, 'build', dir, 'session_pgsql.node'));
   const file = candidates.find((candidate) => fs.existsSync(candidate));
+  if (file === undefined && chosen) {
+    throw unavailable(`${PACKAGE}: SPG_ADDON_PATH names ${candidates[0]}, which does not exist`);
+  }
   if (file === undefined) throw unavailable(missingAddonMessage(root, candidates[0]!));
   try {
     return require(file) as NativeModule;

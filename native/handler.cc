@@ -109,6 +109,11 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
 // has a row for every id, null where there is none.
 bool Found(const PGresult* r, int row) { return row < PQntuples(r) && !PQgetisnull(r, row, 11); }
 
+// why: PostgreSQL drops the connection on a message over 1 GB, and a write
+// goes out as one message: its values, with room to spare for the rest of it.
+// (Batches stay far below: Connection bounds them by bytes.)
+constexpr size_t kMaxWriteBytes = (size_t{1} << 30) - (size_t{1} << 20);
+
 // --- argument checks: the facade validates with friendly messages; these are
 // the native backstop, so misuse throws instead of crashing.
 
@@ -677,6 +682,13 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
                   "session data is " + std::to_string(length) + " bytes, over maxDataSize (" +
                       std::to_string(max_data_size_) + ")");
   }
+  auto too_large = [&](const std::string& what, size_t bytes) {
+    return Reject(env, code::kDataTooLarge,
+                  what + " " + std::to_string(bytes) + " bytes, over the " +
+                      std::to_string(kMaxWriteBytes) +
+                      " that one write can carry (PostgreSQL takes at most 1 GB in one message)");
+  };
+  if (length > kMaxWriteBytes) return too_large("session data is", length);
   std::string data(length, '\0');
   napi_get_value_string_utf8(env, info[1], data.data(), length + 1, &length);
   if (const void* nul = std::memchr(data.data(), 0, data.size())) {
@@ -712,6 +724,10 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
       return Reject(env, code::kDataHasNul, std::string("the ") + name + " contains a NUL byte");
     }
   }
+
+  const size_t total = id.size() + session_name_.size() + data.size() + address.size() +
+                       custom.size() + message.size();
+  if (total > kMaxWriteBytes) return too_large("session data and fields are", total);
 
   EnsureStarted();
   ErrorInfo error;

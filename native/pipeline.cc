@@ -7,6 +7,30 @@
 
 namespace spg {
 
+namespace {
+
+// why: PostgreSQL takes at most 1 GB in one message and drops the connection
+// on a longer one; a merged write of many large values (escaped: up to twice
+// their size) would reach it. A batch stops at this many bytes of parameters,
+// far below that, so its arrays also stay cheap for the server to parse; an op
+// larger than this goes in a batch of its own.
+constexpr size_t kMaxBatchBytes = 32u << 20;
+
+// Op::bytes: each parameter as an array element, in quotes and escaped.
+size_t WireBytes(const Op& op) {
+  size_t bytes = 0;
+  for (const Statement& s : op.statements) {
+    for (const std::string& p : s.params) {
+      size_t escaped = 0;
+      for (char c : p) escaped += (c == '"') | (c == '\\');
+      bytes += p.size() + escaped + 3;
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
 Statement Statement::Prepare(std::string name, std::string sql, int param_count) {
   Statement s;
   s.kind = Kind::kPrepare;
@@ -76,6 +100,7 @@ std::vector<Decision> Decide(const std::vector<SyncOutcome>& batch, BatchEnd end
 
 void Pipeline::Enqueue(OpPtr op) {
   op->results.resize(op->statements.size());
+  if (op->bytes == 0) op->bytes = WireBytes(*op);
   bool behind_write = false;
   if (!op->key.empty()) {
     KeyCount& count = pending_keys_[op->key];
@@ -97,18 +122,22 @@ void Pipeline::Settled(const Op& op) {
   if (--it->second.ops == 0) pending_keys_.erase(it);
 }
 
-// How many ops from `first` (at most `limit`) go out as one merged statement:
-// neighbours of one statement each with the same merge, none sent alone, and
-// distinct session ids where the merge needs them.
-size_t Pipeline::MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit) {
+// How many ops from `first` (at most `limit`, of at most `max_bytes` together
+// unless the first alone is larger) go out as one merged statement: neighbours
+// of one statement each with the same merge, none sent alone, and distinct
+// session ids where the merge needs them.
+size_t Pipeline::MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit,
+                          size_t max_bytes) {
   const Merge* merge = (*first)->merge;
   if (limit < 2 || merge == nullptr) return 1;
   std::unordered_set<std::string_view> keys;
-  size_t n = 0;
+  size_t n = 0, bytes = 0;
   for (auto it = first; it != end && n < limit; ++it, ++n) {
     const Op& op = **it;
     if (op.merge != merge || op.solo_ || op.statements.size() != 1) break;
+    if (n > 0 && bytes + op.bytes > max_bytes) break;
     if (merge->distinct_keys && !keys.insert(op.key).second) break;
+    bytes += op.bytes;
   }
   return n == 0 ? 1 : n;
 }
@@ -168,7 +197,9 @@ Pipeline::SendResult Pipeline::SendQueued(Wire& wire, bool ready) {
     const bool read = ready && op.read_only;
     const size_t room = max_in_flight_ - pending_sent();
     const size_t n =
-        read ? MergeRun(it, others_.end(), std::min(max_batch_ - reads_in_group, room)) : 1;
+        read ? MergeRun(it, others_.end(), std::min(max_batch_ - reads_in_group, room),
+                        kMaxBatchBytes)
+             : 1;
     const auto next = it + n;
     const bool group_next = read && next != others_.end() && (*next)->read_only &&
                             reads_in_group + n < max_batch_ && n < room;
@@ -178,16 +209,19 @@ Pipeline::SendResult Pipeline::SendQueued(Wire& wire, bool ready) {
   }
   // One write batch at a time: whatever waits when the previous one has
   // committed goes out together, nothing waits for more.
+  // A batch ends at max_batch ops or at kMaxBatchBytes, whichever comes first.
   if (ready && !batch_in_flight_ && !writes_.empty()) {
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     while (!writes_.empty() && n < max_batch_ && pending_sent() < max_in_flight_) {
       Op& op = *writes_.front();
       if (op.solo_ && n > 0) break;
       const size_t room = max_in_flight_ - pending_sent();
-      const size_t group =
-          MergeRun(writes_.begin(), writes_.end(), std::min(max_batch_ - n, room));
+      const size_t group = MergeRun(writes_.begin(), writes_.end(), std::min(max_batch_ - n, room),
+                                    kMaxBatchBytes - bytes);
+      for (size_t i = 0; i < group; ++i) bytes += writes_[i]->bytes;
       const bool last = writes_.size() == group || n + group == max_batch_ || op.solo_ ||
-                        writes_[group]->solo_ || group >= room;
+                        writes_[group]->solo_ || group >= room ||
+                        bytes + writes_[group]->bytes > kMaxBatchBytes;
       auto front = writes_.begin();
       if (!SendRun(wire, writes_, &front, group, last)) return SendResult::kFailed;
       n += group;

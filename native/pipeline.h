@@ -116,6 +116,9 @@ struct Op {
   bool reroutable = false;  // safe to resend on another server after a connection loss
   int attempts = 0;         // times it was resent
   int server = -1;          // the server it was last submitted to
+  // Bytes of its parameters as elements of a merged statement's arrays (quotes
+  // and backslashes escaped): what it adds to a batch. Counted at Enqueue.
+  size_t bytes = 0;
 
   // Filled in as results arrive.
   ErrorInfo error;                 // the first failure within this op
@@ -223,7 +226,8 @@ class Pipeline {
   static void Move(Op& op, Stage to) { op.stage_ = to; }
   void Settled(const Op& op);
   static std::vector<SyncOutcome> Outcomes(const Queue& ops);
-  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit);
+  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit,
+                         size_t max_bytes);
   void TakeRiders(const Op& head, Queue* into);
   bool SendRun(Wire& wire, Queue& queue, Queue::iterator* at, size_t n, bool sync);
 

@@ -235,8 +235,9 @@ void Server::Start() {
     auto* conn = new Connection(addon_, this, std::move(config));
     ErrorInfo error = conn->Start();  // on failure `conn` is already gone
     if (error) {
-      DropConnections(error);
-      Failed(std::move(error));
+      std::deque<OpPtr> ops = DropConnections(error);
+      Failed(error);
+      for (OpPtr& op : ops) handler_->Resend(std::move(op), error);
       return;
     }
     slot.conn = conn;
@@ -337,15 +338,20 @@ void Server::Reconnect() {
 }
 
 // Closes every current connection after a failure of one of them (or of a
-// start); their unsettled ops are resent or settled by OnBroken.
-void Server::DropConnections(const ErrorInfo& error) {
+// start) and returns their unsettled ops, for the caller to resend once the
+// server is marked down.
+std::deque<OpPtr> Server::DropConnections(const ErrorInfo& error) {
   std::vector<Slot> slots = std::move(slots_);
   slots_.clear();
+  std::deque<OpPtr> ops;
+  dropped_ = &ops;
   for (Slot& slot : slots) {
     if (slot.conn == nullptr) continue;
     retired_.insert(slot.conn);  // so OnBroken treats it as not current
-    slot.conn->Fail(error);
+    slot.conn->Fail(error);      // its ops arrive in OnBroken, which adds them to `ops`
   }
+  dropped_ = nullptr;
+  return ops;
 }
 
 void Server::Close() {
@@ -668,12 +674,22 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
 }
 
 void Server::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) {
+  if (dropped_ != nullptr) {
+    // A sibling failed by DropConnections: its ops wait with the others.
+    retired_.erase(conn);
+    for (OpPtr& op : ops) dropped_->push_back(std::move(op));
+    return;
+  }
   if (SlotOf(conn) != nullptr) {
-    // One connection failing means the server failed: the others go too (their
-    // ops are resent), and the server is retried as a whole.
+    // One connection failing means the server failed: the others go too, and
+    // the server is retried as a whole.
+    // why: the server is marked down before any op of any of its connections is
+    // resent; a sibling's op resent while it still looked up would be routed
+    // back here and fail although other servers are up.
     SlotOf(conn)->conn = nullptr;
-    DropConnections(error);
+    std::deque<OpPtr> siblings = DropConnections(error);
     Failed(error);
+    for (OpPtr& op : siblings) ops.push_back(std::move(op));
   } else {
     retired_.erase(conn);
   }

@@ -117,7 +117,7 @@ class Server : public ConnectionDelegate {
     bool ready = false;      // setup done: ordinary ops go out
   };
   Slot* SlotOf(const Connection* conn);
-  void DropConnections(const ErrorInfo& error);
+  std::deque<OpPtr> DropConnections(const ErrorInfo& error);
   void SetupChecked(Connection* conn, Op& op);
   // Fails `conn` if the role check of its setup found the server read-only.
   bool RejectReadOnly(Connection* conn, const PGresult* role);
@@ -150,6 +150,7 @@ class Server : public ConnectionDelegate {
   double state_since_ = 0;
   std::vector<Slot> slots_;                  // the connections new ops go to; empty when down
   std::unordered_set<Connection*> retired_;  // finishing their ops after Reconnect(), or failing
+  std::deque<OpPtr>* dropped_ = nullptr;     // ops of the connections DropConnections fails
   uv_timer_t* retry_timer_ = nullptr;        // owned; unref'd so it never keeps a process alive
   int attempts_ = 0;                         // consecutive failed connects
   uint64_t operations_ = 0;
