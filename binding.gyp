@@ -11,10 +11,12 @@
         "native/fanout.cc",
         "native/handler.cc",
         "native/housekeeping.cc",
+        "native/pipeline.cc",
         "native/placement.cc",
         "native/recovery.cc",
         "native/server.cc",
         "native/sql.cc",
+        "native/testing.cc",
         "native/versions.cc"
       ],
       "include_dirs": [

@@ -172,6 +172,27 @@ export interface NativeHandler {
   close(): Promise<void>;
 }
 
+/**
+ * @internal One operation of a batch, in the order sent, as its results left it: the input of
+ * the native pipeline's settle decision (`Decide()` in native/pipeline.h). For tests only.
+ */
+export interface SettleOutcomeForTest {
+  /** It has an error of its own. */
+  error?: boolean;
+  /** PostgreSQL skipped it after an earlier failure in its batch. */
+  aborted?: boolean;
+  /** Its error came at COMMIT, after its statements. */
+  atCommit?: boolean;
+  /** Operations after it that rode on its merged statement. */
+  riders?: number;
+}
+
+/**
+ * @internal What becomes of one operation when its batch ends: answered, sent again in its
+ * place, sent again alone, or handed back to the server (the connection was lost). For tests.
+ */
+export type SettleDecisionForTest = 'settle' | 'retry' | 'alone' | 'handBack';
+
 interface NativeModule {
   /**
    * Gives the addon, once per environment (the main thread, each worker), the class of the errors
@@ -181,6 +202,11 @@ interface NativeModule {
   Handler: new (config: NativeConfig) => NativeHandler;
   inspectConninfo(entry: string): { redacted: string; identity: string };
   libpqVersion: number;
+  /**
+   * @internal Not part of the API: the pipeline's pure settle decision, reached by
+   * test/05.pipeline.settle.test.ts without a server.
+   */
+  __settleForTest(batch: SettleOutcomeForTest[], end: 'sync' | 'lost'): SettleDecisionForTest[];
 }
 
 const PACKAGE = 'session-pgsql';

@@ -8,6 +8,7 @@
 #include "conninfo.h"
 #include "connection.h"
 #include "handler.h"
+#include "testing.h"
 
 #ifndef LIBPQ_HAS_PIPELINING
 #error "session-pgsql needs libpq >= 14 (pipeline mode); install a newer libpq-dev"
@@ -34,6 +35,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
                            InstanceMethod("inspectConninfo", &Addon::JsInspectConninfo),
                            InstanceValue("libpqVersion", Napi::Number::New(env, PQlibVersion())),
                            InstanceValue("Handler", handler_constructor.Value()),
+                           InstanceValue("__settleForTest",
+                                         Napi::Function::New(env, JsSettleForTest)),
                        });
 }
 

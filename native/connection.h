@@ -1,8 +1,10 @@
-// One PGconn driven without blocking: non-blocking connect under our own
-// deadline, pipeline mode, a FIFO of operations in flight, output flushed once
-// per loop turn (by Addon's prepare hook) and between the few-at-a-time answers
-// of Addon::RunDeliveries, the socket watched by uv_poll on the environment's
-// own loop.
+// One PGconn driven without blocking: the transport under a Pipeline.
+// Non-blocking connect under our own deadline (each host of a multi-host entry
+// in turn), pipeline mode, the socket watched by uv_poll on the environment's
+// own loop, output flushed once per loop turn (by Addon's prepare hook) and
+// between the few-at-a-time answers of Addon::RunDeliveries, the statement
+// deadline, and results read and counted up to each Sync. What is sent when,
+// and what becomes of each op at a Sync, is the Pipeline's (pipeline.h).
 //
 // Thread: the JS thread of one environment only.
 // Ownership: created by Server, which keeps a raw pointer until it calls Close()
@@ -15,102 +17,17 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
-#include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "errors.h"
 #include "loop.h"
+#include "pipeline.h"
 #include "sql.h"
 
 namespace spg {
 
 class Connection;
-
-// Shared: the ops of a merged read all hold the one result, a row each.
-using ResultPtr = std::shared_ptr<PGresult>;
-inline ResultPtr AdoptResult(PGresult* r) { return ResultPtr(r, PQclear); }
-
-struct Statement {
-  enum class Kind { kPrepare, kPrepared, kParams };
-  Kind kind = Kind::kPrepared;
-  std::string name;     // name on the wire (kPrepare); key or name (kPrepared)
-  std::string sql;      // text (kPrepare, kParams)
-  int param_count = 0;  // kPrepare only
-  std::vector<std::string> params;
-  std::vector<char> is_null;  // same length as params
-
-  static Statement Prepare(std::string name, std::string sql, int param_count);
-  static Statement Prepared(std::string name);
-  static Statement Text(std::string sql);
-  Statement& Bind(std::string value);
-  Statement& BindNull();
-};
-
-// Ops that one statement can do together (a write or a read of many
-// sessions): build makes that statement from the ops' own statements, in
-// order. A write can change a row once per statement, so its ids must differ.
-struct Merge {
-  std::function<Statement(const std::vector<const Statement*>&)> build;
-  bool distinct_keys = false;
-};
-
-// One unit of work: its statements go out back to back followed by one Sync, so
-// they run as one implicit transaction. `done` is called exactly once on the JS
-// thread (inside a JS scope) once the Sync's result has arrived: setup ops at
-// once, others by Addon::RunDeliveries when the poll callback that read it ends.
-// If the connection breaks first, the op is handed to the delegate instead.
-struct Op {
-  std::vector<Statement> statements;
-  std::function<void(Op&)> done;
-  bool setup = false;        // may be sent before the connection is ready
-  bool no_deadline = false;  // exempt from the statement deadline (VACUUM)
-  // Group commit: batchable ops (writes) wait while the connection's write
-  // batch is in flight, then go out together: one round trip, one commit.
-  // Other ops go out at once: reads side by side share a Sync, anything else
-  // has its own. A read of a session with a write still pending queues behind
-  // that write, so order per id holds.
-  bool batchable = false;
-  bool read_only = false;
-  // Neighbours in a write batch or a read group with the same `merge` go out
-  // as one statement. The first carries it; the others ride along: nothing of
-  // theirs is sent, and they settle with it, sharing its results (`row` is
-  // each one's row). A failure of that statement names no op, so each of them
-  // is then sent again alone.
-  const Merge* merge = nullptr;
-
-  // Routing, set by Handler/Server.
-  std::string key;          // the session id, when the op concerns one
-  bool reroutable = false;  // safe to resend on another server after a connection loss
-  int attempts = 0;         // times it was resent
-  int server = -1;          // the server it was last submitted to
-  // Bytes of its parameters as elements of a merged statement's arrays (quotes
-  // and backslashes escaped): what it adds to a batch. Counted at Enqueue.
-  size_t bytes = 0;
-
-  // Filled in as results arrive.
-  ErrorInfo error;                 // the first failure within this op
-  std::vector<ResultPtr> results;  // one slot per statement; null when failed/aborted
-  int row = 0;                     // this op's row of results[0] (merged: its place)
-  bool aborted = false;            // skipped because an earlier op of its batch failed
-  bool syncs = true;               // a Sync follows it (it ends its batch)
-  bool in_batch = false;           // sent as part of a write batch
-  bool failed_at_commit = false;   // its error came at COMMIT, not from its statements
-  bool solo = false;               // resent alone, to find which op a COMMIT failure was for
-  size_t riders = 0;               // ops after it whose statements it carried (merged)
-
-  // Forgets what happened to it on the wire, before it is sent again.
-  void ClearOutcome() {
-    error = {};
-    for (ResultPtr& r : results) r.reset();
-    row = 0;
-    aborted = failed_at_commit = false;
-    riders = 0;
-  }
-};
-using OpPtr = std::unique_ptr<Op>;
 
 class ConnectionDelegate {
  public:
@@ -151,7 +68,7 @@ struct ConnectionConfig {
   bool unnamed = false;
 };
 
-class Connection {
+class Connection : private Wire {
  public:
   Connection(Loop* addon, ConnectionDelegate* delegate, ConnectionConfig config);
   Connection(const Connection&) = delete;
@@ -183,16 +100,27 @@ class Connection {
   // Called by Addon once per loop turn for connections with unsent output.
   void Flush();
 
-  bool ready() const { return ready_; }
-  bool closed() const { return closed_; }
-  size_t pending() const { return sent_.size() + others_.size() + writes_.size() + batch_.size(); }
-  size_t pending_sent() const { return sent_.size() + batch_.size(); }
+  bool ready() const { return state_ == State::kReady; }
+  bool closed() const { return state_ == State::kClosed; }
+  size_t pending() const { return pipeline_.pending(); }
+  size_t pending_sent() const { return pipeline_.pending_sent(); }
   // Whether an operation on this session id is queued or in flight here.
-  bool HasPending(const std::string& key) const { return pending_keys_.count(key) != 0; }
+  bool HasPending(const std::string& key) const { return pipeline_.HasPending(key); }
   PGconn* pg() const { return conn_; }
 
  private:
-  enum class Phase { kIdle, kConnecting, kOpen, kClosed };
+  // Where the connection stands. Changed only by To(), and only forward
+  // (MarkReady is the one step a delegate takes); retiring is apart from it,
+  // since a connection still in setup may be retired too.
+  enum class State : uint8_t {
+    kIdle,        // made; Start() not called yet
+    kConnecting,  // PQconnectPoll steps, under the connect timeout
+    kSetup,       // in pipeline mode: only setup ops go out
+    kReady,       // setup done: every op goes out
+    kClosed,      // its handles are closing; it deletes itself once they have
+  };
+  void To(State next);
+  bool open() const { return state_ == State::kSetup || state_ == State::kReady; }
   ~Connection();
 
   static void OnPoll(uv_poll_t* handle, int status, int events);
@@ -217,25 +145,18 @@ class Connection {
   void UpdateRef();
   void MarkDirty();
   void CloseHandles();
-  std::deque<OpPtr> TakeOps();
-  void Settled(const Op& op);
-  bool SendOne(Op& op);
-  bool SendStatement(const Statement& s);
-  using Queue = std::deque<OpPtr>;
-  static size_t MergeRun(Queue::const_iterator first, Queue::const_iterator end, size_t limit,
-                         size_t max_bytes);
-  void TakeRiders(const Op& head, Queue* into);
-  bool SendRun(Queue& queue, Queue::iterator* at, size_t n, bool sync);
+  // Wire: how the pipeline's statements and Syncs reach libpq.
+  bool Send(const Statement& s) override;
+  bool Sync() override;
   ErrorInfo LostError(const char* code);
 
   Loop* addon_;
   ConnectionDelegate* delegate_;
   ConnectionConfig config_;
+  Pipeline pipeline_;
   PGconn* conn_ = nullptr;  // owned; PQfinish in CloseHandles()
-  Phase phase_ = Phase::kIdle;
-  bool ready_ = false;
+  State state_ = State::kIdle;
   bool retiring_ = false;
-  bool closed_ = false;
   bool dirty_ = false;       // registered with Addon for the next flush
   bool want_write_ = false;  // PQflush reported unsent output
   int watched_events_ = 0;
@@ -245,19 +166,7 @@ class Connection {
   uv_poll_t* poll_ = nullptr;  // owned; freed in OnHandleClosed
   uv_timer_t* timer_ = nullptr;
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
-  size_t head_statement_ = 0;         // which statement of sent_.front() results are for
-  std::deque<OpPtr> others_;          // to send at the next flush (reads grouped, others alone)
-  std::deque<OpPtr> writes_;          // the next write batch (plus reads that depend on it)
-  std::deque<OpPtr> sent_;            // sent, results not all in yet; the head gets the next result
-  std::deque<OpPtr> batch_;           // results in, waiting for their batch's Sync (commit)
-  bool batch_in_flight_ = false;      // a write batch is sent and not yet committed
-  // Session id -> its ops enqueued and not yet settled, and how many of them
-  // write: a read of such a session must not overtake its writes.
-  struct KeyCount {
-    int ops = 0;
-    int writes = 0;
-  };
-  std::unordered_map<std::string, KeyCount> pending_keys_;
+  size_t head_statement_ = 0;         // which statement of the head op results are for
 
   friend class Addon;
 };
