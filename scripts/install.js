@@ -91,4 +91,6 @@ function main() {
   );
 }
 
-process.exitCode = main();
+if (require.main === module) process.exitCode = main();
+
+module.exports = { nodeGypCommand };

@@ -291,6 +291,32 @@ function pidAlive(pid) {
   }
 }
 
+/** The pid in a daemon's pid file, or null when there is none (yet). */
+function readPidFile(file) {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Synchronously kills a daemon of ours (PgBouncer, Redis) by its pid file and removes its
+ * directory: for process exit, where nothing asynchronous runs any more.
+ */
+function reapDaemon(pidFile, dir) {
+  const pid = readPidFile(pidFile);
+  if (pid && pidAlive(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 function pgIsReady(bindir, port, timeoutSeconds = 1) {
   return run(
     path.join(bindir, 'pg_isready'),
@@ -795,6 +821,8 @@ module.exports = {
   conninfoFor,
   // for scripts/pg-replica.js and scripts/pgbouncer.js
   spawnWatchdog,
+  readPidFile,
+  reapDaemon,
   asUser,
   run,
   freePorts,

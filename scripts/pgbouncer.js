@@ -23,6 +23,8 @@ const {
   asUser,
   freePorts,
   pidAlive,
+  readPidFile,
+  reapDaemon,
   conninfoFor,
   spawnWatchdog,
 } = require('./pg-cluster.js');
@@ -51,29 +53,8 @@ function canConnect(port) {
   });
 }
 
-function readPid(file) {
-  try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function reapSync(pidFile, dir) {
-  const pid = readPid(pidFile);
-  if (pid && pidAlive(pid)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
 function stopSync(bouncer) {
-  reapSync(bouncer.pidFile, bouncer.dir);
+  reapDaemon(bouncer.pidFile, bouncer.dir);
   if (bouncer.watchdog) bouncer.watchdog.stdin.destroy();
   live.delete(bouncer);
 }
@@ -141,7 +122,7 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
     /** Stops PgBouncer (SIGTERM, then SIGKILL) and removes its directory. Idempotent. */
     async stop() {
       if (!live.has(bouncer)) return;
-      const pid = readPid(bouncer.pidFile);
+      const pid = readPidFile(bouncer.pidFile);
       if (pid && pidAlive(pid)) {
         try {
           process.kill(pid, 'SIGTERM');
@@ -178,7 +159,7 @@ if (require.main === module && process.argv[2] === '--watchdog') {
   const [pidFile, dir] = process.argv.slice(3);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => {});
   const reap = () => {
-    reapSync(pidFile, dir);
+    reapDaemon(pidFile, dir);
     process.exit(0);
   };
   process.stdin.on('end', reap);

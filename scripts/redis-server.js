@@ -19,7 +19,14 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { which, freePorts, pidAlive, spawnWatchdog } = require('./pg-cluster.js');
+const {
+  which,
+  freePorts,
+  pidAlive,
+  readPidFile,
+  reapDaemon,
+  spawnWatchdog,
+} = require('./pg-cluster.js');
 
 const HOST = '127.0.0.1';
 const SYSTEM_PORT = 6379;
@@ -59,29 +66,8 @@ function command(port, text, timeoutMs = 2000) {
   });
 }
 
-function readPid(file) {
-  try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function reapSync(pidFile, dir) {
-  const pid = readPid(pidFile);
-  if (pid && pidAlive(pid)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
 function stopSync(server) {
-  reapSync(server.pidFile, server.dir);
+  reapDaemon(server.pidFile, server.dir);
   if (server.watchdog) server.watchdog.stdin.destroy();
   live.delete(server);
 }
@@ -134,7 +120,7 @@ async function startRedis({ save = DEFAULT_SAVE, extra = {} } = {}) {
     binary,
     /** The process id, or null before it has written its pid file. */
     pid() {
-      return readPid(server.pidFile);
+      return readPidFile(server.pidFile);
     },
     log() {
       try {
@@ -146,7 +132,7 @@ async function startRedis({ save = DEFAULT_SAVE, extra = {} } = {}) {
     /** Stops redis-server (SIGTERM without a final save, then SIGKILL) and removes its directory. */
     async stop() {
       if (!live.has(server)) return;
-      const pid = readPid(server.pidFile);
+      const pid = readPidFile(server.pidFile);
       if (pid && pidAlive(pid)) {
         try {
           process.kill(pid, 'SIGTERM');
@@ -189,7 +175,7 @@ if (require.main === module && process.argv[2] === '--watchdog') {
   const [pidFile, dir] = process.argv.slice(3);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => {});
   const reap = () => {
-    reapSync(pidFile, dir);
+    reapDaemon(pidFile, dir);
     process.exit(0);
   };
   process.stdin.on('end', reap);

@@ -21,6 +21,7 @@
 // halts the process, with a stack trace, so no report goes unnoticed. Exit status is the run's.
 const fs = require('node:fs');
 const path = require('node:path');
+const { nodeGypCommand } = require('./install.js');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -32,17 +33,6 @@ const ADDON = path.join(DIR, 'build', 'Release', 'session_pgsql.node');
 function fail(message) {
   process.stderr.write(`test-asan: ${message}\n`);
   process.exit(1);
-}
-
-// The same node-gyp as scripts/install.js: this package's dependency, else npm's, else PATH.
-function nodeGypCommand() {
-  try {
-    return [process.execPath, require.resolve('node-gyp/bin/node-gyp.js', { paths: [ROOT] })];
-  } catch {
-    const bundled = process.env.npm_config_node_gyp;
-    if (bundled && fs.existsSync(bundled)) return [process.execPath, bundled];
-    return ['node-gyp'];
-  }
 }
 
 // binding.gyp with the sanitizer flags (and frame pointers and debug info, for readable stacks).
