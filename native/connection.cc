@@ -24,15 +24,15 @@ void HintPooler(ErrorInfo* error) {
 
 }  // namespace
 
-Connection::Connection(Loop* addon, ConnectionDelegate* delegate, ConnectionConfig config)
-    : addon_(addon),
+Connection::Connection(Loop* loop, ConnectionDelegate* delegate, ConnectionConfig config)
+    : loop_(loop),
       delegate_(delegate),
       config_(std::move(config)),
       pipeline_(config_.max_in_flight, config_.max_batch) {
-  addon_->Register(this);
+  loop_->Register(this);
 }
 
-Connection::~Connection() { addon_->Unregister(this); }
+Connection::~Connection() { loop_->Unregister(this); }
 
 // The one place the state changes: forward only, and once closed it stays so.
 void Connection::To(State next) {
@@ -43,8 +43,8 @@ void Connection::To(State next) {
 ErrorInfo Connection::Start() {
   To(State::kConnecting);
   timer_ = new uv_timer_t;
-  uv_timer_init(addon_->loop(), timer_);
-  addon_->HandleOpened();
+  uv_timer_init(loop_->loop(), timer_);
+  loop_->HandleOpened();
   timer_->data = this;
   ErrorInfo error = StartAttempt();
   while (error && target_ + 1 < config_.targets.size()) {
@@ -167,7 +167,7 @@ void Connection::Retire() {
 void Connection::MarkDirty() {
   if (dirty_ || closed()) return;
   dirty_ = true;
-  addon_->ScheduleFlush(this);
+  loop_->ScheduleFlush(this);
 }
 
 ErrorInfo Connection::LostError(const char* code) {
@@ -187,12 +187,12 @@ bool Connection::WatchSocket(int events) {
   }
   if (poll_ == nullptr) {
     poll_ = new uv_poll_t;
-    if (uv_poll_init_socket(addon_->loop(), poll_, fd) != 0) {
+    if (uv_poll_init_socket(loop_->loop(), poll_, fd) != 0) {
       delete poll_;
       poll_ = nullptr;
       return false;
     }
-    addon_->HandleOpened();
+    loop_->HandleOpened();
     poll_->data = this;
     watched_events_ = 0;
   }
@@ -205,12 +205,12 @@ bool Connection::WatchSocket(int events) {
 
 void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<Connection*>(handle->data);
-  Loop* addon = self->addon_;
+  Loop* loop = self->loop_;
   {
-    Loop::JsScope scope(addon);
+    Loop::JsScope scope(loop);
     self->Poll(status, events);
   }
-  addon->RunDeliveries();
+  loop->RunDeliveries();
 }
 
 void Connection::Poll(int status, int events) {
@@ -238,7 +238,7 @@ void Connection::Poll(int status, int events) {
 
 void Connection::OnTimer(uv_timer_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  Loop::JsScope scope(self->addon_);
+  Loop::JsScope scope(self->loop_);
   if (self->closed()) return;
   if (self->state_ == State::kConnecting) {
     self->ConnectFailed(MakeError(code::kConnectTimeout,
@@ -431,7 +431,7 @@ void Connection::Complete() {
   if (!settled.empty() && !settled.front()->setup) {
     // Answered once this poll callback is done, a few at a time, so their
     // JavaScript and the server's next work overlap (Addon::RunDeliveries).
-    for (OpPtr& op : settled) addon_->Deliver(std::move(op));
+    for (OpPtr& op : settled) loop_->Deliver(std::move(op));
   } else {
     const bool closed_before = closed();
     for (OpPtr& op : settled) {
@@ -501,7 +501,7 @@ std::deque<OpPtr> Connection::Withdraw() {
 
 void Connection::CloseHandles() {
   To(State::kClosed);
-  if (dirty_) addon_->UnscheduleFlush(this);
+  if (dirty_) loop_->UnscheduleFlush(this);
   dirty_ = false;
   // Stop watching before the socket goes away with PQfinish.
   if (poll_ != nullptr) {
@@ -523,14 +523,14 @@ void Connection::CloseHandles() {
 
 void Connection::OnHandleClosed(uv_handle_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  Loop* addon = self->addon_;
+  Loop* loop = self->loop_;
   if (handle->type == UV_POLL) {
     delete reinterpret_cast<uv_poll_t*>(handle);
   } else {
     delete reinterpret_cast<uv_timer_t*>(handle);
   }
   if (--self->pending_closes_ == 0 && self->closed()) delete self;
-  addon->HandleClosed();
+  loop->HandleClosed();
 }
 
 }  // namespace spg

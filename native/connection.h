@@ -70,7 +70,7 @@ struct ConnectionConfig {
 
 class Connection : private Wire {
  public:
-  Connection(Loop* addon, ConnectionDelegate* delegate, ConnectionConfig config);
+  Connection(Loop* loop, ConnectionDelegate* delegate, ConnectionConfig config);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -150,7 +150,7 @@ class Connection : private Wire {
   bool Sync() override;
   ErrorInfo LostError(const char* code);
 
-  Loop* addon_;
+  Loop* loop_;
   ConnectionDelegate* delegate_;
   ConnectionConfig config_;
   Pipeline pipeline_;
@@ -167,8 +167,6 @@ class Connection : private Wire {
   uv_timer_t* timer_ = nullptr;
   const Op* deadline_for_ = nullptr;  // the head op the running deadline belongs to
   size_t head_statement_ = 0;         // which statement of the head op results are for
-
-  friend class Addon;
 };
 
 }  // namespace spg

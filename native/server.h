@@ -112,7 +112,6 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   uint64_t operations() const { return operations_; }
   uint64_t failures() const { return failures_; }
   const ErrorInfo& last_error() const { return last_error_; }
-  const ServerTimings& timings() const { return timings_; }
   Housekeeping& housekeeping() { return housekeeping_; }
   const Housekeeping& housekeeping() const { return housekeeping_; }
   // Unix seconds of the last return from a failure (0: never failed).
