@@ -301,6 +301,18 @@ function readPidFile(file) {
   }
 }
 
+/** Asks a daemon of ours to stop (SIGTERM) and waits up to 5 s for it to go. */
+async function terminateDaemon(pidFile) {
+  const pid = readPidFile(pidFile);
+  if (!pid || !pidAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    // gone
+  }
+  for (let i = 0; i < 50 && pidAlive(pid); i++) await sleep(100);
+}
+
 /**
  * Synchronously kills a daemon of ours (PgBouncer, Redis) by its pid file and removes its
  * directory: for process exit, where nothing asynchronous runs any more.
@@ -823,6 +835,7 @@ module.exports = {
   spawnWatchdog,
   readPidFile,
   reapDaemon,
+  terminateDaemon,
   asUser,
   run,
   freePorts,

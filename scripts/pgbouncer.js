@@ -22,9 +22,9 @@ const {
   serverOsUser,
   asUser,
   freePorts,
-  pidAlive,
   readPidFile,
   reapDaemon,
+  terminateDaemon,
   conninfoFor,
   spawnWatchdog,
 } = require('./pg-cluster.js');
@@ -122,15 +122,7 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
     /** Stops PgBouncer (SIGTERM, then SIGKILL) and removes its directory. Idempotent. */
     async stop() {
       if (!live.has(bouncer)) return;
-      const pid = readPidFile(bouncer.pidFile);
-      if (pid && pidAlive(pid)) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // gone
-        }
-        for (let i = 0; i < 50 && pidAlive(pid); i++) await sleep(100);
-      }
+      await terminateDaemon(bouncer.pidFile);
       stopSync(bouncer);
     },
   };

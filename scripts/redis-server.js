@@ -22,9 +22,9 @@ const path = require('node:path');
 const {
   which,
   freePorts,
-  pidAlive,
   readPidFile,
   reapDaemon,
+  terminateDaemon,
   spawnWatchdog,
 } = require('./pg-cluster.js');
 
@@ -132,15 +132,7 @@ async function startRedis({ save = DEFAULT_SAVE, extra = {} } = {}) {
     /** Stops redis-server (SIGTERM without a final save, then SIGKILL) and removes its directory. */
     async stop() {
       if (!live.has(server)) return;
-      const pid = readPidFile(server.pidFile);
-      if (pid && pidAlive(pid)) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // gone
-        }
-        for (let i = 0; i < 50 && pidAlive(pid); i++) await sleep(100);
-      }
+      await terminateDaemon(server.pidFile);
       stopSync(server);
     },
   };
