@@ -57,6 +57,19 @@ function changeExpressSession(sess) {
   sess.cookie.expires = new Date(Date.now() + sess.cookie.originalMaxAge);
 }
 
+/**
+ * One request of a store contender, the same for every store so the comparison is like for
+ * like: get(sid), changeExpressSession, set(sid, sess). `get`/`set` return promises.
+ */
+function storeRequest(get, set) {
+  return async (id) => {
+    const sess = await get(id);
+    if (!sess) throw new Error(`session ${id} not found`);
+    changeExpressSession(sess);
+    await set(id, sess);
+  };
+}
+
 /** The hot path's change to a session: parse it, count the visit, serialise it again. */
 function bump(text) {
   const session = JSON.parse(text);
@@ -161,6 +174,7 @@ module.exports = {
   sessionDataSql,
   bump,
   changeExpressSession,
+  storeRequest,
   driverOptions,
   Histogram,
 };

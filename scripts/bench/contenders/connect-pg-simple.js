@@ -3,7 +3,7 @@
 // store.set(sid, sess), what express-session does for a request that changed its session.
 const session = require('express-session');
 const { Pool } = require('pg');
-const { CPS_TABLE, changeExpressSession, driverOptions } = require('../common.js');
+const { CPS_TABLE, storeRequest, driverOptions } = require('../common.js');
 
 const PgStore = require('connect-pg-simple')(session);
 const POOL_SIZE = 10;
@@ -25,12 +25,7 @@ module.exports = {
     const set = (sid, s) =>
       new Promise((resolve, reject) => store.set(sid, s, (err) => (err ? reject(err) : resolve())));
     return {
-      async request(id) {
-        const sess = await get(id);
-        if (!sess) throw new Error(`session ${id} not found`);
-        changeExpressSession(sess);
-        await set(id, sess);
-      },
+      request: storeRequest(get, set),
       async close() {
         await store.close();
         await pool.end();

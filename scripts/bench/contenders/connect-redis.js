@@ -2,7 +2,7 @@
 // connect-redis over the `redis` client (one connection, as its README sets it up), against the
 // bench's throwaway redis-server: store.get(sid), views+1 and touch(), store.set(sid, sess), like the other
 // store contenders. connect-redis is an ES module: loaded with import().
-const { REDIS_PREFIX, changeExpressSession } = require('../common.js');
+const { REDIS_PREFIX, storeRequest } = require('../common.js');
 
 module.exports = {
   label: 'connect-redis + redis',
@@ -18,12 +18,10 @@ module.exports = {
     await client.connect();
     const store = new RedisStore({ client, prefix: REDIS_PREFIX });
     return {
-      async request(id) {
-        const sess = await store.get(id);
-        if (!sess) throw new Error(`session ${id} not found`);
-        changeExpressSession(sess);
-        await store.set(id, sess);
-      },
+      request: storeRequest(
+        (id) => store.get(id),
+        (id, sess) => store.set(id, sess),
+      ),
       close: () => client.close(),
     };
   },

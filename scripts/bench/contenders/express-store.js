@@ -4,7 +4,7 @@
 // request that changed its session, as for every store contender.
 // One handler with the default options (housekeeping timers off, see session-pgsql.js).
 const path = require('node:path');
-const { TABLE, changeExpressSession } = require('../common.js');
+const { TABLE, storeRequest } = require('../common.js');
 const { handlerOptions } = require('./session-pgsql.js');
 
 const dist = path.join(__dirname, '..', '..', '..', 'dist');
@@ -23,12 +23,10 @@ function expressStore(label, more) {
       await handler.open();
       const store = new ExpressStore(handler);
       return {
-        async request(id) {
-          const sess = await store.get(id);
-          if (!sess) throw new Error(`session ${id} not found`);
-          changeExpressSession(sess);
-          await store.set(id, sess);
-        },
+        request: storeRequest(
+          (id) => store.get(id),
+          (id, sess) => store.set(id, sess),
+        ),
         gc: () => handler.gc(),
         close: () => handler.close(),
       };
