@@ -301,6 +301,15 @@ function readPidFile(file) {
   }
 }
 
+/** A daemon's log file, or '' before it has one. */
+function readLog(file) {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** Asks a daemon of ours to stop (SIGTERM) and waits up to 5 s for it to go. */
 async function terminateDaemon(pidFile) {
   const pid = readPidFile(pidFile);
@@ -836,6 +845,7 @@ module.exports = {
   readPidFile,
   reapDaemon,
   terminateDaemon,
+  readLog,
   asUser,
   run,
   freePorts,

@@ -24,6 +24,7 @@ const {
   freePorts,
   readPidFile,
   reapDaemon,
+  readLog,
   terminateDaemon,
   conninfoFor,
   spawnWatchdog,
@@ -112,13 +113,7 @@ async function startPgbouncer({ serverPort, poolMode = 'transaction', poolSize =
     logFile: file('pgbouncer.log'),
     poolMode,
     conninfo: conninfoFor(port),
-    log() {
-      try {
-        return fs.readFileSync(bouncer.logFile, 'utf8');
-      } catch {
-        return '';
-      }
-    },
+    log: () => readLog(bouncer.logFile),
     /** Stops PgBouncer (SIGTERM, then SIGKILL) and removes its directory. Idempotent. */
     async stop() {
       if (!live.has(bouncer)) return;

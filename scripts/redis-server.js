@@ -24,6 +24,7 @@ const {
   freePorts,
   readPidFile,
   reapDaemon,
+  readLog,
   terminateDaemon,
   spawnWatchdog,
 } = require('./pg-cluster.js');
@@ -122,13 +123,7 @@ async function startRedis({ save = DEFAULT_SAVE, extra = {} } = {}) {
     pid() {
       return readPidFile(server.pidFile);
     },
-    log() {
-      try {
-        return fs.readFileSync(server.logFile, 'utf8');
-      } catch {
-        return '';
-      }
-    },
+    log: () => readLog(server.logFile),
     /** Stops redis-server (SIGTERM without a final save, then SIGKILL) and removes its directory. */
     async stop() {
       if (!live.has(server)) return;
