@@ -29,7 +29,10 @@ export interface WriteOptions {
 }
 
 /** What `status()` returns (the original `session_pgsql_status()`). */
-export type Status = NativeStatus;
+export interface Status extends NativeStatus {
+  /** How ids are stored (`hashIds`): `'off'` (raw), `'sha256'` or `'hmac'`; never the key. */
+  hashIds: 'off' | 'sha256' | 'hmac';
+}
 
 // Set only while an adapter's call starts: the id was checked by the adapter
 // (any framework id, bounded, see adapter.ts), so idPattern is not applied to
@@ -120,15 +123,21 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CONNECTION_LOST`, `SPG_TIMEOUT`, `SPG_CLOSED`.
    */
   async read(id: string, context: ReadContext = {}): Promise<Session> {
-    this.#checkId(id);
+    const key = this.#key(id);
     const address = checkAddress(fields(context, 'read context').address ?? '');
-    let row;
     try {
-      row = await this.#native.read(id);
+      const row = await this.#native.read(key);
+      // A migration in progress: a session no row has under its hash may still be under its
+      // raw id (an expired row or a tombstone under the hash is an answer: not looked past).
+      // Found there, it is written back under the hash.
+      if (row.state === 'new' && this.#options.ids.transition) {
+        const old = await this.#native.read(id);
+        if (old.state !== 'new') return new Session(this.#owner, id, key, address, old, id);
+      }
+      return new Session(this.#owner, id, key, address, row);
     } catch (err) {
       throw callerStack(err);
     }
-    return new Session(this.#owner, id, address, row);
   }
 
   /**
@@ -146,8 +155,12 @@ export class SessionPgsql extends EventEmitter {
     data: string,
     options: WriteOptions = {},
   ): Promise<boolean> {
-    const id = session instanceof Session ? session.id : session;
-    this.#checkId(id);
+    // A Session read by this handler carries its stored key: its id is checked again, but
+    // hashed once per request.
+    const key =
+      session instanceof Session
+        ? this.#key(session.id, session.keyFor(this.#owner))
+        : this.#key(session);
     if (typeof data !== 'string')
       throw argument(`Expected a string for "data" but received ${describe(data)}`);
     if (!wellFormed(data)) throw argument(`Session data ${loneSurrogate(data)}`);
@@ -158,12 +171,12 @@ export class SessionPgsql extends EventEmitter {
     );
     try {
       if (!(session instanceof Session)) {
-        return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null);
+        return await this.#native.write(key, data, address, expires, null, 0, 0, 0, null);
       }
       if (this.#shortCircuits(session, data)) return false;
       const c = session.changes();
       const stored = await this.#native.write(
-        id,
+        key,
         data,
         address,
         expires,
@@ -186,9 +199,11 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CLOSED`.
    */
   async touch(id: string, expires?: number): Promise<boolean> {
-    this.#checkId(id);
+    const key = this.#key(id);
     const at = checkExpires(expires);
     try {
+      const touched = await this.#native.touch(key, at);
+      if (touched || !this.#options.ids.transition) return touched;
       return await this.#native.touch(id, at);
     } catch (err) {
       throw callerStack(err);
@@ -200,9 +215,16 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CLOSED`.
    */
   async destroy(id: string): Promise<boolean> {
-    this.#checkId(id);
+    const key = this.#key(id);
     try {
-      return await this.#native.destroy(id);
+      if (!this.#options.ids.transition) return await this.#native.destroy(key);
+      // During a migration a session may have rows under both forms: a logout removes both,
+      // so the migration cannot bring back the raw one.
+      const [hashed, raw] = await Promise.all([
+        this.#native.destroy(key),
+        this.#native.destroy(id),
+      ]);
+      return hashed || raw;
     } catch (err) {
       throw callerStack(err);
     }
@@ -228,8 +250,7 @@ export class SessionPgsql extends EventEmitter {
    * @throws SessionPgsqlError `SPG_INVALID_ID`.
    */
   serversFor(id: string): number[] {
-    this.#checkId(id);
-    return this.#native.order(id);
+    return this.#native.order(this.#key(id));
   }
 
   /**
@@ -261,7 +282,8 @@ export class SessionPgsql extends EventEmitter {
 
   /**
    * Every live session on every server that is up, as `{ id, data }` (reads
-   * the whole table: for administration, not the request path).
+   * the whole table: for administration, not the request path). `id` is the
+   * stored key: under `hashIds`, the hash (a reference, not usable as an id).
    * @throws SessionPgsqlError `SPG_NO_SERVER`, `SPG_CLOSED`, a SQLSTATE.
    */
   async list(): Promise<Array<{ id: string; data: string }>> {
@@ -293,6 +315,7 @@ export class SessionPgsql extends EventEmitter {
       failoverMode,
       shortCircuit: this.#options.shortCircuit,
       ...rest,
+      hashIds: this.#options.ids.mode,
     };
   }
 
@@ -331,6 +354,18 @@ export class SessionPgsql extends EventEmitter {
       !this.#closing &&
       Buffer.byteLength(data) <= this.#options.native.maxDataSize
     );
+  }
+
+  /**
+   * The one intake of session ids: checks `id` (idPattern, NUL, lone surrogates; never
+   * showing it), then returns its stored key (`sess_id`): the id, or its hash under
+   * `hashIds`. Every method that takes an id calls it before its first await. `known`: the
+   * key already computed for this id (a Session's).
+   * @throws SessionPgsqlError `SPG_INVALID_ID`.
+   */
+  #key(id: unknown, known: string | null = null): string {
+    this.#checkId(id);
+    return known ?? this.#options.ids.stored(id);
   }
 
   #checkId(id: unknown): asserts id is string {

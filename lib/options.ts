@@ -1,6 +1,6 @@
 // Validates and defaults the options once; every message names the option and
 // shows the offending value. Only this file reads raw user options.
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { describe, ErrorCode, SessionPgsqlError } from './errors';
 import { native, type NativeConfig } from './native';
 
@@ -75,11 +75,132 @@ export interface SessionPgsqlOptions {
    * `'none'` (default): direct connections, or session pooling.
    */
   pooler?: 'none' | 'transaction';
+  /**
+   * Store a hash of each session id instead of the id, so that ids read from the table (a
+   * dump, a backup, a read-only SQL injection) cannot be replayed as cookies, and the
+   * lookup no longer compares a client's id with stored ids. `true`: SHA-256 of the id,
+   * stored as `sha256:` and 64 hex digits. `{ key }`: HMAC-SHA256 with that secret key (a
+   * string or Buffer of at least 16 bytes, never shown), stored as `hmac:` and 64 hex
+   * digits: a dump is then of no use without the key either. `transition: true` (with
+   * either) also finds sessions stored under their raw id by a handler without hashIds,
+   * for the time of the migration (see the docs' "Hashed ids"). Default `false`: tables
+   * that PHP's session_pgsql shares hold raw ids. Changes placement: a table of raw ids
+   * needs `npx session-pgsql migrate-ids`.
+   */
+  hashIds?: boolean | HashIdsOptions;
+}
+
+/** The object form of the `hashIds` option. */
+export interface HashIdsOptions {
+  /** HMAC-SHA256 key (at least 16 bytes); without it, plain SHA-256. */
+  key?: string | Buffer;
+  /** Also find sessions still stored under their raw id (during a migration). Default `false`. */
+  transition?: boolean;
+}
+
+/**
+ * @internal How the handler turns a checked session id into its stored key (`sess_id`):
+ * the id itself, or its hash. The key material lives only in the closure of `stored`.
+ */
+export interface IdHashing {
+  /** `'off'`, `'sha256'` or `'hmac'` (what status() shows; never the key). */
+  mode: 'off' | 'sha256' | 'hmac';
+  /** The stored key of a (checked) id. */
+  stored(id: string): string;
+  /** Also look sessions up by their raw id (migration). */
+  transition: boolean;
+}
+
+/** The prefixes of hashed stored keys: a raw id from `idPattern`'s default never has a ':'. */
+export const HASH_PREFIX = { sha256: 'sha256:', hmac: 'hmac:' } as const;
+
+/** The shortest HMAC key in bytes. */
+export const MIN_HASH_KEY_BYTES = 16;
+
+/**
+ * @internal The id hashing of a `hashIds` value.
+ * @throws SessionPgsqlError `SPG_INVALID_OPTION`, never showing the key.
+ */
+export function idHashing(value: unknown): IdHashing {
+  if (value === false) return { mode: 'off', stored: (id) => id, transition: false };
+  if (value === true) return plainHashing(false);
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    Buffer.isBuffer(value)
+  ) {
+    throw invalid(
+      `Expected true, false or { key, transition } for "hashIds" but received ${
+        typeof value === 'string' || Buffer.isBuffer(value)
+          ? `a ${typeof value === 'string' ? 'string' : 'Buffer'} (pass the key as { key })`
+          : show(value)
+      }`,
+    );
+  }
+  for (const name of Object.keys(value)) {
+    if (name !== 'key' && name !== 'transition')
+      throw invalid(`Unknown property "${name}" of "hashIds" (expected key, transition)`);
+  }
+  const { key, transition = false } = value as HashIdsOptions;
+  if (typeof transition !== 'boolean') {
+    throw invalid(`Expected a boolean for "hashIds.transition" but received ${show(transition)}`);
+  }
+  if (key === undefined) return plainHashing(transition);
+  // The key is a secret: only its type and size are ever told.
+  if (typeof key !== 'string' && !Buffer.isBuffer(key)) {
+    throw invalid(`Expected a string or Buffer for "hashIds.key" but received a ${typeof key}`);
+  }
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key);
+  if (bytes.length < MIN_HASH_KEY_BYTES || (typeof key === 'string' && !wellFormed(key))) {
+    throw invalid(
+      `Expected "hashIds.key" of at least ${MIN_HASH_KEY_BYTES} bytes (a random secret, e.g. 32 ` +
+        `bytes as hex or base64) but received one of ${bytes.length} bytes` +
+        (typeof key === 'string' && !wellFormed(key) ? ' with a lone surrogate' : ''),
+    );
+  }
+  return {
+    mode: 'hmac',
+    stored: (id) => HASH_PREFIX.hmac + createHmac('sha256', bytes).update(id).digest('hex'),
+    transition,
+  };
+}
+
+function plainHashing(transition: boolean): IdHashing {
+  return {
+    mode: 'sha256',
+    stored: (id) => HASH_PREFIX.sha256 + createHash('sha256').update(id).digest('hex'),
+    transition,
+  };
+}
+
+/** @internal True when `stored` is a hashed key of either kind (what migrate-ids skips). */
+export function isHashedKey(stored: string): boolean {
+  return /^(?:sha256|hmac):[0-9a-f]{64}$/.test(stored);
+}
+
+// Test-only: the default of `hashIds` (test/support/hash-mode.ts sets it for
+// `npm run test:hashed`, so that every handler of the suite hashes its ids). The product
+// never reads the environment for it.
+let hashIdsDefault: boolean | HashIdsOptions = false;
+
+/**
+ * @internal Not part of the API: sets the default of `hashIds` for the handlers created
+ * afterwards in this process (the test suite's hashed mode). Returns the previous default.
+ */
+export function __setHashIdsDefaultForTest(
+  value: boolean | HashIdsOptions,
+): boolean | HashIdsOptions {
+  const previous = hashIdsDefault;
+  hashIdsDefault = value;
+  return previous;
 }
 
 export interface ResolvedOptions {
   native: NativeConfig;
   idPattern: RegExp;
+  /** Stored keys of ids (`hashIds`). */
+  ids: IdHashing;
   /** Decided by the facade alone (see SessionPgsql's write). */
   shortCircuit: boolean;
   /** Each `db` entry as messages and `info()` show it: key=value, secrets as `***`. */
@@ -108,6 +229,7 @@ export const defaults = {
   synchronousCommit: true,
   connections: 1,
   pooler: 'none',
+  hashIds: false,
 } as const;
 
 function invalid(message: string): SessionPgsqlError {
@@ -491,6 +613,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
+    ids: idHashing(options.hashIds ?? hashIdsDefault),
     shortCircuit,
     redacted,
   };

@@ -48,7 +48,8 @@ const levels: Record<string, 'errors' | 'warnings' | 'notices'> = {
 
 /** The handler's side of a Session, kept off the public surface. */
 export interface SessionOwner {
-  message(id: string): Promise<string>;
+  /** The stored error message of the row with stored key `key`. */
+  message(key: string): Promise<string>;
   describeServer(index: number): string;
 }
 
@@ -71,11 +72,15 @@ export interface SessionChanges {
  * await handler.write(s, JSON.stringify(state))
  */
 export class Session {
-  /** The session id. */
+  /** The session id, as the caller gave it (never the stored hash of `hashIds`). */
   readonly id: string;
   /** The address of the request that read the session (stored on write). */
   readonly address: string;
   readonly #owner: SessionOwner;
+  // The stored key (sess_id) its writes go to, and the one its row was read from: they differ
+  // only for a row found under its raw id during a hashIds migration.
+  readonly #key: string;
+  readonly #rowKey: string;
   #row: NativeRow;
   #custom: string | null = null;
   // This request's counts: written (stored by its writes) and pending (for its next write).
@@ -86,9 +91,18 @@ export class Session {
   #message: string | null = null;
 
   /** @internal */
-  constructor(owner: SessionOwner, id: string, address: string, row: NativeRow) {
+  constructor(
+    owner: SessionOwner,
+    id: string,
+    key: string,
+    address: string,
+    row: NativeRow,
+    rowKey = key,
+  ) {
     this.#owner = owner;
     this.id = id;
+    this.#key = key;
+    this.#rowKey = rowKey;
     this.address = address;
     this.#row = row;
   }
@@ -196,7 +210,7 @@ export class Session {
   async getError(withMessage = false): Promise<SessionErrors> {
     const result: SessionErrors = this.#counts();
     if (withMessage) {
-      result.message = this.#message ?? (this.isNew ? '' : await this.#owner.message(this.id));
+      result.message = this.#message ?? (this.isNew ? '' : await this.#owner.message(this.#rowKey));
     }
     return result;
   }
@@ -211,6 +225,14 @@ export class Session {
       warnings: r.warnings + w.warnings + p.warnings,
       notices: r.notices + w.notices + p.notices,
     };
+  }
+
+  /**
+   * @internal The stored key this Session's writes go to, when `owner` (a handler's) read it;
+   * null for a Session of another handler, whose key that handler would compute.
+   */
+  keyFor(owner: SessionOwner): string | null {
+    return owner === this.#owner ? this.#key : null;
   }
 
   /** @internal What the next write must carry. */

@@ -2,6 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { controlFromEnv, type Cluster } from '../../scripts/pg-cluster';
+// Imported for its effect: the hashed-ids mode of the run (SPG_TEST_HASH_IDS).
+import './hash-mode';
 
 /** The conninfo of each test server, from SESSION_PGSQL_TEST_DB. */
 export function servers(): string[] {
