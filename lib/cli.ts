@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { SessionPgsql } from './handler';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { importConnectPgSimple, type ImportCounts } from './import';
+import { migrateIds, type MigratedServer } from './migrate-ids';
 import { libpqVersion } from './index';
 import { resolveOptions, splitConninfo } from './options';
 
@@ -22,6 +23,10 @@ Commands:
   import connect-pg-simple
             copy the live sessions of connect-pg-simple's table into ours, ids unchanged,
             so switching stores logs nobody out; safe to run again
+  migrate-ids
+            rewrite every session stored under its raw id to the key of hashIds (SHA-256, or
+            HMAC-SHA256 with --key-env), moving it to that key's home server; safe to run
+            again, and while the application runs (see the docs: Hashed ids). Needs pg
   help      this text
 
 Options:
@@ -41,6 +46,14 @@ Options of import connect-pg-simple:
   --from-db <conninfo>  the database holding it (default: the first server of --db)
   --dry-run             count what would be copied; write nothing
 
+Options of migrate-ids (--db lists the servers in the application's order):
+  --key-env <VAR>       the environment variable holding the hashIds key (HMAC-SHA256);
+                        without it, plain SHA-256 (hashIds: true)
+  --placement <mode>    the application's placement: rendezvous (default), php, or failover
+                        (failoverMode: true)
+  --batch <n>           rows per transaction (default 500)
+  --dry-run             count what would move; change nothing
+
 Exit status: 0 success; 1 an operation failed on some server (the reason is on stderr);
 2 usage error (unknown command or option, no --db and no SESSION_PGSQL_DB).
 
@@ -51,7 +64,7 @@ download a package when it is not installed there:
   30 3 * * *   cd /srv/app && SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx --no-install session-pgsql vacuum
 `;
 
-const COMMANDS = ['init', 'gc', 'vacuum', 'status', 'import', 'help'];
+const COMMANDS = ['init', 'gc', 'vacuum', 'status', 'import', 'migrate-ids', 'help'];
 const IMPORT_SOURCES = ['connect-pg-simple'];
 
 const OPTIONS = {
@@ -68,9 +81,13 @@ const OPTIONS = {
   'from-schema': { type: 'string' },
   'from-db': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  'key-env': { type: 'string' },
+  placement: { type: 'string' },
+  batch: { type: 'string' },
 } as const;
 
-const IMPORT_ONLY = ['from-table', 'from-schema', 'from-db', 'dry-run'];
+const IMPORT_ONLY = ['from-table', 'from-schema', 'from-db'];
+const MIGRATE_ONLY = ['key-env', 'placement', 'batch'];
 
 class UsageError extends Error {}
 
@@ -207,8 +224,17 @@ async function main(argv: string[]): Promise<number> {
     const misplaced = IMPORT_ONLY.find((name) => values[name as keyof typeof values] !== undefined);
     if (misplaced) throw new UsageError(`option --${misplaced} is only for import`);
   }
+  if (command !== 'migrate-ids') {
+    const misplaced = MIGRATE_ONLY.find(
+      (name) => values[name as keyof typeof values] !== undefined,
+    );
+    if (misplaced) throw new UsageError(`option --${misplaced} is only for migrate-ids`);
+    if (values['dry-run'] !== undefined && command !== 'import')
+      throw new UsageError('option --dry-run is only for import and migrate-ids');
+  }
   const db = values.db ?? process.env.SESSION_PGSQL_DB;
   if (!db) throw new UsageError('no server list: pass --db or set SESSION_PGSQL_DB');
+  if (command === 'migrate-ids') return migrateCommand(values, db);
 
   let handler: SessionPgsql;
   const table = values.table ?? 'php_session';
@@ -300,6 +326,87 @@ async function main(argv: string[]): Promise<number> {
   }
   print(report, values.json ?? false);
   return report.ok ? 0 : 1;
+}
+
+/** `migrate-ids`: its own run (pg connections to each server), its own report. */
+async function migrateCommand(
+  values: {
+    'key-env'?: string;
+    placement?: string;
+    batch?: string;
+    table?: string;
+    'dry-run'?: boolean;
+    json?: boolean;
+  },
+  db: string,
+): Promise<number> {
+  let key: string | undefined;
+  const variable = values['key-env'];
+  if (variable !== undefined) {
+    key = process.env[variable];
+    // The key is read from the environment only (an argument shows in `ps`), and never shown.
+    if (!key) throw new UsageError(`--key-env ${variable}: the environment variable is not set`);
+  }
+  const placement = values.placement ?? 'rendezvous';
+  if (placement !== 'rendezvous' && placement !== 'php' && placement !== 'failover') {
+    throw new UsageError(
+      `--placement must be rendezvous, php or failover (received ${JSON.stringify(placement)})`,
+    );
+  }
+  const batch = values.batch === undefined ? 500 : Number(values.batch);
+  if (!Number.isSafeInteger(batch) || batch < 1 || batch > 100000)
+    throw new UsageError(`--batch must be an integer from 1 to 100000`);
+  const table = values.table ?? 'php_session';
+  const servers = splitConninfo(db);
+  let options;
+  try {
+    // The same checks as the application's options (db entries, table, key), as usage errors.
+    const resolved = resolveOptions({
+      db: servers,
+      table,
+      hashIds: key === undefined ? true : { key },
+    });
+    options = { redacted: resolved.redacted };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const dryRun = values['dry-run'] ?? false;
+  let result: MigratedServer[];
+  try {
+    result = await migrateIds({
+      servers,
+      table,
+      placement,
+      hashIds: key === undefined ? true : { key },
+      batch,
+      dryRun,
+    });
+  } catch (err) {
+    process.stderr.write(
+      `session-pgsql migrate-ids: ${(err as Error).message}; rows moved so far stay moved, ` +
+        'run it again to finish\n',
+    );
+    return 1;
+  }
+  const report = {
+    command: 'migrate-ids',
+    ok: true,
+    dryRun,
+    servers: result.map((r, id) => ({ id, server: options.redacted[id], ...r })),
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+  } else {
+    for (const s of report.servers) {
+      process.stdout.write(
+        `server ${s.id} (${s.server}): ${dryRun ? 'would rewrite' : 'rewrote'} ${s.moved} ` +
+          `raw id(s) (${s.moved - s.stayed} to another server), already hashed ${s.hashed}` +
+          (s.otherKind > 0 ? `, hashed the other way ${s.otherKind} (left alone)` : '') +
+          '\n',
+      );
+    }
+  }
+  return 0;
 }
 
 function print(report: Report, json: boolean): void {
