@@ -81,26 +81,32 @@ export async function migrateIds(options: MigrateIdsOptions): Promise<MigratedSe
       clients.push(client);
       await client.connect();
     }
+    // Counted on every server before any row moves: a moved row is not "already hashed".
     const result: MigratedServer[] = [];
-    for (let s = 0; s < clients.length; s++) {
-      result.push(await migrateServer(s));
-    }
+    for (const client of clients) result.push(await countKinds(client));
+    for (let s = 0; s < clients.length; s++) await migrateServer(s, result[s]!);
     return result;
   } finally {
     await placer.close();
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
   }
 
-  async function migrateServer(s: number): Promise<MigratedServer> {
-    const counts: MigratedServer = { moved: 0, stayed: 0, hashed: 0, otherKind: 0 };
-    const source = clients[s]!;
+  async function countKinds(source: PgClient): Promise<MigratedServer> {
     const kinds = await source.query(
       `SELECT count(*) FILTER (WHERE sess_id ~ $1)::float8 AS hashed, ` +
         `count(*) FILTER (WHERE sess_id ~ $2)::float8 AS other FROM ${t}`,
       [`^${ids.mode}:[0-9a-f]{64}$`, `^${ids.mode === 'sha256' ? 'hmac' : 'sha256'}:[0-9a-f]{64}$`],
     );
-    counts.hashed = Number(kinds.rows[0]!.hashed);
-    counts.otherKind = Number(kinds.rows[0]!.other);
+    return {
+      moved: 0,
+      stayed: 0,
+      hashed: Number(kinds.rows[0]!.hashed),
+      otherKind: Number(kinds.rows[0]!.other),
+    };
+  }
+
+  async function migrateServer(s: number, counts: MigratedServer): Promise<void> {
+    const source = clients[s]!;
     let after = '';
     for (;;) {
       await source.query('BEGIN');
@@ -149,7 +155,6 @@ export async function migrateIds(options: MigrateIdsOptions): Promise<MigratedSe
         throw err;
       }
     }
-    return counts;
   }
 
   /** Upserts `rows` (column -> value, sess_id already the hashed key), newer wins. */

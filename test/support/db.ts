@@ -2,8 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { controlFromEnv, type Cluster } from '../../scripts/pg-cluster';
-// Imported for its effect: the hashed-ids mode of the run (SPG_TEST_HASH_IDS).
-import './hash-mode';
+import { fromStored, hashedMode, knownId, toStored } from './hash-mode';
 
 /** The conninfo of each test server, from SESSION_PGSQL_TEST_DB. */
 export function servers(): string[] {
@@ -34,12 +33,15 @@ export function uniqueTable(prefix = 't'): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`;
 }
 
-/** A valid session id (32 characters of [A-Za-z0-9_-]). */
+/** A valid session id (32 characters of [A-Za-z0-9_-]), known to hashed mode's query(). */
 export function newId(): string {
-  return randomBytes(24).toString('base64url');
+  return knownId(randomBytes(24).toString('base64url'));
 }
 
-/** Runs one query on test server `index` with the `pg` client; returns the rows. */
+/**
+ * Runs one query on test server `index` with the `pg` client; returns the rows. In hashed mode
+ * (hash-mode.ts) known ids in `params` go as their stored keys, and come back as ids.
+ */
 export async function query<T = Record<string, unknown>>(
   index: number,
   text: string,
@@ -48,16 +50,26 @@ export async function query<T = Record<string, unknown>>(
   const client = new Client({ connectionString: toUri(servers()[index]!) });
   await client.connect();
   try {
-    return (await client.query(text, params)).rows as T[];
+    return (await client.query(text, params.map(toStored))).rows.map(fromStored) as T[];
   } finally {
     await client.end();
   }
 }
 
-/** A pg client on test server `index` that stays open (query() opens one per call). */
+/**
+ * A pg client on test server `index` that stays open (query() opens one per call); its
+ * `query(text, params)` translates ids as query() does in hashed mode.
+ */
 export async function client(index: number): Promise<Client> {
   const c = new Client({ connectionString: toUri(servers()[index]!) });
   await c.connect();
+  if (!hashedMode) return c;
+  const plain = c.query.bind(c) as (text: unknown, params?: unknown[]) => Promise<any>;
+  (c as unknown as { query: unknown }).query = async (text: unknown, params?: unknown[]) => {
+    const result = await plain(text, Array.isArray(params) ? params.map(toStored) : params);
+    if (result && Array.isArray(result.rows)) result.rows = result.rows.map(fromStored);
+    return result;
+  };
   return c;
 }
 

@@ -1,6 +1,8 @@
 // The suite's hashed-ids mode (`npm run test:hashed`, SPG_TEST_HASH_IDS=1): every handler the
 // tests create defaults to `hashIds: true`, through the library's test-only hook; the library
-// itself never reads this variable. Imported by the support modules that server tests use.
+// itself never reads this variable. Tests look at rows with SQL by the ids they gave handlers:
+// in this mode db.ts's query() and client() translate, both ways, the ids this module knows
+// (every newId(), and those given to knownId()) to their stored keys.
 import { __setHashIdsDefaultForTest, idHashing } from '../../lib/options';
 
 /** True when the suite runs with hashed ids. */
@@ -9,6 +11,8 @@ export const hashedMode = process.env.SPG_TEST_HASH_IDS === '1';
 if (hashedMode) __setHashIdsDefaultForTest(true);
 
 const plain = idHashing(true);
+// stored key -> id, for every id the tests made or named.
+const ids = new Map<string, string>();
 
 /**
  * The `sess_id` a default handler of this run stores for the (handler-side) id `id`: the id
@@ -18,9 +22,32 @@ export function storedKey(id: string): string {
   return hashedMode ? plain.stored(id) : id;
 }
 
+/** Makes `id` one that query() translates in hashed mode; returns it. */
+export function knownId(id: string): string {
+  if (hashedMode) ids.set(plain.stored(id), id);
+  return id;
+}
+
+/** A query parameter with each known id (also inside an array) replaced by its stored key. */
+export function toStored(value: unknown): unknown {
+  if (!hashedMode) return value;
+  if (Array.isArray(value)) return value.map(toStored);
+  if (typeof value === 'string' && ids.has(plain.stored(value))) return plain.stored(value);
+  return value;
+}
+
+/** A result row with each stored key of a known id replaced by the id. */
+export function fromStored<T>(row: T): T {
+  if (!hashedMode || typeof row !== 'object' || row === null) return row;
+  const out = { ...row } as Record<string, unknown>;
+  for (const [column, value] of Object.entries(out)) {
+    if (typeof value === 'string' && ids.has(value)) out[column] = ids.get(value);
+  }
+  return out as T;
+}
+
 /**
- * Skips the calling test (or suite, from a `before`) in hashed mode; `why` says why it is about
- * raw ids by nature.
+ * Skips the calling test in hashed mode; `why` says why it is about raw ids by nature.
  */
 export function skipWhenHashed(context: Mocha.Context, why: string): void {
   if (hashedMode) {

@@ -1,18 +1,15 @@
 // What the session and housekeeping tables hold, read with query() (pg), not through the
 // handler under test.
 import { query } from './db';
-import { storedKey } from './hash-mode';
+import { hashedMode } from './hash-mode';
 
-/**
- * The rows of session `id` (the id a handler of this run was given; its stored key in hashed
- * mode) in `table` on test server `server` (0 unless told): none or one.
- */
+/** The rows of session `id` in `table` on test server `server` (0 unless told): none or one. */
 export function sessionRows<T = Record<string, unknown>>(
   table: string,
   id: string,
   server = 0,
 ): Promise<T[]> {
-  return query<T>(server, `SELECT * FROM ${table} WHERE sess_id = $1`, [storedKey(id)]);
+  return query<T>(server, `SELECT * FROM ${table} WHERE sess_id = $1`, [id]);
 }
 
 /** The row of session `id` in `table` on test server `server` (0 unless told), if any. */
@@ -106,25 +103,23 @@ export async function idsIn(table: string, server = 0): Promise<string[]> {
     server,
     `SELECT sess_id FROM ${table} ORDER BY sess_id`,
   );
-  return rows.map((r) => r.sess_id);
+  const ids = rows.map((r) => r.sess_id);
+  // The rows come in the order of their stored keys: sorted again as ids.
+  return hashedMode ? ids.sort() : ids;
 }
 
-/**
- * id -> sess_data of the given ids (as handlers were given them: their stored keys are looked
- * up in hashed mode) stored in `table` on test server `index`.
- */
+/** sess_id -> sess_data of the given ids stored in `table` on test server `index`. */
 export async function rowsOn(
   index: number,
   table: string,
   ids: string[],
 ): Promise<Map<string, string>> {
-  const byKey = new Map(ids.map((id) => [storedKey(id), id]));
   const rows = await query<{ sess_id: string; sess_data: string }>(
     index,
     `SELECT sess_id, sess_data FROM "${table}" WHERE sess_id = ANY($1)`,
-    [[...byKey.keys()]],
+    [ids],
   );
-  return new Map(rows.map((r) => [byKey.get(r.sess_id)!, r.sess_data]));
+  return new Map(rows.map((r) => [r.sess_id, r.sess_data]));
 }
 
 /** A row of the housekeeping record table, as pg returns it (bigint columns as strings). */
