@@ -129,10 +129,15 @@ export class SessionPgsql extends EventEmitter {
       const row = await this.#native.read(key);
       // A migration in progress: a session no row has under its hash may still be under its
       // raw id (an expired row or a tombstone under the hash is an answer: not looked past).
-      // Found there, it is written back under the hash.
+      // Found there, it is written back under the hash, with its custom field (the write
+      // inserts there: its counter and created time start again).
       if (row.state === 'new' && this.#options.ids.transition) {
         const old = await this.#native.read(id);
-        if (old.state !== 'new') return new Session(this.#owner, id, key, address, old, id);
+        if (old.state !== 'new') {
+          const found = new Session(this.#owner, id, key, address, old, id);
+          if (old.custom !== '') found.setField(old.custom);
+          return found;
+        }
       }
       return new Session(this.#owner, id, key, address, row);
     } catch (err) {

@@ -183,17 +183,35 @@ export function isHashedKey(stored: string): boolean {
 // `npm run test:hashed`, so that every handler of the suite hashes its ids). The product
 // never reads the environment for it.
 let hashIdsDefault: boolean | HashIdsOptions = false;
+let observeDefault: ((id: string, stored: string) => void) | null = null;
 
 /**
  * @internal Not part of the API: sets the default of `hashIds` for the handlers created
- * afterwards in this process (the test suite's hashed mode). Returns the previous default.
+ * afterwards in this process (the test suite's hashed mode), and a function told each id such
+ * a handler hashes (so the suite can find its rows by id). Returns the previous default.
  */
 export function __setHashIdsDefaultForTest(
   value: boolean | HashIdsOptions,
+  observe: ((id: string, stored: string) => void) | null = null,
 ): boolean | HashIdsOptions {
   const previous = hashIdsDefault;
   hashIdsDefault = value;
+  observeDefault = observe;
   return previous;
+}
+
+function defaultHashing(): IdHashing {
+  const ids = idHashing(hashIdsDefault);
+  const observe = observeDefault;
+  if (observe === null || ids.mode === 'off') return ids;
+  return {
+    ...ids,
+    stored: (id) => {
+      const stored = ids.stored(id);
+      observe(id, stored);
+      return stored;
+    },
+  };
 }
 
 export interface ResolvedOptions {
@@ -613,7 +631,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       pooler,
     },
     idPattern: pattern(options.idPattern ?? defaults.idPattern),
-    ids: idHashing(options.hashIds ?? hashIdsDefault),
+    ids: options.hashIds === undefined ? defaultHashing() : idHashing(options.hashIds),
     shortCircuit,
     redacted,
   };

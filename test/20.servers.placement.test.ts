@@ -16,7 +16,13 @@ function handler(
   entries: string[],
   options: { placement?: 'rendezvous' | 'php'; failoverMode?: boolean } = {},
 ) {
-  const h = new SessionPgsql({ db: entries.join(';'), ...options });
+  // PHP's placement is for tables PHP shares, which keep raw ids: pinned so, also in the suite's
+  // hashed mode, since these tests compute where a raw id goes.
+  const h = new SessionPgsql({
+    db: entries.join(';'),
+    ...(options.placement === 'php' ? { hashIds: false } : {}),
+    ...options,
+  });
   open.push(h);
   return h;
 }

@@ -7,6 +7,7 @@
 // read-only (SPG_READ_ONLY), not up, and is used once promoted.
 import { expect } from 'chai';
 import { Client } from 'pg';
+import { fromStored } from './support/hash-mode';
 import { SessionPgsql, SessionPgsqlError } from '../lib';
 import type { Cluster } from '../scripts/pg-cluster';
 import { startReplicaPair, type ReplicaPair } from '../scripts/pg-replica';
@@ -33,7 +34,7 @@ async function rowsOn(cluster: Cluster, table: string): Promise<Map<string, stri
     const { rows } = await c.query<{ sess_id: string; sess_data: string }>(
       `SELECT sess_id, sess_data FROM ${table}`,
     );
-    return new Map(rows.map((r) => [r.sess_id, r.sess_data]));
+    return new Map(rows.map(fromStored).map((r) => [r.sess_id, r.sess_data]));
   } finally {
     await c.end();
   }

@@ -37,10 +37,10 @@ describe('30 housekeeping: garbage collection', function () {
         `INSERT INTO ${table} (sess_id, sess_name, sess_data, sess_created, sess_modified,
            sess_expire, sess_counter, sess_custom, sess_error, sess_warning, sess_notice,
            sess_addr_created)
-         SELECT $1, 'SID', $2, n - 5000, n - 4000, n + $3::bigint, 7, 'custom ' || $1, 0, 0, 0,
+         SELECT $1, 'SID', $2, n - 5000, n - 4000, n + $3::bigint, 7, $4, 0, 0, 0,
            '192.0.2.7'
          FROM (SELECT ${NOW} AS n) s`,
-        [r.id, r.data ?? `data of ${r.id}`, r.offset],
+        [r.id, r.data ?? `data of ${r.id}`, r.offset, `custom ${r.id}`],
       );
     }
   }

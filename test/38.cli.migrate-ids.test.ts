@@ -222,7 +222,9 @@ describe('CLI: migrate-ids', () => {
     expect(sum(report, 'moved')).to.equal(2); // kept, and changed's stale raw row
     const hashed = make(table, { hashIds: true });
     expect((await hashed.read(kept!)).data).to.equal(dataOf(kept!));
-    expect((await hashed.read(changed!)).data).to.equal('changed under hashIds');
+    const moved = await hashed.read(changed!);
+    expect(moved.data).to.equal('changed under hashIds');
+    expect(moved.getField()).to.equal(customOf(changed!)); // carried by the transition write
     expect((await hashed.read(loggedOut!)).isNew).to.equal(true);
     expect((await keysOnServers(table)).flat()).to.have.length(2);
   });

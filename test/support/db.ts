@@ -50,7 +50,9 @@ export async function query<T = Record<string, unknown>>(
   const client = new Client({ connectionString: toUri(servers()[index]!) });
   await client.connect();
   try {
-    return (await client.query(text, params.map(toStored))).rows.map(fromStored) as T[];
+    // (A text of several statements answers with one result each: no rows.)
+    const { rows } = await client.query(text, params.map(toStored));
+    return (rows ? rows.map(fromStored) : rows) as T[];
   } finally {
     await client.end();
   }

@@ -2,17 +2,18 @@
 // tests create defaults to `hashIds: true`, through the library's test-only hook; the library
 // itself never reads this variable. Tests look at rows with SQL by the ids they gave handlers:
 // in this mode db.ts's query() and client() translate, both ways, the ids this module knows
-// (every newId(), and those given to knownId()) to their stored keys.
+// (every newId(), those given to knownId(), and every id a default handler of this process
+// hashed, e.g. an id a framework generated) to their stored keys.
 import { __setHashIdsDefaultForTest, idHashing } from '../../lib/options';
 
 /** True when the suite runs with hashed ids. */
 export const hashedMode = process.env.SPG_TEST_HASH_IDS === '1';
 
-if (hashedMode) __setHashIdsDefaultForTest(true);
-
 const plain = idHashing(true);
-// stored key -> id, for every id the tests made or named.
+// stored key -> id, for every id the tests made or named, and every id a default handler hashed.
 const ids = new Map<string, string>();
+
+if (hashedMode) __setHashIdsDefaultForTest(true, (id, stored) => ids.set(stored, id));
 
 /**
  * The `sess_id` a default handler of this run stores for the (handler-side) id `id`: the id
