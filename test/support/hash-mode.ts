@@ -46,13 +46,3 @@ export function fromStored<T>(row: T): T {
   }
   return out as T;
 }
-
-/**
- * Skips the calling test in hashed mode; `why` says why it is about raw ids by nature.
- */
-export function skipWhenHashed(context: Mocha.Context, why: string): void {
-  if (hashedMode) {
-    context.test!.title += ` (skipped with hashed ids: ${why})`;
-    context.skip();
-  }
-}
