@@ -77,7 +77,7 @@ describe('hashIds option (no server)', () => {
   });
 
   it('places a session by its stored key: hashIds changes placement', () => {
-    const raw = make({ db: THREE });
+    const raw = make({ db: THREE, hashIds: false });
     const hashed = make({ db: THREE, hashIds: true });
     const keyed = make({ db: THREE, hashIds: { key: KEY } });
     const ids = Array.from({ length: 40 }, (_, i) => `${ID}_${i}`);
