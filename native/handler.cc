@@ -112,6 +112,8 @@ Napi::Function Handler::Define(Napi::Env env, Environment* environment) {
                          InstanceMethod("stats", &Handler::JsStats),
                          InstanceMethod("list", &Handler::JsList),
                          InstanceMethod("clear", &Handler::JsClear),
+                         InstanceMethod("sessionsOf", &Handler::JsSessionsOf),
+                         InstanceMethod("destroySessionsOf", &Handler::JsDestroySessionsOf),
                          InstanceMethod("onEvent", &Handler::JsOnEvent),
                          InstanceMethod("status", &Handler::JsStatus),
                          InstanceMethod("order", &Handler::JsOrder),
