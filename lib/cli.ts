@@ -307,14 +307,15 @@ async function main(argv: string[]): Promise<number> {
       report.revoked = done?.destroyed ?? 0;
       unreachable = done?.unreachable ?? [];
       // The revocation waits in this handler for the servers it missed, and runs there as they
-      // come back (before they are up): --wait keeps the process for that long.
+      // come back (before they are up): --wait keeps the process for that long. A server that
+      // failed the statement while up has none pending, and stays unrevoked.
+      const pendingOn = (i: number) => handler.status().servers[i]!.pendingRevocations > 0;
+      const waiting = unreachable.filter(pendingOn);
       const deadline = Date.now() + wait * 1000;
-      const pending = () =>
-        handler.status().servers.some((s) => s.pendingRevocations > 0 || s.state !== 'up');
-      while (unreachable.length > 0 && pending() && Date.now() < deadline) {
+      while (waiting.some(pendingOn) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      unreachable = unreachable.filter((i) => handler.status().servers[i]!.pendingRevocations > 0);
+      unreachable = unreachable.filter((i) => !waiting.includes(i) || pendingOn(i));
     }
     if (command === 'import' && failure === null) {
       const from = values['from-db'] ?? splitConninfo(db)[0]!;

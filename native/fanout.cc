@@ -470,9 +470,13 @@ Napi::Value Handler::JsDestroySessionsOf(const Napi::CallbackInfo& info) {
                                  .BindNull());
     op->done = [this, state, finish, revocation](Op& op) {
       if (op.error) {
-        // Perhaps it ran before the connection was lost: running it again
-        // there is harmless (it finds tombstones).
-        pending_revocations_[op.server].push_back(revocation);
+        // A server lost meanwhile takes it on its return (perhaps it ran
+        // before the connection was lost: running it again finds tombstones).
+        // One that is still up failed the statement itself: nothing would
+        // run it again, so the caller is told and may retry.
+        if (servers_[op.server]->state() != Server::State::kUp) {
+          pending_revocations_[op.server].push_back(revocation);
+        }
         state->unreachable.push_back(op.server);
       } else {
         const PGresult* r = op.results[0].get();
