@@ -220,6 +220,22 @@ describe('36 handler: a user\u2019s sessions', function () {
     expect((await h.sessionsOf('alice')).sessions.map((s) => s.id)).to.deep.equal([kept]);
   });
 
+  it('closing with a revocation still pending says so (a warning), since it dies with the handler', async () => {
+    const K = 2;
+    const h = await make();
+    await login(h, idHomedOn(h, K), 'alice');
+    await clusters()[K]!.stop({ mode: 'immediate' });
+    await waitUntil('server 2 down', 10_000, () => h.status().servers[K]!.state !== 'up');
+    expect((await h.destroySessionsOf('alice')).unreachable).to.deep.equal([K]);
+    const warnings: Error[] = [];
+    h.on('warning', (w: Error) => warnings.push(w));
+    await h.close();
+    await waitUntil('the warning', 2_000, () => warnings.length > 0);
+    expect(warnings.map((w) => w.message)).to.deep.equal([
+      "server 2: closed before it came back: the sessions of user 'alice' there are not revoked; call destroySessionsOf again once it is back",
+    ]);
+  });
+
   it('a user is a non-empty string or a number; except ids are checked like any id', async () => {
     const h = await make({ db: db(1) });
     for (const bad of ['', null, undefined, {}, true]) {
