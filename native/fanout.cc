@@ -262,6 +262,7 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     setup.Set("table", found(s.table_found()));
     setup.Set("housekeeping", found(s.housekeeping_found()));
     setup.Set("version", found(s.version_found()));
+    setup.Set("index", found(s.index_found()));
     o.Set("setup", setup);
     o.Set("lastGc", run(s.housekeeping().last_gc()));
     o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));

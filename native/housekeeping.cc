@@ -1,5 +1,6 @@
 #include "housekeeping.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -24,7 +25,18 @@ struct GcState {
   bool forced;
   double started = NowSeconds();
   long long removed = 0;
+  Connection* conn = nullptr;  // the run's own connection, until GcEnded
+  bool ended = false;
+  GcWay way = GcWay::kByIndex;
+  long long pages = 0;  // the table's size when the run started (kByRanges)
+  long long page = 0;   // the first page of the range being collected
 };
+
+namespace {
+
+std::string Tid(long long page) { return "(" + std::to_string(page) + ",0)"; }
+
+}  // namespace
 
 Housekeeping::Housekeeping(Loop* loop, Host* host, HousekeepingConfig config)
     : loop_(loop),
@@ -64,6 +76,12 @@ void Housekeeping::CloseTimer(uv_timer_t** timer) {
 
 void Housekeeping::Close() {
   CloseTimer(&gc_timer_);
+  for (auto& run : gc_runs_) {
+    if (run->conn != nullptr) run->conn->Close();
+    run->conn = nullptr;
+    run->ended = true;
+  }
+  gc_runs_.clear();
   CloseTimer(&vacuum_timer_);
   if (vacuum_conn_ != nullptr) {
     vacuum_conn_->Close();
@@ -105,33 +123,114 @@ void Housekeeping::Gc(bool forced, GcDone done) {
       GcFinished(*state, {});
       return;
     }
-    GcBatch(state);
+    StartGc(state);
   };
   host_->SubmitTracked(std::move(claim));
+}
+
+// GC runs on a connection of its own: its batches never sit in the sessions'
+// pipeline (where each would hold up every request queued behind it), and they
+// run side by side with session traffic on another backend.
+void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
+  if (host_->closing()) {
+    GcEnded(state, {});
+    return;
+  }
+  auto* conn = new Connection(loop_, this, config_.own_connection);
+  ErrorInfo error = conn->Start();  // on failure `conn` is already gone
+  if (error) {
+    GcEnded(state, error);
+    return;
+  }
+  state->conn = conn;
+  gc_runs_.push_back(state);
+  // Queued before the connection is up, so the run keeps the process alive
+  // like any operation someone waits for.
+  auto plan = std::make_unique<Op>();
+  plan->setup = true;  // the connection has no setup of its own: everything goes out
+  plan->statements.push_back(Statement::Text(config_.sql->check)
+                                 .Bind(config_.table)
+                                 .Bind(config_.housekeeping_table));
+  plan->statements.push_back(Statement::Text(config_.sql->gc_pages).Bind(config_.table));
+  plan->done = [this, state](Op& op) { GcPlanned(state, op); };
+  conn->Enqueue(std::move(plan));
+}
+
+void Housekeeping::GcPlanned(const std::shared_ptr<GcState>& state, Op& op) {
+  if (state->ended) return;
+  if (op.error) {
+    GcEnded(state, op.error);
+    return;
+  }
+  // Found now, not at setup: an operator who drops the expiry index (the
+  // migration in docs/operations.md) gets GC by ranges from the next run on.
+  const PGresult* check = op.results[0].get();
+  const bool expiry_index = PQntuples(check) == 1 && PQgetvalue(check, 0, 4)[0] == 't';
+  state->way = ChooseGcWay(PQserverVersion(state->conn->pg()), expiry_index);
+  const PGresult* pages = op.results[1].get();
+  if (PQntuples(pages) == 1 && !PQgetisnull(pages, 0, 0)) {
+    state->pages = std::atoll(PQgetvalue(pages, 0, 0));
+  }
+  GcBatch(state);
 }
 
 void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
   // keepExpired keeps expired rows (and so their metadata) for one more
   // lifetime; without it a row goes as soon as it has expired.
+  const std::string grace = std::to_string(config_.gc_grace);
   auto batch = std::make_unique<Op>();
-  batch->statements.push_back(
-      Statement::Prepared(kGcStmt).Bind(std::to_string(config_.gc_grace)));
-  batch->done = [this, state](Op& op) {
+  batch->setup = true;
+  // By ranges, the last range is open-ended: it takes in pages the table grew
+  // by during the run too.
+  const bool last = state->page + kGcRangePages >= state->pages;
+  if (state->way == GcWay::kByRanges) {
+    batch->statements.push_back(
+        Statement::Text(config_.sql->gc_range)
+            .Bind(grace)
+            .Bind(Tid(state->page))
+            .Bind(last ? "(4294967295,0)" : Tid(state->page + kGcRangePages)));
+  } else {
+    batch->statements.push_back(Statement::Text(config_.sql->gc).Bind(grace));
+  }
+  batch->done = [this, state, last](Op& op) {
+    if (state->ended) return;
     long long n = op.error ? 0 : AffectedRows(op.results[0].get());
     state->removed += n;
-    if (!op.error && n >= config_.sql->gc_batch && !host_->closing() && host_->server_up()) {
-      GcBatch(state);  // one bounded batch at a time, interleaved with session traffic
+    if (op.error || host_->closing() || !host_->server_up()) {
+      GcEnded(state, op.error);
       return;
     }
-    last_gc_.valid = true;
-    last_gc_.at = state->started;
-    last_gc_.duration = NowSeconds() - state->started;
-    last_gc_.removed = state->removed;
-    last_gc_.error = op.error ? op.error.message : "";
-    Record(gc_job_, &last_gc_, op.error);
-    GcFinished(*state, op.error);
+    // A full batch may have left more behind (in its range, by ranges);
+    // otherwise the range is done (SKIP LOCKED rows wait for the next run).
+    if (n >= config_.sql->gc_batch) {
+      GcBatch(state);
+      return;
+    }
+    if (state->way == GcWay::kByRanges && !last) {
+      state->page += kGcRangePages;
+      GcBatch(state);
+      return;
+    }
+    GcEnded(state, {});
   };
-  host_->SubmitTracked(std::move(batch));
+  state->conn->Enqueue(std::move(batch));
+}
+
+void Housekeeping::GcEnded(const std::shared_ptr<GcState>& state, const ErrorInfo& error) {
+  if (state->ended) return;
+  state->ended = true;
+  if (state->conn != nullptr) {
+    state->conn->Close();
+    state->conn = nullptr;
+  }
+  gc_runs_.erase(std::remove(gc_runs_.begin(), gc_runs_.end(), state), gc_runs_.end());
+  last_gc_.valid = true;
+  last_gc_.at = state->started;
+  last_gc_.duration = NowSeconds() - state->started;
+  last_gc_.removed = state->removed;
+  last_gc_.error = error ? error.message : "";
+  Record(gc_job_, &last_gc_, error);
+  GcFinished(*state, error);
 }
 
 void Housekeeping::GcFinished(GcState& state, const ErrorInfo& error) {
@@ -211,7 +310,7 @@ void Housekeeping::StartVacuum() {
     VacuumFinished(MakeError(code::kClosed, "the handler is closing"));
     return;
   }
-  auto* conn = new Connection(loop_, this, config_.vacuum_connection);
+  auto* conn = new Connection(loop_, this, config_.own_connection);
   ErrorInfo error = conn->Start();
   if (error) {
     VacuumFinished(std::move(error));
@@ -234,6 +333,9 @@ void Housekeeping::StartVacuum() {
 }
 
 void Housekeeping::Cancel() {
+  // The batches that committed stay done; gc() resolves with them.
+  auto runs = gc_runs_;
+  for (auto& run : runs) GcEnded(run, {});
   if (!vacuum_busy_) return;
   if (vacuum_conn_ != nullptr) {
     vacuum_conn_->Close();  // the server ends the VACUUM with the connection
@@ -245,6 +347,13 @@ void Housekeeping::Cancel() {
 void Housekeeping::OnConnected(Connection*) {}
 
 void Housekeeping::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr>) {
+  for (auto& run : gc_runs_) {
+    if (run->conn != conn) continue;
+    auto state = run;
+    state->conn = nullptr;  // closed already
+    GcEnded(state, error);
+    return;
+  }
   if (conn == vacuum_conn_) vacuum_conn_ = nullptr;
   VacuumFinished(std::move(error));
 }
