@@ -26,7 +26,10 @@ struct GcState {
   double started = NowSeconds();
   long long removed = 0;
   Connection* conn = nullptr;  // the run's own connection, until GcEnded
-  bool ended = false;
+  bool claimed = false;        // the run won the claim: it is recorded
+  bool ended = false;          // no more batches (GcEnded has run)
+  bool recording = false;      // its record is being written on its connection
+  ErrorInfo error;             // how it ended
   GcWay way = GcWay::kByIndex;
   long long pages = 0;  // the table's size when the run started (kByRanges)
   long long page = 0;   // the first page of the range being collected
@@ -104,33 +107,50 @@ void Housekeeping::OnTimer(uv_timer_t* timer) {
 void Housekeeping::Gc(bool forced, GcDone done) {
   auto state = std::make_shared<GcState>(std::move(done), forced);
   if (!forced) gc_running_ = true;
+  if (forced) {
+    StartGc(state);  // claimed on its own connection, like everything else of the run
+    return;
+  }
+  // why: a timer run usually finds that another process has run GC within the
+  // interval; asking on the session connection spares every process of a fleet
+  // a connection per tick. Only a run that won the claim opens its own.
   auto claim = std::make_unique<Op>();
-  claim->statements.push_back(Statement::Text(config_.sql->claim)
-                                  .Bind(gc_job_)
-                                  .Bind(std::to_string(forced ? 0.0 : config_.gc_interval)));
+  claim->statements.push_back(GcClaim(*state));
   claim->done = [this, state](Op& op) {
-    if (op.error && !(state->forced && op.error.code == sqlstate::kUndefinedTable)) {
-      last_gc_ = {};
-      last_gc_.valid = true;
-      last_gc_.at = state->started;
-      last_gc_.duration = NowSeconds() - state->started;
-      last_gc_.error = op.error.message;
-      GcFinished(*state, op.error);
-      return;
-    }
-    // A forced run without the record table (never initialised) still runs.
-    if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
-      GcFinished(*state, {});
-      return;
-    }
-    StartGc(state);
+    if (GcClaimed(state, op)) StartGc(state);
   };
   host_->SubmitTracked(std::move(claim));
 }
 
-// GC runs on a connection of its own: its batches never sit in the sessions'
-// pipeline (where each would hold up every request queued behind it), and they
-// run side by side with session traffic on another backend.
+Statement Housekeeping::GcClaim(const GcState& state) const {
+  return std::move(Statement::Text(config_.sql->claim)
+                       .Bind(gc_job_)
+                       .Bind(std::to_string(state.forced ? 0.0 : config_.gc_interval)));
+}
+
+bool Housekeeping::GcClaimed(const std::shared_ptr<GcState>& state, Op& op) {
+  if (op.error && !(state->forced && op.error.code == sqlstate::kUndefinedTable)) {
+    last_gc_ = {};
+    last_gc_.valid = true;
+    last_gc_.at = state->started;
+    last_gc_.duration = NowSeconds() - state->started;
+    last_gc_.error = op.error.message;
+    GcEnded(state, op.error);
+    return false;
+  }
+  // A forced run without the record table (never initialised) still runs.
+  if (!op.error && PQntuples(op.results[0].get()) == 0) {  // another process has it
+    GcEnded(state, {});
+    return false;
+  }
+  state->claimed = true;
+  return true;
+}
+
+// GC runs on a connection of its own: its statements never sit in the
+// sessions' pipeline (where each would hold up every request queued behind it,
+// and wait behind any session statement that waits on a lock), and they run
+// side by side with session traffic on another backend.
 void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
   if (host_->closing()) {
     GcEnded(state, {});
@@ -139,15 +159,26 @@ void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
   auto* conn = new Connection(loop_, this, config_.own_connection);
   ErrorInfo error = conn->Start();  // on failure `conn` is already gone
   if (error) {
+    if (state->forced) state->claimed = true;  // recorded as a failed run
     GcEnded(state, error);
     return;
   }
   state->conn = conn;
   gc_runs_.push_back(state);
   // Queued before the connection is up, so the run keeps the process alive
-  // like any operation someone waits for.
+  // like any operation someone waits for. Every op of the run is `setup`: the
+  // connection has no setup of its own, so everything may go out.
+  if (state->forced) {
+    auto claim = std::make_unique<Op>();
+    claim->setup = true;
+    claim->statements.push_back(GcClaim(*state));
+    claim->done = [this, state](Op& op) {
+      if (!state->ended) GcClaimed(state, op);
+    };
+    conn->Enqueue(std::move(claim));
+  }
   auto plan = std::make_unique<Op>();
-  plan->setup = true;  // the connection has no setup of its own: everything goes out
+  plan->setup = true;
   plan->statements.push_back(Statement::Text(config_.sql->check)
                                  .Bind(config_.table)
                                  .Bind(config_.housekeeping_table));
@@ -219,18 +250,39 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
 void Housekeeping::GcEnded(const std::shared_ptr<GcState>& state, const ErrorInfo& error) {
   if (state->ended) return;
   state->ended = true;
+  state->error = error;
+  if (state->claimed) {
+    last_gc_.valid = true;
+    last_gc_.at = state->started;
+    last_gc_.duration = NowSeconds() - state->started;
+    last_gc_.removed = state->removed;
+    last_gc_.error = error ? error.message : "";
+  }
+  if (state->claimed && state->conn != nullptr && !host_->closing()) {
+    // Recorded on the run's own connection before gc() resolves, so whoever
+    // reads the record table after it sees this run.
+    state->recording = true;
+    auto record = std::make_unique<Op>();
+    record->setup = true;
+    record->statements.push_back(RecordStatement(gc_job_, last_gc_, error));
+    record->done = [this, state](Op&) {
+      GcClosed(state);  // best effort: a missing record table was reported by the claim
+    };
+    state->conn->Enqueue(std::move(record));
+    return;
+  }
+  // Lost or failed claim (last_gc_ says so), or no connection left to record on.
+  if (state->claimed) Record(gc_job_, &last_gc_, error);  // on the session connection
+  GcClosed(state);
+}
+
+void Housekeeping::GcClosed(const std::shared_ptr<GcState>& state) {
+  gc_runs_.erase(std::remove(gc_runs_.begin(), gc_runs_.end(), state), gc_runs_.end());
   if (state->conn != nullptr) {
     state->conn->Close();
     state->conn = nullptr;
   }
-  gc_runs_.erase(std::remove(gc_runs_.begin(), gc_runs_.end(), state), gc_runs_.end());
-  last_gc_.valid = true;
-  last_gc_.at = state->started;
-  last_gc_.duration = NowSeconds() - state->started;
-  last_gc_.removed = state->removed;
-  last_gc_.error = error ? error.message : "";
-  Record(gc_job_, &last_gc_, error);
-  GcFinished(*state, error);
+  GcFinished(*state, state->error);
 }
 
 void Housekeeping::GcFinished(GcState& state, const ErrorInfo& error) {
@@ -240,17 +292,22 @@ void Housekeeping::GcFinished(GcState& state, const ErrorInfo& error) {
   state.done(error, state.removed);
 }
 
-void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& error) {
-  if (host_->closing() || !host_->server_up()) return;
-  auto record = std::make_unique<Op>();
+Statement Housekeeping::RecordStatement(const std::string& job, const Run& run,
+                                        const ErrorInfo& error) const {
   Statement s = Statement::Text(config_.sql->record);
-  s.Bind(job).Bind(std::to_string(run->removed)).Bind(std::to_string(run->duration));
+  s.Bind(job).Bind(std::to_string(run.removed)).Bind(std::to_string(run.duration));
   if (error) {
     s.Bind(error.message);
   } else {
     s.BindNull();
   }
-  record->statements.push_back(std::move(s));
+  return s;
+}
+
+void Housekeeping::Record(const std::string& job, Run* run, const ErrorInfo& error) {
+  if (host_->closing() || !host_->server_up()) return;
+  auto record = std::make_unique<Op>();
+  record->statements.push_back(RecordStatement(job, *run, error));
   record->done = [](Op&) {};  // best effort: a missing record table was reported by the claim
   host_->SubmitTracked(std::move(record));
 }
@@ -335,7 +392,13 @@ void Housekeeping::StartVacuum() {
 void Housekeeping::Cancel() {
   // The batches that committed stay done; gc() resolves with them.
   auto runs = gc_runs_;
-  for (auto& run : runs) GcEnded(run, {});
+  for (auto& run : runs) {
+    if (run->recording) {
+      GcClosed(run);
+    } else {
+      GcEnded(run, {});
+    }
+  }
   if (!vacuum_busy_) return;
   if (vacuum_conn_ != nullptr) {
     vacuum_conn_->Close();  // the server ends the VACUUM with the connection
@@ -351,7 +414,11 @@ void Housekeeping::OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr>
     if (run->conn != conn) continue;
     auto state = run;
     state->conn = nullptr;  // closed already
-    GcEnded(state, error);
+    if (state->recording) {
+      GcClosed(state);
+    } else {
+      GcEnded(state, error);
+    }
     return;
   }
   if (conn == vacuum_conn_) vacuum_conn_ = nullptr;

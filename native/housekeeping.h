@@ -94,13 +94,20 @@ class Housekeeping : public ConnectionDelegate {
   // The claim is ours: the run opens its connection, finds the table's size and
   // whether it has the expiry index (which picks the GcWay), then batches.
   void StartGc(std::shared_ptr<struct GcState> state);
+  Statement GcClaim(const struct GcState& state) const;
+  // The claim's answer: true when the run goes on; otherwise it has ended.
+  bool GcClaimed(const std::shared_ptr<struct GcState>& state, Op& op);
   void GcPlanned(const std::shared_ptr<struct GcState>& state, Op& op);
   void GcBatch(std::shared_ptr<struct GcState> state);
-  // A run that claimed the job ends here: its connection closes, the run is
-  // recorded, and GcFinished follows.
+  // Every run's batches end here: a run that won the claim is recorded (on its
+  // own connection while it has one), then GcClosed.
   void GcEnded(const std::shared_ptr<struct GcState>& state, const ErrorInfo& error);
+  // The run lets go of its connection; GcFinished follows.
+  void GcClosed(const std::shared_ptr<struct GcState>& state);
   // Every GC run ends here: the one place the timer's run is marked over.
   void GcFinished(struct GcState& state, const ErrorInfo& error);
+  Statement RecordStatement(const std::string& job, const Run& run, const ErrorInfo& error) const;
+  // Records a run on the session connection (best effort).
   void Record(const std::string& job, Run* run, const ErrorInfo& error);
   void StartVacuum();
   void VacuumFinished(ErrorInfo error);
