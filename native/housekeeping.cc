@@ -33,6 +33,9 @@ struct GcState {
   GcWay way = GcWay::kByIndex;
   long long pages = 0;  // the table's size when the run started (kByRanges)
   long long page = 0;   // the first page of the range being collected
+  double batch_started = 0;
+  uv_timer_t* pause = nullptr;  // between batches; owned, closed in GcClosed
+  Housekeeping* owner = nullptr;
 };
 
 namespace {
@@ -82,6 +85,8 @@ void Housekeeping::Close() {
   for (auto& run : gc_runs_) {
     if (run->conn != nullptr) run->conn->Close();
     run->conn = nullptr;
+    if (run->pause != nullptr) CloseHandle(loop_, run->pause);
+    run->pause = nullptr;
     run->ended = true;
   }
   gc_runs_.clear();
@@ -223,6 +228,7 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
   } else {
     batch->statements.push_back(Statement::Text(config_.sql->gc).Bind(grace));
   }
+  state->batch_started = NowSeconds();
   batch->done = [this, state, last](Op& op) {
     if (state->ended) return;
     long long n = op.error ? 0 : AffectedRows(op.results[0].get());
@@ -234,17 +240,52 @@ void Housekeeping::GcBatch(std::shared_ptr<GcState> state) {
     // A full batch may have left more behind (in its range, by ranges);
     // otherwise the range is done (SKIP LOCKED rows wait for the next run).
     if (n >= config_.sql->gc_batch) {
-      GcBatch(state);
+      GcPause(state);
       return;
     }
     if (state->way == GcWay::kByRanges && !last) {
       state->page += kGcRangePages;
-      GcBatch(state);
+      GcPause(state);
       return;
     }
     GcEnded(state, {});
   };
   state->conn->Enqueue(std::move(batch));
+}
+
+// why: each batch's deletes write WAL and dirty pages that the sessions'
+// commits then wait behind (one disk, one WAL); GC that never paused took most
+// of the I/O while it ran, and the users' p99 with it. Resting as long as the
+// last batch took keeps GC to at most half of the time, whatever the disk.
+void Housekeeping::GcPause(const std::shared_ptr<GcState>& state) {
+  const double rest = std::min(kGcMaxPauseSeconds, NowSeconds() - state->batch_started);
+  if (rest < 0.001) {
+    GcBatch(state);
+    return;
+  }
+  if (state->pause == nullptr) {
+    state->pause = new uv_timer_t;
+    uv_timer_init(loop_->loop(), state->pause);
+    loop_->HandleOpened();
+    state->owner = this;
+    state->pause->data = state.get();
+    // A timer run must not keep the process alive; gc()'s caller waits for it.
+    if (!state->forced) uv_unref(reinterpret_cast<uv_handle_t*>(state->pause));
+  }
+  uv_timer_start(
+      state->pause,
+      [](uv_timer_t* timer) {
+        auto* raw = static_cast<GcState*>(timer->data);
+        Housekeeping* self = raw->owner;
+        Loop::JsScope scope(self->loop_);
+        for (auto& run : self->gc_runs_) {
+          if (run.get() != raw) continue;
+          auto state = run;
+          if (!state->ended) self->GcBatch(state);
+          return;
+        }
+      },
+      static_cast<uint64_t>(rest * 1000), 0);
 }
 
 void Housekeeping::GcEnded(const std::shared_ptr<GcState>& state, const ErrorInfo& error) {
@@ -278,6 +319,10 @@ void Housekeeping::GcEnded(const std::shared_ptr<GcState>& state, const ErrorInf
 
 void Housekeeping::GcClosed(const std::shared_ptr<GcState>& state) {
   gc_runs_.erase(std::remove(gc_runs_.begin(), gc_runs_.end(), state), gc_runs_.end());
+  if (state->pause != nullptr) {
+    CloseHandle(loop_, state->pause);
+    state->pause = nullptr;
+  }
   if (state->conn != nullptr) {
     state->conn->Close();
     state->conn = nullptr;

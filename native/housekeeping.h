@@ -21,6 +21,9 @@
 
 namespace spg {
 
+// The longest rest between two GC batches (see Housekeeping::GcPause).
+inline constexpr double kGcMaxPauseSeconds = 1.0;
+
 struct HousekeepingConfig {
   const Sql* sql = nullptr;  // owned by the handler, which outlives housekeeping
   std::string table;         // quoted
@@ -99,6 +102,9 @@ class Housekeeping : public ConnectionDelegate {
   bool GcClaimed(const std::shared_ptr<struct GcState>& state, Op& op);
   void GcPlanned(const std::shared_ptr<struct GcState>& state, Op& op);
   void GcBatch(std::shared_ptr<struct GcState> state);
+  // Waits as long as the last batch took (at most kGcMaxPauseSeconds), then
+  // sends the next one.
+  void GcPause(const std::shared_ptr<struct GcState>& state);
   // Every run's batches end here: a run that won the claim is recorded (on its
   // own connection while it has one), then GcClosed.
   void GcEnded(const std::shared_ptr<struct GcState>& state, const ErrorInfo& error);
