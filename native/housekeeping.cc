@@ -161,10 +161,12 @@ void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
     GcEnded(state, {});
     return;
   }
+  // A forced run runs whatever the record says (its claim only notes it), so
+  // whatever ends it, a failed connection included, is recorded as its outcome.
+  if (state->forced) state->claimed = true;
   auto* conn = new Connection(loop_, this, config_.own_connection);
   ErrorInfo error = conn->Start();  // on failure `conn` is already gone
   if (error) {
-    if (state->forced) state->claimed = true;  // recorded as a failed run
     GcEnded(state, error);
     return;
   }
@@ -178,7 +180,10 @@ void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
     claim->setup = true;
     claim->statements.push_back(GcClaim(*state));
     claim->done = [this, state](Op& op) {
-      if (!state->ended) GcClaimed(state, op);
+      // Only a failure matters here: the run goes on regardless (see above).
+      if (!state->ended && op.error && op.error.code != sqlstate::kUndefinedTable) {
+        GcEnded(state, op.error);
+      }
     };
     conn->Enqueue(std::move(claim));
   }
