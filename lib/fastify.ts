@@ -10,7 +10,29 @@ import {
   writeId,
   type HandlerOrOptions,
 } from './adapter';
-import type { SessionPgsql } from './handler';
+import type {
+  DestroySessionsOfOptions,
+  Revocation,
+  SessionPgsql,
+  SessionsOfOptions,
+  UserSessions,
+} from './handler';
+import {
+  storeDestroySessionsOf,
+  storeSessionsOf,
+  UserField,
+  userWrite,
+  type UserOption,
+} from './users';
+
+/** Options of a FastifyStore. */
+export interface FastifyStoreOptions {
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'userId'`, or a function of the session object.
+   */
+  user?: UserOption;
+}
 
 type Callback = (err?: any) => void;
 type CallbackSession = (err: any, session?: any) => void;
@@ -39,14 +61,17 @@ export class FastifyStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #users: UserField | undefined;
 
-  constructor(handlerOrOptions: HandlerOrOptions) {
+  constructor(handlerOrOptions: HandlerOrOptions, options: FastifyStoreOptions = {}) {
+    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
   get(sessionId: string, callback: CallbackSession): void {
     readId(this.handler, sessionId).then(
       (s) => {
+        this.#users?.seen(s.id, s.getField());
         const data = s.isNew || s.expired ? null : decode(s.data);
         const expires = data ? expiryOf(data) : null;
         callback(null, data && (expires === null || expires > Date.now()) ? data : null);
@@ -57,16 +82,37 @@ export class FastifyStore {
 
   set(sessionId: string, session: any, callback: Callback): void {
     const ms = expiryOf(session);
-    writeId(
-      this.handler,
-      sessionId,
-      JSON.stringify(session),
-      ms === null ? {} : { expires: rowExpiry(ms) },
-    ).then(() => callback(), callback);
+    let user;
+    try {
+      user = userWrite(this.#users, sessionId, session);
+    } catch (err) {
+      callback(err);
+      return;
+    }
+    writeId(this.handler, sessionId, JSON.stringify(session), {
+      ...(ms === null ? {} : { expires: rowExpiry(ms) }),
+      ...user,
+    }).then(() => callback(), callback);
   }
 
   destroy(sessionId: string, callback: Callback): void {
     destroyId(this.handler, sessionId).then(() => callback(), callback);
+  }
+
+  /**
+   * The live sessions of `user` on every server (see `SessionPgsql#sessionsOf`), with the
+   * plugin's ids; `current` (e.g. `request.session.sessionId`) marks the request's own.
+   */
+  sessionsOf(user: string | number, options?: SessionsOfOptions): Promise<UserSessions> {
+    return storeSessionsOf(this.handler, user, options);
+  }
+
+  /** Logs `user` out on every server but the sessions in `except` (the plugin's ids). */
+  destroySessionsOf(
+    user: string | number,
+    options?: DestroySessionsOfOptions,
+  ): Promise<Revocation> {
+    return storeDestroySessionsOf(this.handler, user, options);
   }
 
   /** Closes the handler if this store created it. */

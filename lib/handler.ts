@@ -3,6 +3,7 @@ import { describe, ErrorCode, SessionPgsqlError } from './errors';
 import { native, type NativeHandler, type NativeStatus } from './native';
 import {
   resolveOptions,
+  isHashedKey,
   loneSurrogate,
   wellFormed,
   MAX_EXPIRES,
@@ -10,6 +11,7 @@ import {
   type SessionPgsqlOptions,
 } from './options';
 import { Session, type SessionOwner } from './session';
+import { requiredUser } from './users';
 
 /** Per-request context of `read()`. */
 export interface ReadContext {
@@ -26,6 +28,63 @@ export interface WriteOptions {
   expires?: number;
   /** The client's address; for a Session, defaults to the address it was read with. */
   address?: string;
+  /**
+   * The custom field (`sess_custom`) to store; default: the stored one is kept (for a Session,
+   * what `setField` set). Given for a Session and different from its field, it is `setField`.
+   */
+  custom?: string;
+}
+
+/** One live session of a user, as `sessionsOf` lists it. */
+export interface UserSession {
+  /** The stored id (under `hashIds`, a reference that names the session but is no cookie). */
+  id: string;
+  /** Whether this is the session named by the `current` option. */
+  current: boolean;
+  /** Index in `db` of the server holding it (the newest copy, during an outage). */
+  server: number;
+  /** Unix seconds: when it was created. */
+  created: number;
+  /** Unix seconds: its last write (`sess_modified`). */
+  lastSeen: number;
+  /** Unix seconds: when it expires. */
+  expires: number;
+  /** The address it was created from (`''`: unknown). */
+  addressCreated: string;
+  /** The address of its last write that had one (`''`: none since it was created). */
+  addressModified: string;
+}
+
+/** What `sessionsOf` resolves to. */
+export interface UserSessions {
+  /** The user's live sessions, most recently seen first. */
+  sessions: UserSession[];
+  /** Servers that could not be asked (down, or failed): their sessions are not listed. */
+  unreachable: number[];
+}
+
+/** Options of `sessionsOf`. */
+export interface SessionsOfOptions {
+  /** The session id of the caller's own session: its entry has `current: true`. */
+  current?: string;
+}
+
+/** Options of `destroySessionsOf`. */
+export interface DestroySessionsOfOptions {
+  /** Session ids to spare (the caller's own session, for "log out everywhere else"). */
+  except?: readonly string[];
+}
+
+/** What `destroySessionsOf` resolves to. */
+export interface Revocation {
+  /** Sessions logged out (a session with copies on two servers counts once). */
+  destroyed: number;
+  /**
+   * Servers that could not be reached. This handler revokes the user's sessions there before
+   * such a server is used again (`status().servers[i].pendingRevocations`); until then, and if
+   * this process ends first, they are not revoked: see docs/operations.md, A user's sessions.
+   */
+  unreachable: number[];
 }
 
 /** What `status()` returns (the original `session_pgsql_status()`). */
@@ -174,9 +233,13 @@ export class SessionPgsql extends EventEmitter {
     const address = checkAddress(
       given.address ?? (session instanceof Session ? session.address : ''),
     );
+    const custom = checkCustom(given.custom);
+    if (session instanceof Session && custom !== null && custom !== session.getField()) {
+      session.setField(custom);
+    }
     try {
       if (!(session instanceof Session)) {
-        return await this.#native.write(key, data, address, expires, null, 0, 0, 0, null);
+        return await this.#native.write(key, data, address, expires, custom, 0, 0, 0, null);
       }
       if (this.#shortCircuits(session, data)) return false;
       const c = session.changes();
@@ -311,6 +374,72 @@ export class SessionPgsql extends EventEmitter {
     }
   }
 
+  /**
+   * The live sessions of `user` (the value the adapters' `user` option keeps in `sess_custom`) on
+   * every server that is up, each once: a session with copies on two servers (one written during
+   * an outage) is listed as its newer copy, and not at all when that is a logout. One indexed
+   * lookup per server, then one read of those ids per server.
+   * @example const { sessions } = await handler.sessionsOf('alice', { current: req.sessionID })
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` (no user), `SPG_INVALID_ID` (`current`),
+   *   `SPG_NO_SERVER` (no server could be asked), `SPG_CLOSED`.
+   */
+  async sessionsOf(user: string | number, options: SessionsOfOptions = {}): Promise<UserSessions> {
+    const who = requiredUser(user, 'sessionsOf(user)');
+    const given = fields(options, 'sessionsOf options');
+    const current = given.current === undefined ? null : this.#key(given.current);
+    let found;
+    try {
+      found = await this.#native.sessionsOf(who);
+    } catch (err) {
+      throw callerStack(err);
+    }
+    return {
+      sessions: found.sessions.map((s) => ({
+        // Under hashIds a reference, also for a row still under its raw id (transition).
+        id: this.#reference(s.id),
+        current: this.#reference(s.id) === current,
+        server: s.server,
+        created: s.created,
+        lastSeen: s.modified,
+        expires: s.expires,
+        addressCreated: s.addressCreated,
+        addressModified: s.addressModified,
+      })),
+      unreachable: found.unreachable,
+    };
+  }
+
+  /**
+   * Logs `user` out everywhere (but the sessions in `except`): on every server that is up, each of
+   * the user's live sessions, copies held on a stand-in included, becomes a tombstone, so that a
+   * request of one of them that writes late cannot bring it back. A server that cannot be reached
+   * gets the revocation before this handler uses it again (sparing sessions created since); it is
+   * listed in `unreachable`.
+   * @example await handler.destroySessionsOf('alice', { except: [req.sessionID] })
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` (no user), `SPG_INVALID_ID` (an `except` id),
+   *   `SPG_CLOSED`.
+   */
+  async destroySessionsOf(
+    user: string | number,
+    options: DestroySessionsOfOptions = {},
+  ): Promise<Revocation> {
+    const who = requiredUser(user, 'destroySessionsOf(user)');
+    const given = fields(options, 'destroySessionsOf options');
+    if (given.except !== undefined && !Array.isArray(given.except))
+      throw argument(
+        `Expected an array of ids for "except" but received ${describe(given.except)}`,
+      );
+    // During a migration (transition) a session kept may still be under its raw id.
+    const except = (given.except ?? []).flatMap((id) =>
+      this.#options.ids.transition ? [this.#key(id), id] : [this.#key(id)],
+    );
+    try {
+      return await this.#native.destroySessionsOf(who, except);
+    } catch (err) {
+      throw callerStack(err);
+    }
+  }
+
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
     const { servers, numberOfServers, failoverMode, ...rest } = this.#native.status();
@@ -373,6 +502,16 @@ export class SessionPgsql extends EventEmitter {
     return known ?? this.#options.ids.stored(id);
   }
 
+  /**
+   * What the handler hands out for a stored key: the key itself, but under `hashIds` a row
+   * still under its raw id (a migration in progress) is named by the hash it will have, so
+   * that no raw id is ever handed out.
+   */
+  #reference(stored: string): string {
+    const ids = this.#options.ids;
+    return ids.mode === 'off' || isHashedKey(stored) ? stored : ids.stored(stored);
+  }
+
   #checkId(id: unknown): asserts id is string {
     // A NUL would cut the id short on its way to libpq, and a lone surrogate would be stored
     // as U+FFFD (two ids, one row), whatever the pattern allows.
@@ -423,6 +562,14 @@ function checkExpires(expires: unknown): number | null {
     );
   }
   return expires;
+}
+
+function checkCustom(custom: unknown): string | null {
+  if (custom === undefined) return null;
+  if (typeof custom !== 'string')
+    throw argument(`Expected a string for "custom" but received ${describe(custom)}`);
+  if (!wellFormed(custom)) throw argument(`The custom field ${loneSurrogate(custom)}`);
+  return custom;
 }
 
 function checkAddress(address: unknown): string {

@@ -1,6 +1,16 @@
 // Public exports only.
 export { SessionPgsql } from './handler';
-export type { ReadContext, WriteOptions, Status } from './handler';
+export type {
+  ReadContext,
+  WriteOptions,
+  Status,
+  UserSession,
+  UserSessions,
+  SessionsOfOptions,
+  DestroySessionsOfOptions,
+  Revocation,
+} from './handler';
+export type { UserOption } from './users';
 export { Session } from './session';
 export type { SessionInfo, SessionErrors, ErrorLevel } from './session';
 export { SessionPgsqlError, ErrorCode } from './errors';

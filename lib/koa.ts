@@ -10,7 +10,29 @@ import {
   writeId,
   type HandlerOrOptions,
 } from './adapter';
-import type { SessionPgsql } from './handler';
+import type {
+  DestroySessionsOfOptions,
+  Revocation,
+  SessionPgsql,
+  SessionsOfOptions,
+  UserSessions,
+} from './handler';
+import {
+  storeDestroySessionsOf,
+  storeSessionsOf,
+  UserField,
+  userWrite,
+  type UserOption,
+} from './users';
+
+/** Options of a KoaStore. */
+export interface KoaStoreOptions {
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'user.id'`, or a function of the session object.
+   */
+  user?: UserOption;
+}
 
 interface KoaContext {
   ip?: string;
@@ -35,14 +57,17 @@ export class KoaStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #users: UserField | undefined;
 
-  constructor(handlerOrOptions: HandlerOrOptions) {
+  constructor(handlerOrOptions: HandlerOrOptions, options: KoaStoreOptions = {}) {
+    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
   async get(key: string, _maxAge?: number | 'session', _opts?: { ctx?: KoaContext }): Promise<any> {
     try {
       const s = await readId(this.handler, key);
+      this.#users?.seen(s.id, s.getField());
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
       // koa-session keeps the cookie's expiry in `_expire` and refuses the
@@ -82,11 +107,28 @@ export class KoaStore {
     await writeId(this.handler, key, JSON.stringify(sess), {
       ...(expires === undefined ? {} : { expires }),
       ...(address ? { address } : {}),
+      ...userWrite(this.#users, key, sess),
     });
   }
 
   async destroy(key: string, _opts?: { ctx?: KoaContext }): Promise<void> {
     await destroyId(this.handler, key);
+  }
+
+  /**
+   * The live sessions of `user` on every server (see `SessionPgsql#sessionsOf`), with
+   * koa-session's keys; `current` marks the request's own (its external key).
+   */
+  sessionsOf(user: string | number, options?: SessionsOfOptions): Promise<UserSessions> {
+    return storeSessionsOf(this.handler, user, options);
+  }
+
+  /** Logs `user` out on every server but the sessions in `except` (koa-session's keys). */
+  destroySessionsOf(
+    user: string | number,
+    options?: DestroySessionsOfOptions,
+  ): Promise<Revocation> {
+    return storeDestroySessionsOf(this.handler, user, options);
   }
 
   /** Closes the handler if this store created it. */

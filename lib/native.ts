@@ -117,13 +117,24 @@ export interface NativeServerStatus {
   failures: number;
   lastError: { code: string; message: string } | null;
   /**
-   * The session table (created with its sess_expire index), the housekeeping record table, and
-   * the table's sess_version column (`'created'`: added by this handler to an older table;
-   * `'missing'`: writes on this server are not versioned).
+   * The session table, the housekeeping record table, the table's sess_version column
+   * (`'created'`: added by this handler to an older table; `'missing'`: writes on this server
+   * are not versioned) and its index on sess_expire (`'missing'` on a table made without it,
+   * PostgreSQL 14 and later, whose GC walks the heap by ranges).
    */
-  setup: { table: SetupFinding; housekeeping: SetupFinding; version: SetupFinding };
+  setup: {
+    table: SetupFinding;
+    housekeeping: SetupFinding;
+    version: SetupFinding;
+    index: SetupFinding;
+  };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;
+  /**
+   * Revocations of a user's sessions (`destroySessionsOf`) that could not reach this server: this
+   * process runs them there before the server is `'up'` again.
+   */
+  pendingRevocations: number;
 }
 
 export interface NativeStatus {
@@ -138,6 +149,34 @@ export interface NativeStatus {
   table: string;
   inFlight: number;
   closed: boolean;
+}
+
+/** One live session of a user, as the native core lists it (stored id: a reference under hashIds). */
+export interface NativeUserSession {
+  id: string;
+  /** Index in `db` of the server holding the newest copy. */
+  server: number;
+  /** Unix seconds. */
+  created: number;
+  /** Unix seconds of the last write (`sess_modified`): last seen. */
+  modified: number;
+  /** Unix seconds. */
+  expires: number;
+  addressCreated: string;
+  addressModified: string;
+}
+
+export interface NativeUserSessions {
+  sessions: NativeUserSession[];
+  /** Servers that could not be asked (down, or failed). */
+  unreachable: number[];
+}
+
+export interface NativeRevocation {
+  /** Sessions turned into tombstones (a session with copies on two servers counts once). */
+  destroyed: number;
+  /** Servers that could not be reached: the revocation waits for them (see pendingRevocations). */
+  unreachable: number[];
 }
 
 export interface NativeHandler {
@@ -164,6 +203,8 @@ export interface NativeHandler {
   stats(): Promise<Array<{ rows: number; expired: number; bytes: number } | { error: Error }>>;
   list(): Promise<Array<{ id: string; data: string }>>;
   clear(): Promise<number>;
+  sessionsOf(user: string): Promise<NativeUserSessions>;
+  destroySessionsOf(user: string, except: string[]): Promise<NativeRevocation>;
   onEvent(listener: (name: string, payload: unknown) => void): void;
   /** The status but `shortCircuit`, which the facade adds (a setting of its own). */
   status(): Omit<NativeStatus, 'shortCircuit'>;
@@ -207,6 +248,15 @@ interface NativeModule {
    * test/05.pipeline.settle.test.ts without a server.
    */
   __settleForTest(batch: SettleOutcomeForTest[], end: 'sync' | 'lost'): SettleDecisionForTest[];
+  /**
+   * @internal Not part of the API: how GC finds expired rows on a server of that version
+   * (`140000` for 14.0) whose table has, or lacks, an index on sess_expire, and whether a table
+   * created there gets that index (test/30.housekeeping.gc.test.ts).
+   */
+  __gcPlanForTest(
+    serverVersion: number,
+    expiryIndex: boolean,
+  ): { way: 'index' | 'ranges'; createsIndex: boolean };
 }
 
 const PACKAGE = 'session-pgsql';

@@ -24,14 +24,15 @@ HousekeepingConfig HousekeepingConfigOf(const ServerConfig& server) {
   HousekeepingConfig config;
   config.sql = server.sql;
   config.table = server.table;
+  config.housekeeping_table = server.housekeeping;
   config.gc_grace = server.gc_grace;
   config.gc_interval = server.gc_interval;
   config.vacuum_interval = server.vacuum_interval;
-  config.vacuum_connection.server = server.index;
-  config.vacuum_connection.conninfo = server.spec.conninfo;
-  config.vacuum_connection.secrets = server.spec.secrets;
-  config.vacuum_connection.connect_timeout_ms = server.timings.connect_timeout_ms;
-  config.vacuum_connection.statement_timeout_ms = server.timings.statement_timeout_ms;
+  config.own_connection.server = server.index;
+  config.own_connection.conninfo = server.spec.conninfo;
+  config.own_connection.secrets = server.spec.secrets;
+  config.own_connection.connect_timeout_ms = server.timings.connect_timeout_ms;
+  config.own_connection.statement_timeout_ms = server.timings.statement_timeout_ms;
   return config;
 }
 
@@ -326,6 +327,7 @@ void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
       };
       Note(&table_found_, found(0));
       Note(&housekeeping_found_, found(3));
+      Note(&index_found_, found(4));
     }
     SetupChecked(conn, op);
   };
@@ -418,11 +420,18 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     }
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
+    // why: where GC can walk the heap by ranges (PostgreSQL 14+), the table
+    // gets no expiry index and room on its pages, so session writes are HOT
+    // updates; elsewhere GC needs the index (docs/operations.md, The table).
     std::vector<Statement> ddl;
-    for (const std::string* text :
-         {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
-      ddl.push_back(Statement::Text(*text));
+    if (CreatesWithoutExpiryIndex(PQserverVersion(conn->pg()))) {
+      ddl.push_back(Statement::Text(sql.create_table_hot));
+    } else {
+      ddl.push_back(Statement::Text(sql.create_table));
+      ddl.push_back(Statement::Text(sql.create_index));
     }
+    ddl.push_back(Statement::Text(sql.create_user_index));
+    ddl.push_back(Statement::Text(sql.create_housekeeping));
     CheckUnderLock(conn, std::move(ddl));
     return;
   }
@@ -466,6 +475,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     Unversioned(slot, "createTable is off");
   }
   Note(&table_found_, Found::kExisted);
+  Note(&index_found_, PQgetvalue(r, 0, 4)[0] == 't' ? Found::kExisted : Found::kMissing);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
   // why: a connection that created the table created this one with it.
@@ -527,6 +537,36 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
   for (const Slot& s : slots_) {
     if (s.setup != Setup::kReady) return;  // up once every connection is
   }
+  BeforeUp(conn);
+}
+
+void Server::BeforeUp(Connection* conn) {
+  // why: a revocation that could not reach this server must hold before any
+  // session is served from it again. Nothing is routed here until it is up
+  // (a server retried after a failure is not routable), so running it first
+  // on one of its connections is enough.
+  std::vector<Statement> pending = owner_->BeforeUp(index_);
+  if (pending.empty()) {
+    GoUp();
+    return;
+  }
+  const size_t count = pending.size();
+  auto op = std::make_unique<Op>();
+  op->setup = true;
+  op->statements = std::move(pending);
+  op->done = [this, conn, count](Op& op) {
+    if (SlotOf(conn) == nullptr) return;
+    if (op.error) {
+      conn->Fail(std::move(op.error));  // still down; tried again on the next connect
+      return;
+    }
+    owner_->RanBeforeUp(index_, count);
+    GoUp();
+  };
+  conn->Enqueue(std::move(op));
+}
+
+void Server::GoUp() {
   attempts_ = 0;
   last_error_ = {};
   if (failures_ > 0) recovered_at_ = NowSeconds();

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 namespace spg {
@@ -142,6 +143,14 @@ std::array<std::optional<std::string>, kWriteParams> WriteParams::Values() && {
   out[kWriteVersion] = std::to_string(version);
   return out;
 }
+
+GcWay ChooseGcWay(int server_version, bool expiry_index) {
+  // why: with the index there, updates are not HOT anyway and the index finds
+  // the expired rows without reading the heap; TID Range Scan came in 14.
+  return expiry_index || server_version < 140000 ? GcWay::kByIndex : GcWay::kByRanges;
+}
+
+bool CreatesWithoutExpiryIndex(int server_version) { return server_version >= 140000; }
 
 // The SQL is laid out by clause, which the formatter would undo.
 std::string StatementName(const std::string& text) {
@@ -300,11 +309,19 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // stays until the lifetime it was written for has passed; no lifetime is over
   // kMaxLifetime, so a value below -(now + kMaxLifetime) is no tombstone but a
   // corrupt expiry (another client's, or an out-of-range one of an older
-  // version), expired for ever: it goes too.
-  std::string gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t +
-                   " WHERE (sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
-                   ") OR sess_expire < -(" + now + " + " + std::to_string(kMaxLifetime) +
-                   ") LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
+  // version), expired for ever: it goes too. A NULL expiry never goes.
+  const std::string expired = "((sess_expire < " + now + " - $1::bigint AND sess_expire >= -" +
+                              now + ") OR sess_expire < -(" + now + " + " +
+                              std::to_string(kMaxLifetime) + "))";
+  const std::string limit = " LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED";
+  gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t + " WHERE " + expired +
+       limit + ")";
+  // By ranges: a TID Range Scan of pages [$2, $3) finds the expired rows, and
+  // a TID Scan deletes the ones it locked; no index is read or needed.
+  gc_range = "DELETE FROM " + t + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM " + t +
+             " WHERE ctid >= $2::tid AND ctid < $3::tid AND " + expired + limit + "))";
+  gc_pages = "SELECT (pg_relation_size(to_regclass($1)) / "
+             "current_setting('block_size')::bigint)::bigint";
 
   // $1 id, $2 version. A session destroyed while its home server is down
   // leaves a tombstone on the server that stands in: an empty row whose
@@ -368,8 +385,35 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},
-              {kGcStmt, gc, 1},
               {kTombstoneStmt, tombstone, 2}};
+  // A user's sessions: the user is in the custom field, which the partial
+  // index below covers (the `<> ''` lets the planner use it for any $1).
+  const std::string of_user = "sess_custom = $1 AND sess_custom <> ''";
+  // $1 user: the ids of that user's live rows.
+  std::string user_ids = "SELECT sess_id FROM " + t + " WHERE " + of_user +
+                         " AND coalesce(sess_expire, 0) >= " + now;
+  // $1 ids (text[]): every row of those ids, in UserRowColumn order.
+  std::string user_rows = "SELECT sess_id, sess_custom, sess_created, sess_modified, sess_expire, "
+                          "sess_addr_created, sess_addr_modified, " +
+                          ReadColumnSql(kReadVersion, v) + ", " +
+                          ReadColumnSql(kReadExpired, v) + " FROM " + t +
+                          " WHERE sess_id = ANY($1::text[])";
+  // $1 user, $2 ids spared (text[]), $3 version, $4 created no later than (null:
+  // any). Turns that user's live rows into tombstones (kTombstoneStmt's shape),
+  // not deletions: a request of a revoked session that writes late finds the
+  // tombstone, newer than anything it loaded. The version is above the row's
+  // whatever the clocks of the processes that wrote it. $4 spares sessions
+  // logged in after a revocation that waited for this server's return.
+  std::string revoke =
+      "UPDATE " + t + " AS s SET sess_data = '', sess_custom = '', sess_err_message = NULL, "
+      "sess_modified = n.now, sess_expire = -(n.now + " + lifetime + ")" +
+      version_set("greatest(n.version, coalesce(s.sess_version, 0) + 1)") +
+      " FROM (SELECT " + now + " AS now, $3::bigint AS version) n WHERE s." + of_user +
+      " AND coalesce(s.sess_expire, 0) >= n.now AND NOT (s.sess_id = ANY($2::text[])) "
+      "AND ($4::bigint IS NULL OR s.sess_created <= $4::bigint) RETURNING s.sess_id";
+  prepared.push_back({kUserIdsStmt, user_ids, 1});
+  prepared.push_back({kUserRowsStmt, user_rows, 1});
+  prepared.push_back({kRevokeStmt, revoke, 4});
   for (Prepared& p : prepared) p.name = StatementName(p.text);
 
   check =
@@ -380,7 +424,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
       "WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 "
       "AND a.attname = 'sess_id'), "
-      "to_regclass($2) IS NOT NULL "
+      "to_regclass($2) IS NOT NULL, "
+      "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+      "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+      "WHERE i.indrelid = c.oid AND a.attname = 'sess_expire') "
       "FROM (SELECT to_regclass($1) AS oid) c";
 
   const std::string& hk = o.housekeeping;
@@ -416,9 +463,22 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                  "sess_addr_created text, sess_addr_modified text, sess_counter integer, "
                  "sess_error integer, sess_warning integer, sess_notice integer, "
                  "sess_err_message text, sess_custom text, sess_version bigint)";
+  create_table_hot = create_table + " WITH (fillfactor = " + std::to_string(kFillfactor) + ")";
   // A nullable column without a default: a catalog change, no table rewrite.
   add_version = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS sess_version bigint";
   create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";
+  // Named after the expiry index ("<table>_expire_idx" -> "<table>_user_idx",
+  // shorter, so within 63 bytes too). Partial: only rows naming a user are in
+  // it, and a write that leaves sess_custom as it is keeps its HOT update.
+  std::string user_index = o.index;
+  const size_t suffix = user_index.rfind("_expire_idx");
+  if (suffix != std::string::npos) {
+    user_index.replace(suffix, std::strlen("_expire_idx"), "_user_idx");
+  } else {
+    user_index.insert(user_index.size() - 1, "_user_idx");
+  }
+  create_user_index = "CREATE INDEX IF NOT EXISTS " + user_index + " ON " + t +
+                      " (sess_custom) WHERE sess_custom <> ''";
 }
 // clang-format on
 
