@@ -6,6 +6,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { SessionPgsql } from '../lib';
 import { clusters, db, newId, query, restartAll, uniqueTable } from './support/db';
+import { idOfRef, storedKey } from './support/hash-mode';
 import { fastRecovery } from './support/handlers';
 import { waitUntil } from './support/wait';
 
@@ -86,7 +87,7 @@ describe('35 CLI: sessions and revoke', function () {
     const lines = run.stdout.trim().split('\n');
     expect(lines[0]).to.match(/^ID\s+SERVER\s+CREATED\s+LAST SEEN\s+EXPIRES\s+ADDRESSES$/);
     expect(lines).to.have.length(5);
-    for (const id of ids) expect(run.stdout).to.include(id);
+    for (const id of ids) expect(run.stdout).to.include(storedKey(id)); // references
     expect(lines[1]).to.match(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ.*198\.51\.100\.4$/);
     expect(lines[4]).to.equal('3 live session(s) of alice');
 
@@ -94,7 +95,7 @@ describe('35 CLI: sessions and revoke', function () {
     expect(json.code).to.equal(0);
     const report = JSON.parse(json.stdout);
     expect(report).to.include({ command: 'sessions', ok: true, user: 'alice' });
-    expect(report.sessions.map((s: { id: string }) => s.id)).to.have.members(ids);
+    expect(report.sessions.map((s: { id: string }) => idOfRef(s.id))).to.have.members(ids);
     expect(report.sessions[0]).to.have.keys([
       'id',
       'current',
@@ -112,14 +113,15 @@ describe('35 CLI: sessions and revoke', function () {
   });
 
   it('revoke USER --except ID logs the user out on every server but that session', async () => {
-    const run = await cli(['revoke', 'alice', '--except', ids[1]!, ...args]);
+    // The ids as `sessions` lists them: references in the suite's hashed mode.
+    const run = await cli(['revoke', 'alice', '--except', storedKey(ids[1]!), ...args]);
     expect(run.code, run.stderr).to.equal(0);
     expect(run.stdout).to.equal('revoked 2 session(s) of alice\n');
     expect(await liveFor(0, table, ids[0]!, 'alice')).to.equal(false);
     expect(await liveFor(1, table, ids[1]!, 'alice')).to.equal(true);
     expect(await liveFor(2, table, ids[2]!, 'alice')).to.equal(false);
     const listed = JSON.parse((await cli(['sessions', 'alice', '--json', ...args])).stdout);
-    expect(listed.sessions.map((s: { id: string }) => s.id)).to.deep.equal([ids[1]]);
+    expect(listed.sessions.map((s: { id: string }) => idOfRef(s.id))).to.deep.equal([ids[1]]);
     const again = JSON.parse((await cli(['revoke', 'alice', '--json', ...args])).stdout);
     expect(again).to.include({ command: 'revoke', ok: true, user: 'alice', revoked: 1 });
   });
@@ -128,7 +130,10 @@ describe('35 CLI: sessions and revoke', function () {
     await clusters()[DOWN]!.stop({ mode: 'immediate' });
     const listed = await cli(['sessions', 'alice', ...args]);
     expect(listed.code).to.equal(1);
-    expect(listed.stdout).to.include(ids[0]).and.include(ids[1]).and.not.include(ids[2]);
+    expect(listed.stdout)
+      .to.include(storedKey(ids[0]!))
+      .and.include(storedKey(ids[1]!))
+      .and.not.include(storedKey(ids[2]!));
     expect(listed.stderr).to.match(
       new RegExp(
         `^session-pgsql sessions: server ${DOWN}: could not be reached .*: its sessions are not listed\\n$`,

@@ -46,3 +46,11 @@ export function fromStored<T>(row: T): T {
   }
   return out as T;
 }
+
+/**
+ * The id of a reference the handler handed out (sessionsOf, list): under hashed mode its stored
+ * key, mapped back to the id this module knows; else the id itself.
+ */
+export function idOfRef(ref: string): string {
+  return hashedMode ? (ids.get(ref) ?? ref) : ref;
+}
