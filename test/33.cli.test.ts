@@ -2,23 +2,16 @@
 // servers: --help, help, --version, exit codes (0 ok, 1 a server failed, 2 usage), our own
 // messages for unknown options, one-line reasons on stderr that never show a secret, --json as
 // exactly one JSON document, per-server output, what init created. import: 34.cli.import.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { db, newId, query, servers, uniqueTable } from './support/db';
 import { closedPort } from './support/net';
 import { sleep } from './support/wait';
+import { runCli } from './support/cli';
 
 const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 const NOW = 'floor(extract(epoch from now()))::bigint';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface JsonReport {
   command: string;
@@ -26,22 +19,7 @@ interface JsonReport {
   servers: Array<Record<string, unknown> & { id: number; server: string; state: string }>;
 }
 
-/** Runs the CLI; SESSION_PGSQL_DB is unset unless given in `env`. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  delete base.SESSION_PGSQL_DB;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { ...base, ...env }, timeout: 30_000, killSignal: 'SIGKILL' },
-      (error, stdout, stderr) => {
-        const code = error ? (error as { code?: number | string }).code : 0;
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, env, 30_000);
 
 /** stderr is exactly one non-empty line. */
 function oneLine(stderr: string): string {

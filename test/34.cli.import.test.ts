@@ -2,8 +2,6 @@
 // connect-pg-simple itself created and filled are copied into ours over three servers, and
 // read back with the same sids through ExpressStore and SessionPgsql; expired ones stay behind;
 // a second run copies nothing and never regresses a session our store has since written.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { expect } from 'chai';
 import session from 'express-session';
 import { Pool } from 'pg';
@@ -12,12 +10,12 @@ import { ExpressStore } from '../lib/express';
 import { randomBytes } from 'node:crypto';
 import { db, query, servers, uniqueTable } from './support/db';
 import { closedAfterEach } from './support/handlers';
+import { runCli } from './support/cli';
 
 // connect-pg-simple has no types of its own; this is the part of its API the test uses.
 type PgStore = session.Store & { close(): void };
 const PgSession = require('connect-pg-simple')(session) as new (options: object) => PgStore;
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
 const HOUR = 3600_000;
 // Sids made here, not by support's newId(): rows hold them raw in every mode, so the hashed-mode
 // translation of db.ts's query() must not know them.
@@ -27,27 +25,7 @@ const newId = () => randomBytes(24).toString('base64url');
 // by migrate-ids: docs/operations.md, tested in 38.cli.migrate-ids.)
 const RAW_IDS = { gcInterval: 0, vacuumInterval: 0, hashIds: false } as const;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  delete env.SESSION_PGSQL_DB;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env, timeout: 120_000, killSignal: 'SIGKILL' },
-      (error, stdout, stderr) => {
-        const code = error ? (error as { code?: number | string }).code : 0;
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[]) => runCli(args, {}, 120_000);
 
 /** The line that sums an import up, as numbers. */
 function counts(stdout: string) {

@@ -1,38 +1,16 @@
 // The CLI's sessions and revoke (docs/operations.md, A user's sessions): `node dist/cli.js
 // sessions USER` and `revoke USER [--except ID]... [--wait S]` against the three test servers,
 // with one of them down: what support staff read, the exit status, and the rows left behind.
-import { execFile, spawn } from 'node:child_process';
-import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { SessionPgsql } from '../lib';
 import { clusters, db, newId, query, restartAll, uniqueTable } from './support/db';
 import { idOfRef, storedKey } from './support/hash-mode';
 import { fastRecovery } from './support/handlers';
 import { waitUntil } from './support/wait';
+import { CLI, runCli } from './support/cli';
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  delete env.SESSION_PGSQL_DB;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env, timeout: 60_000, killSignal: 'SIGKILL' },
-      (error, stdout, stderr) => {
-        const code = error ? (error as { code?: number | string }).code : 0;
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[]) => runCli(args, {}, 60_000);
 
 /** A fresh id whose placement order starts with `home`. */
 function idHomedOn(h: SessionPgsql, home: number): string {

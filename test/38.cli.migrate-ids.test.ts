@@ -4,43 +4,21 @@
 // reads every old session, and no raw id is left in any server's table. A keyed run needs the
 // key from the environment; a session a hashIds handler wrote meanwhile is newer and kept; the
 // transition read finds raw sessions before the migration and a logout removes both forms.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { idHashing, isHashedKey } from '../lib/options';
 import { db, query, uniqueTable } from './support/db';
 import { closedAfterEach } from './support/handlers';
+import { runCli } from './support/cli';
 
 // Ids made here, not by support's newId(): this test reads stored keys itself, so the
 // hashed-mode translation of db.ts's query() must not know them.
 const newId = () => randomBytes(24).toString('base64url');
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
 const KEY = 'migration-test-key-0123456789abcdef';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  delete base.SESSION_PGSQL_DB;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { ...base, ...env }, timeout: 120_000, killSignal: 'SIGKILL' },
-      (error, stdout, stderr) => {
-        const code = error ? (error as { code?: number | string }).code : 0;
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, env, 120_000);
 
 interface MigrateReport {
   command: string;
