@@ -123,7 +123,11 @@ export async function touchId(
   return withAdapterId(() => handler.touch(key, expires));
 }
 
-/** Destroys by id; an id no session can have is nothing to destroy. */
+/**
+ * Logs a session out by id: its row becomes a tombstone on every server that is up, so a
+ * request that read it before cannot store it again (see `DestroyOptions.logout`). An id no
+ * session can have is nothing to destroy.
+ */
 export async function destroyId(handler: SessionPgsql, id: string): Promise<void> {
   let key: string;
   try {
@@ -131,7 +135,87 @@ export async function destroyId(handler: SessionPgsql, id: string): Promise<void
   } catch {
     return;
   }
-  await withAdapterId(() => handler.destroy(key));
+  await withAdapterId(() => handler.destroy(key, { logout: true }));
+}
+
+/** Options every framework adapter takes. */
+export interface AdapterOptions {
+  /**
+   * Store what each request changed, not the whole session: the top-level keys it set or
+   * removed relative to what it read, merged into the stored session in the write's one
+   * statement. Two overlapping requests of one session that change different keys both keep
+   * their change; of one key, the request whose write reaches the server last wins. `false`
+   * writes the whole session (the last write wins for every key). Either way a logout is
+   * never undone by a request that read the session before it. Default `true`.
+   */
+  mergeWrites?: boolean;
+}
+
+/** `mergeWrites` checked (a boolean, default true). */
+export function mergeWritesOf(options: AdapterOptions | undefined): boolean {
+  const value = options?.mergeWrites ?? true;
+  if (typeof value !== 'boolean') {
+    throw new SessionPgsqlError(
+      `Invalid option "mergeWrites": expected a boolean but received ${typeof value}`,
+      ErrorCode.InvalidOption,
+    );
+  }
+  return value;
+}
+
+/** A session to store: its JSON, and what changed since it was read (null: write it whole). */
+export interface Encoded {
+  data: string;
+  merge: { changed: string; removed?: string[] } | null;
+}
+
+const JSON_OBJECT = /^\{/;
+
+/**
+ * The JSON of `session` (what `JSON.stringify` gives) and, given the stored JSON the request
+ * read (`read`), the top-level keys that differ from it. Each value is stringified once, and
+ * the whole text is put together from those pieces, so the diff costs the parse of what was
+ * read and the stringify of the values read that are not primitives.
+ */
+export function encode(session: object, read: string | null): Encoded {
+  const value = session as Record<string, unknown>;
+  // An object with its own toJSON says what its JSON is: then whole.
+  if (
+    read === null ||
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    typeof value.toJSON === 'function' ||
+    !JSON_OBJECT.test(read)
+  ) {
+    return { data: JSON.stringify(session), merge: null };
+  }
+  const base = decode(read);
+  if (base === null) return { data: JSON.stringify(session), merge: null };
+  let data = '{';
+  let changed = '{';
+  const seen = new Set<string>();
+  for (const key of Object.keys(value)) {
+    const piece = JSON.stringify(value[key]);
+    if (piece === undefined) continue; // undefined, a function: JSON leaves the key out
+    const entry = JSON.stringify(key) + ':' + piece;
+    data += data.length > 1 ? ',' + entry : entry;
+    seen.add(key);
+    if (!Object.hasOwn(base, key) || !sameJson(base[key], value[key], piece)) {
+      changed += changed.length > 1 ? ',' + entry : entry;
+    }
+  }
+  const removed = Object.keys(base).filter((key) => !seen.has(key));
+  return {
+    data: data + '}',
+    merge: removed.length > 0 ? { changed: changed + '}', removed } : { changed: changed + '}' },
+  };
+}
+
+// Whether `was` (a value JSON.parse made) has the JSON `piece` of `now`. An equal primitive
+// has (JSON.parse makes no NaN, and -0 and 0 are both "0"); anything else is compared as JSON.
+function sameJson(was: unknown, now: unknown, piece: string): boolean {
+  return now === was || JSON.stringify(was) === piece;
 }
 
 /** Epoch milliseconds from a Date, an ISO string or epoch milliseconds; null when absent. */

@@ -4,6 +4,8 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
+  mergeWritesOf,
   idFromStored,
   isNotFound,
   readId,
@@ -13,6 +15,7 @@ import {
   toEpochMs,
   touchId,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type { SessionPgsql } from './handler';
@@ -53,7 +56,7 @@ const session = requirePeer<{ Store: new () => ExpressSessionStoreBase }>(
 type Callback<T = unknown> = (err?: any, value?: T) => void;
 type SessionData = ExpressSessionData;
 
-export interface ExpressStoreOptions {
+export interface ExpressStoreOptions extends AdapterOptions {
   /**
    * Seconds: `touch()` does nothing when the stored expiry would move by less
    * than this (express-session touches on every request that does not save).
@@ -94,6 +97,7 @@ export class ExpressStore extends session.Store {
   readonly #owned: boolean;
   readonly #touchAfter: number;
   readonly #maxLifetime: number;
+  readonly #mergeWrites: boolean;
   #up = 0;
   // get() result object -> the Session it came from; then request -> Session.
   readonly #loaded = new WeakMap<object, Session>();
@@ -108,6 +112,7 @@ export class ExpressStore extends session.Store {
       true,
       MAX_LIFETIME_SECONDS,
     );
+    this.#mergeWrites = mergeWritesOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
     const status = this.handler.status();
     this.#maxLifetime = status.maxLifetime;
@@ -182,18 +187,20 @@ export class ExpressStore extends session.Store {
     const req = (sess as { req?: { ip?: string } }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     const ms = toEpochMs(sess.cookie?.expires);
-    const data = JSON.stringify(sess);
+    // A session loaded by this request carries its custom field and errors, and
+    // what it read: the write stores what changed since, and no logout since
+    // is undone (see WriteOptions.loaded).
+    const target = loaded && this.#sameId(loaded, sid) ? loaded : sid;
+    const { data, merge } = encode(
+      sess,
+      this.#mergeWrites && typeof target !== 'string' ? target.data : null,
+    );
     const options = {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...(req?.ip ? { address: req.ip } : {}),
+      ...(merge ? { merge } : {}),
     };
-    // A session loaded by this request carries its custom field and errors.
-    const written = writeId(
-      this.handler,
-      loaded && this.#sameId(loaded, sid) ? loaded : sid,
-      data,
-      options,
-    );
+    const written = writeId(this.handler, target, data, options);
     return settle(
       written.then(() => undefined),
       callback,
@@ -231,8 +238,13 @@ export class ExpressStore extends session.Store {
     const current = await readId(this.handler, sid);
     const data = current.isNew || current.expired ? null : decode(current.data);
     if (!data || !alive(data)) return;
-    data.cookie = JSON.parse(JSON.stringify(sess.cookie));
-    await writeId(this.handler, current, JSON.stringify(data), { expires: rowExpiry(ms) });
+    const cookie = JSON.stringify(sess.cookie);
+    data.cookie = JSON.parse(cookie);
+    // Only the cookie changes: merged, a save of another request meanwhile stays.
+    await writeId(this.handler, current, JSON.stringify(data), {
+      expires: rowExpiry(ms),
+      ...(this.#mergeWrites ? { merge: { changed: `{"cookie":${cookie}}` } } : {}),
+    });
   }
 
   destroy(sid: string, callback?: Callback): Promise<void> | void {

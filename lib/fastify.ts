@@ -3,11 +3,14 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
   isNotFound,
+  mergeWritesOf,
   readId,
   rowExpiry,
   toEpochMs,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type { SessionPgsql } from './handler';
@@ -24,6 +27,19 @@ function expiryOf(session: any): number | null {
   return toEpochMs(session?.cookie?.expires ?? session?.cookie?.originalExpires);
 }
 
+/** Options of {@link FastifyStore}. */
+export type FastifyStoreOptions = AdapterOptions;
+
+/**
+ * The property by which a session that get() loaded tells set() what was read.
+ * why: @fastify/session gives the store no request, and copies what get()
+ * returns property by property (for...in) into a session object of its own;
+ * a function is copied along and left out of every JSON of the session
+ * (the stored one and the plugin's change hash alike).
+ */
+const READ = '__sessionPgsqlRead';
+type ReadOf = () => { id: string; data: string };
+
 /**
  * A store for @fastify/session. Sessions are stored as JSON under the id the
  * plugin uses (any string up to 1024 characters, verbatim); the expiry comes
@@ -39,8 +55,10 @@ export class FastifyStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #mergeWrites: boolean;
 
-  constructor(handlerOrOptions: HandlerOrOptions) {
+  constructor(handlerOrOptions: HandlerOrOptions, options: FastifyStoreOptions = {}) {
+    this.#mergeWrites = mergeWritesOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
@@ -49,7 +67,18 @@ export class FastifyStore {
       (s) => {
         const data = s.isNew || s.expired ? null : decode(s.data);
         const expires = data ? expiryOf(data) : null;
-        callback(null, data && (expires === null || expires > Date.now()) ? data : null);
+        if (!data || (expires !== null && expires <= Date.now())) {
+          callback(null, null);
+          return;
+        }
+        const read = { id: sessionId, data: s.data };
+        Object.defineProperty(data, READ, {
+          value: (() => read) satisfies ReadOf,
+          enumerable: true,
+          configurable: true,
+          writable: true,
+        });
+        callback(null, data);
       },
       (err) => (isNotFound(err) ? callback(null, null) : callback(err)),
     );
@@ -57,12 +86,19 @@ export class FastifyStore {
 
   set(sessionId: string, session: any, callback: Callback): void {
     const ms = expiryOf(session);
-    writeId(
-      this.handler,
-      sessionId,
-      JSON.stringify(session),
-      ms === null ? {} : { expires: rowExpiry(ms) },
-    ).then(() => callback(), callback);
+    const readOf: unknown = session?.[READ];
+    const read = typeof readOf === 'function' ? (readOf as ReadOf)() : null;
+    // A session this request loaded (not one regenerated under a new id).
+    const loaded = read !== null && read.id === sessionId;
+    const { data, merge } = encode(session, loaded && this.#mergeWrites ? read.data : null);
+    writeId(this.handler, sessionId, data, {
+      ...(ms === null ? {} : { expires: rowExpiry(ms) }),
+      ...(loaded ? { loaded } : {}),
+      ...(merge ? { merge } : {}),
+    }).then(() => {
+      if (loaded) read.data = data; // a second save diffs against the first
+      callback();
+    }, callback);
   }
 
   destroy(sessionId: string, callback: Callback): void {

@@ -26,6 +26,44 @@ export interface WriteOptions {
   expires?: number;
   /** The client's address; for a Session, defaults to the address it was read with. */
   address?: string;
+  /**
+   * Store what this request changed instead of replacing the stored data: `changed`, a JSON
+   * object of the top-level keys it set, is merged over the stored JSON object after the
+   * `removed` keys are taken out, in the write's one statement. So two requests of one session
+   * that change different keys both keep theirs; of one key, the write the server runs last
+   * wins. `data` (the whole new object) is still what an insert stores: where no live row is,
+   * where the stored data is no JSON object (then this write is sent again without the patch
+   * if the server refused it as invalid JSON), and it is the data a Session then holds.
+   * @example await handler.write(s, JSON.stringify(next), { merge: { changed: '{"theme":"dark"}', removed: ['draft'] } })
+   */
+  merge?: WriteMerge;
+  /**
+   * Whether the writer read this session live. Such a write never replaces a logout's
+   * tombstone (see {@link DestroyOptions.logout}): a request that started before the logout
+   * cannot store the session again. Default: for a Session, whether it was read live (or
+   * since written); for an id, `false` (a plain upsert, which replaces a tombstone).
+   */
+  loaded?: boolean;
+}
+
+/** What `WriteOptions.merge` holds: the top-level keys a request changed. */
+export interface WriteMerge {
+  /** A JSON object of the keys set (added or changed), with their new values. */
+  changed: string;
+  /** Top-level keys removed. */
+  removed?: readonly string[];
+}
+
+/** Options of `destroy()`. */
+export interface DestroyOptions {
+  /**
+   * A logout: every server that is up keeps a tombstone (an empty row that reads as expired
+   * everywhere, removed by GC once the session's lifetime is over) instead of no row, so a
+   * write of a request that read the session before (see {@link WriteOptions.loaded}) cannot
+   * store it again, on any server, a server that was down during the logout excepted. The
+   * framework adapters' destroy does this. Resolves `true` once the tombstone is stored.
+   */
+  logout?: boolean;
 }
 
 /** What `status()` returns (the original `session_pgsql_status()`). */
@@ -156,27 +194,68 @@ export class SessionPgsql extends EventEmitter {
     const address = checkAddress(
       given.address ?? (session instanceof Session ? session.address : ''),
     );
+    const merge = checkMerge(given.merge);
+    const live = session instanceof Session && !session.isNew && !session.expired;
+    const loaded = given.loaded === undefined ? live : checkLoaded(given.loaded);
     try {
       if (!(session instanceof Session)) {
-        return await this.#native.write(id, data, address, expires, null, 0, 0, 0, null);
+        return await this.#patched(merge, (patch, removed) =>
+          this.#native.write(
+            id,
+            data,
+            address,
+            expires,
+            null,
+            0,
+            0,
+            0,
+            null,
+            patch,
+            removed,
+            loaded,
+          ),
+        );
       }
-      if (this.#shortCircuits(session, data)) return false;
+      if (this.#shortCircuits(session, data, merge)) return false;
       const c = session.changes();
-      const stored = await this.#native.write(
-        id,
-        data,
-        address,
-        expires,
-        c.custom,
-        c.errors,
-        c.warnings,
-        c.notices,
-        c.message,
+      const stored = await this.#patched(merge, (patch, removed) =>
+        this.#native.write(
+          id,
+          data,
+          address,
+          expires,
+          c.custom,
+          c.errors,
+          c.warnings,
+          c.notices,
+          c.message,
+          patch,
+          removed,
+          loaded,
+        ),
       );
       session.written(data, stored);
       return stored;
     } catch (err) {
       throw callerStack(err);
+    }
+  }
+
+  /**
+   * Sends a write with its patch; where the server refuses it as invalid data (a data
+   * exception, SQLSTATE class 22: stored text that starts like a JSON object but is none, or
+   * JSON that `jsonb` cannot hold, such as `\u0000`), once more whole.
+   */
+  async #patched(
+    merge: { changed: string; removed: string | null } | null,
+    send: (patch: string | null, removed: string | null) => Promise<boolean>,
+  ): Promise<boolean> {
+    if (merge === null) return send(null, null);
+    try {
+      return await send(merge.changed, merge.removed);
+    } catch (err) {
+      if (!(err instanceof SessionPgsqlError) || !err.code.startsWith('22')) throw err;
+      return send(null, null);
     }
   }
 
@@ -196,13 +275,18 @@ export class SessionPgsql extends EventEmitter {
   }
 
   /**
-   * Deletes a session. Resolves `true` when a row was removed.
-   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CLOSED`.
+   * Deletes a session. Resolves `true` when a row was removed (with `logout`: once its
+   * tombstone is stored).
+   * @example await handler.destroy(id, { logout: true })
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CLOSED`.
    */
-  async destroy(id: string): Promise<boolean> {
+  async destroy(id: string, options: DestroyOptions = {}): Promise<boolean> {
     this.#checkId(id);
+    const logout = fields(options, 'destroy options').logout ?? false;
+    if (typeof logout !== 'boolean')
+      throw argument(`Expected a boolean for "logout" but received ${describe(logout)}`);
     try {
-      return await this.#native.destroy(id);
+      return await this.#native.destroy(id, logout);
     } catch (err) {
       throw callerStack(err);
     }
@@ -324,10 +408,19 @@ export class SessionPgsql extends EventEmitter {
    * over `maxDataSize` (stored by a handler with a larger one), the write goes to the native
    * core, which refuses it.
    */
-  #shortCircuits(session: Session, data: string): boolean {
+  #shortCircuits(
+    session: Session,
+    data: string,
+    merge: { changed: string; removed: string | null } | null,
+  ): boolean {
+    // A patch that changes nothing leaves the data as stored, whatever its text.
+    const same =
+      merge !== null && merge.changed === '{}' && merge.removed === null
+        ? session.unchanged(session.data)
+        : session.unchanged(data);
     return (
       this.#options.shortCircuit &&
-      session.unchanged(data) &&
+      same &&
       !this.#closing &&
       Buffer.byteLength(data) <= this.#options.native.maxDataSize
     );
@@ -383,6 +476,43 @@ function checkExpires(expires: unknown): number | null {
     );
   }
   return expires;
+}
+
+/**
+ * `WriteOptions.merge` as the native write takes it: the removed keys as a PostgreSQL text[]
+ * literal (null: none); null for no merge.
+ */
+function checkMerge(merge: unknown): { changed: string; removed: string | null } | null {
+  if (merge === undefined) return null;
+  const { changed, removed } = fields(merge as WriteMerge, 'merge option');
+  if (typeof changed !== 'string')
+    throw argument(
+      `Expected a JSON object string for "merge.changed" but received ${describe(changed)}`,
+    );
+  if (!wellFormed(changed)) throw argument(`"merge.changed" ${loneSurrogate(changed)}`);
+  if (changed.includes('\0')) throw argument('"merge.changed" contains a NUL character');
+  if (removed === undefined || (Array.isArray(removed) && removed.length === 0)) {
+    return { changed, removed: null };
+  }
+  if (!Array.isArray(removed))
+    throw argument(
+      `Expected an array of keys for "merge.removed" but received ${describe(removed)}`,
+    );
+  let literal = '{';
+  for (const key of removed as unknown[]) {
+    if (typeof key !== 'string')
+      throw argument(`Expected string keys in "merge.removed" but received ${describe(key)}`);
+    if (!wellFormed(key) || key.includes('\0'))
+      throw argument('A key in "merge.removed" holds a NUL character or a lone surrogate');
+    literal += (literal.length > 1 ? ',"' : '"') + key.replace(/["\\]/g, '\\$&') + '"';
+  }
+  return { changed, removed: literal + '}' };
+}
+
+function checkLoaded(loaded: unknown): boolean {
+  if (typeof loaded !== 'boolean')
+    throw argument(`Expected a boolean for "loaded" but received ${describe(loaded)}`);
+  return loaded;
 }
 
 function checkAddress(address: unknown): string {

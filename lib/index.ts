@@ -1,6 +1,6 @@
 // Public exports only.
 export { SessionPgsql } from './handler';
-export type { ReadContext, WriteOptions, Status } from './handler';
+export type { ReadContext, WriteOptions, WriteMerge, DestroyOptions, Status } from './handler';
 export { Session } from './session';
 export type { SessionInfo, SessionErrors, ErrorLevel } from './session';
 export { SessionPgsqlError, ErrorCode } from './errors';

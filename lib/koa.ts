@@ -3,11 +3,14 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
   isNotFound,
+  mergeWritesOf,
   readId,
   rowExpiry,
   touchId,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type { SessionPgsql } from './handler';
@@ -19,6 +22,9 @@ interface KoaContext {
 // koa-session asks the store to keep a session this much longer than its
 // cookie (it adds it to the maxAge it passes to set()).
 const KOA_MARGIN_MS = 10_000;
+
+/** Options of {@link KoaStore}. */
+export type KoaStoreOptions = AdapterOptions;
 
 /**
  * A koa-session store. Sessions are stored as JSON under the key koa-session
@@ -35,16 +41,21 @@ export class KoaStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #mergeWrites: boolean;
+  // Request context -> the session it loaded: its key and the stored JSON read.
+  readonly #read = new WeakMap<object, { key: string; data: string }>();
 
-  constructor(handlerOrOptions: HandlerOrOptions) {
+  constructor(handlerOrOptions: HandlerOrOptions, options: KoaStoreOptions = {}) {
+    this.#mergeWrites = mergeWritesOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
-  async get(key: string, _maxAge?: number | 'session', _opts?: { ctx?: KoaContext }): Promise<any> {
+  async get(key: string, _maxAge?: number | 'session', opts?: { ctx?: KoaContext }): Promise<any> {
     try {
       const s = await readId(this.handler, key);
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
+      if (opts?.ctx) this.#read.set(opts.ctx, { key, data: s.data });
       // koa-session keeps the cookie's expiry in `_expire` and refuses the
       // session after it. An expiry-only refresh (changed: false) moved the
       // row's, in whole seconds rounded up: one second less than that, minus
@@ -79,10 +90,18 @@ export class KoaStore {
     // Unchanged data: refresh the expiry only, unless the row is gone.
     if (opts.changed === false && (await touchId(this.handler, key, expires))) return;
     const address = opts.ctx?.ip;
-    await writeId(this.handler, key, JSON.stringify(sess), {
+    const read = opts.ctx ? this.#read.get(opts.ctx) : undefined;
+    // A session this request loaded (not one regenerated under a new key): what
+    // changed since is written, and no logout since is undone.
+    const loaded = read !== undefined && read.key === key;
+    const { data, merge } = encode(sess as object, loaded && this.#mergeWrites ? read.data : null);
+    await writeId(this.handler, key, data, {
       ...(expires === undefined ? {} : { expires }),
       ...(address ? { address } : {}),
+      ...(loaded ? { loaded } : {}),
+      ...(merge ? { merge } : {}),
     });
+    if (loaded) read.data = data; // a second save diffs against the first
   }
 
   async destroy(key: string, _opts?: { ctx?: KoaContext }): Promise<void> {

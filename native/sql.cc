@@ -204,7 +204,12 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // The update of an existing row, shared by both writes. `address` is the
   // request's address (null: unknown) and `custom` the new custom field
   // (null: not set by this request), as SQL expressions.
-  auto on_conflict = [&](const std::string& address, const std::string& custom) {
+  // `data` is the new sess_data of a write that is not stale (default: the
+  // written data) and `where` a condition under which the row is updated at
+  // all (default: always), as SQL.
+  auto on_conflict = [&](const std::string& address, const std::string& custom,
+                         const std::string& data = "EXCLUDED.sess_data",
+                         const std::string& where = "") {
     // A stale write (its version not above the row's) leaves each column as
     // it is, except that a live row's counts still go up: the write did
     // happen, and concurrent writes must not lose increments.
@@ -219,7 +224,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                 : value);
     };
     return "ON CONFLICT (sess_id) DO UPDATE SET " +
-           set("sess_data", "EXCLUDED.sess_data") + ", " +
+           set("sess_data", data) + ", " +
            set("sess_modified", "EXCLUDED.sess_modified") + ", " +
            set("sess_expire", "EXCLUDED.sess_expire") + ", " +
            set("sess_name",
@@ -246,7 +251,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END") + ", " +
            set("sess_custom", "CASE WHEN " + fresh + " OR " + custom +
                " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END") +
-           (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string());
+           (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string()) + where;
   };
 
   // The parameters in WriteParam order. One upsert covers a new session, a
@@ -288,6 +293,57 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
 
+  // Writes of what a request changed (kWritePatchStmt, kWritePatchManyStmt):
+  // the written keys merged over the stored JSON object after the removed
+  // ones are taken out, here, on the row locked for the update, so two
+  // requests that change different keys both keep theirs; of one key, the
+  // last statement to run wins. The whole data (what an insert stores) is
+  // stored instead where the write carries no patch, where the row has expired
+  // (a tombstone included) and where the stored data is no JSON object: JSON
+  // text that starts with "{" is an object; text that starts so and is no
+  // JSON fails with a data exception, and the facade sends the write again
+  // whole. A write from a request that read the session live never replaces a
+  // tombstone: that request started before a logout, which stays.
+  auto merged_data = [&](const std::string& patch, const std::string& removed) {
+    return "CASE WHEN " + patch + " IS NULL OR coalesce(s.sess_expire, 0) < "
+           "EXCLUDED.sess_modified OR coalesce(s.sess_data, '') NOT LIKE '{%' "
+           "THEN EXCLUDED.sess_data ELSE ((s.sess_data::jsonb - coalesce(" + removed +
+           ", '{}'::text[])) || " + patch + "::jsonb)::text END";
+  };
+  auto pp = [](PatchParam param) { return "$" + std::to_string(param + 1); };
+  std::string write_patch =
+      columns_written +
+      "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
+      typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
+      "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version) n " +
+      on_conflict(p(kWriteAddress), p(kWriteCustom),
+                  merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
+                  " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)");
+  // The merged form: ON CONFLICT sees only the table's columns, so each row
+  // finds its patch by id in the arrays (ids in a merged write are distinct).
+  auto ma = [](PatchParam param) {
+    return "$" + std::to_string(kWriteManyParams + 1 + (param - kWritePatch));
+  };
+  const std::string ids = "$2::text[]";  // kWriteManyArrays[0] is the id
+  std::string write_patch_many =
+      columns_written +
+      "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
+      u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
+      (v ? ", " + u(kWriteVersion) + " " : " ") +
+      "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
+      on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text",
+                  "(SELECT " + merged_data("p.patch", "p.removed::text[]") + " FROM unnest(" +
+                      ids + ", " + ma(kWritePatch) + "::text[], " + ma(kWriteRemoved) +
+                      "::text[]) AS p(id, patch, removed) WHERE p.id = s.sess_id)",
+                  " WHERE NOT (s.sess_expire < 0 AND coalesce((SELECT p.loaded FROM unnest(" +
+                      ids + ", " + ma(kWriteLoaded) +
+                      "::bool[]) AS p(id, loaded) WHERE p.id = s.sess_id), false))");
+
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
   std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +
                       lifetime + ") WHERE sess_id = $1 AND coalesce(sess_expire, 0) >= " + now;
@@ -321,6 +377,25 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
       "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
       "sess_expire = EXCLUDED.sess_expire" + version_set("EXCLUDED.sess_version") + newer;
+
+  // $1 id, $2 version. A logout (destroy with a tombstone): the tombstone
+  // above, but whatever the row's version, as a DELETE would: a write issued
+  // after it but run before it must not keep the session. It lasts as long as
+  // the session would have (at least a lifetime, at most kMaxLifetime, which
+  // GC reads as the bound of a tombstone), so a request still holding the
+  // session cannot write it back meanwhile (see write_patch).
+  std::string logout =
+      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
+      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom" +
+      version_column + ") "
+      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, ''" +
+      (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, $2::bigint AS version) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
+      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
+      "sess_expire = greatest(-(EXCLUDED.sess_modified + " + std::to_string(kMaxLifetime) +
+      "), least(EXCLUDED.sess_expire, -abs(coalesce(s.sess_expire, 0))))" +
+      version_set("greatest(s.sess_version, EXCLUDED.sess_version)");
 
   // Moving a session home after an outage: the whole row (live, or a tombstone)
   // from the server that held it meanwhile ($1 id; the fetch's columns in
@@ -369,7 +444,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},
               {kGcStmt, gc, 1},
-              {kTombstoneStmt, tombstone, 2}};
+              {kTombstoneStmt, tombstone, 2},
+              {kWritePatchStmt, write_patch, kWritePatchParams},
+              {kWritePatchManyStmt, write_patch_many, kWritePatchManyParams},
+              {kLogoutStmt, logout, 2}};
   for (Prepared& p : prepared) p.name = StatementName(p.text);
 
   check =

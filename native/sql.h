@@ -25,6 +25,9 @@ inline constexpr const char* kGcStmt = "spg_gc";
 inline constexpr const char* kFetchStmt = "spg_fetch";
 inline constexpr const char* kAdoptStmt = "spg_adopt";
 inline constexpr const char* kTombstoneStmt = "spg_tombstone";
+inline constexpr const char* kWritePatchStmt = "spg_write_patch";
+inline constexpr const char* kWritePatchManyStmt = "spg_write_patch_many";
+inline constexpr const char* kLogoutStmt = "spg_logout";
 
 // The name a statement with `text` is prepared under (see Sql::Prepared::name).
 std::string StatementName(const std::string& text);
@@ -116,6 +119,23 @@ inline constexpr WriteParam kWriteManyArrays[] = {
 };
 inline constexpr int kWriteManyParams = 1 + static_cast<int>(std::size(kWriteManyArrays));
 
+// The parameters kWritePatchStmt takes after kWriteStmt's, and
+// kWritePatchManyStmt as one more array each after kWriteManyStmt's.
+enum PatchParam : int {
+  // The top-level keys the writer changed, as a JSON object merged over the
+  // stored one (null: a whole write, `data` replaces the stored data).
+  kWritePatch = kWriteParams,
+  // The top-level keys the writer removed, a PostgreSQL text[] literal (null: none).
+  kWriteRemoved,
+  // "t" when the writer read the session live: a tombstone (a logout since)
+  // then stays; "f" otherwise.
+  kWriteLoaded,
+  kWritePatchParams
+};
+inline constexpr PatchParam kWritePatchArrays[] = {kWritePatch, kWriteRemoved, kWriteLoaded};
+inline constexpr int kWritePatchManyParams =
+    kWriteManyParams + static_cast<int>(std::size(kWritePatchArrays));
+
 // One session write: what the single write binds and the merged write is
 // built from (through the single write's parameters).
 struct WriteParams {
@@ -130,6 +150,10 @@ struct WriteParams {
   int notices = 0;
   std::optional<std::string> message;
   long long version = 0;
+  // kWritePatchStmt's (see PatchParam); unused by kWriteStmt.
+  std::optional<std::string> patch;
+  std::optional<std::string> removed;
+  bool loaded = false;
 
   // The parameters in WriteParam order as text; nullopt is SQL NULL. Moves the
   // strings out.
