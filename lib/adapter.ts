@@ -166,7 +166,7 @@ export function mergeWritesOf(options: AdapterOptions | undefined): boolean {
 /** A session to store: its JSON, and what changed since it was read (null: write it whole). */
 export interface Encoded {
   data: string;
-  merge: { changed: string; removed?: string[] } | null;
+  merge: { changed: string; removed?: string[]; read: string } | null;
 }
 
 const JSON_OBJECT = /^\{/;
@@ -194,28 +194,31 @@ export function encode(session: object, read: string | null): Encoded {
   if (base === null) return { data: JSON.stringify(session), merge: null };
   let data = '{';
   let changed = '{';
+  let was = '{'; // what was read of the keys changed or removed (see WriteMerge.read)
   const seen = new Set<string>();
   for (const key of Object.keys(value)) {
-    const piece = JSON.stringify(value[key]);
+    const now = value[key];
+    const piece = JSON.stringify(now);
     if (piece === undefined) continue; // undefined, a function: JSON leaves the key out
-    const entry = JSON.stringify(key) + ':' + piece;
+    const name = JSON.stringify(key);
+    const entry = name + ':' + piece;
     data += data.length > 1 ? ',' + entry : entry;
     seen.add(key);
-    if (!Object.hasOwn(base, key) || !sameJson(base[key], value[key], piece)) {
-      changed += changed.length > 1 ? ',' + entry : entry;
+    if (Object.hasOwn(base, key)) {
+      // An equal primitive has the same JSON (JSON.parse makes no NaN; -0 and 0 are "0").
+      if (now === base[key]) continue;
+      const before = JSON.stringify(base[key]);
+      if (before === piece) continue;
+      was += (was.length > 1 ? ',' : '') + name + ':' + before;
     }
+    changed += changed.length > 1 ? ',' + entry : entry;
   }
   const removed = Object.keys(base).filter((key) => !seen.has(key));
-  return {
-    data: data + '}',
-    merge: removed.length > 0 ? { changed: changed + '}', removed } : { changed: changed + '}' },
-  };
-}
-
-// Whether `was` (a value JSON.parse made) has the JSON `piece` of `now`. An equal primitive
-// has (JSON.parse makes no NaN, and -0 and 0 are both "0"); anything else is compared as JSON.
-function sameJson(was: unknown, now: unknown, piece: string): boolean {
-  return now === was || JSON.stringify(was) === piece;
+  for (const key of removed) {
+    was += (was.length > 1 ? ',' : '') + JSON.stringify(key) + ':' + JSON.stringify(base[key]);
+  }
+  const merge = { changed: changed + '}', read: was + '}' };
+  return { data: data + '}', merge: removed.length > 0 ? { ...merge, removed } : merge };
 }
 
 /** Epoch milliseconds from a Date, an ISO string or epoch milliseconds; null when absent. */

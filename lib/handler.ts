@@ -52,6 +52,15 @@ export interface WriteMerge {
   changed: string;
   /** Top-level keys removed. */
   removed?: readonly string[];
+  /**
+   * A JSON object of the values the request read of the keys it changed or removed (a key
+   * it added is absent). Writes are ordered by the version each gets when issued: a write run
+   * after one issued later (two processes, or two connections, racing) is stale. A stale
+   * write with `read` still stores each of its keys that nobody changed since it was read,
+   * so concurrent requests of one session in several processes keep each other's keys; without
+   * `read` it stores no data, as a stale whole write.
+   */
+  read?: string;
 }
 
 /** Options of `destroy()`. */
@@ -199,7 +208,7 @@ export class SessionPgsql extends EventEmitter {
     const loaded = given.loaded === undefined ? live : checkLoaded(given.loaded);
     try {
       if (!(session instanceof Session)) {
-        return await this.#patched(merge, (patch, removed) =>
+        return await this.#patched(merge, (patch, removed, read) =>
           this.#native.write(
             id,
             data,
@@ -212,13 +221,14 @@ export class SessionPgsql extends EventEmitter {
             null,
             patch,
             removed,
+            read,
             loaded,
           ),
         );
       }
       if (this.#shortCircuits(session, data, merge)) return false;
       const c = session.changes();
-      const stored = await this.#patched(merge, (patch, removed) =>
+      const stored = await this.#patched(merge, (patch, removed, read) =>
         this.#native.write(
           id,
           data,
@@ -231,6 +241,7 @@ export class SessionPgsql extends EventEmitter {
           c.message,
           patch,
           removed,
+          read,
           loaded,
         ),
       );
@@ -247,15 +258,15 @@ export class SessionPgsql extends EventEmitter {
    * JSON that `jsonb` cannot hold, such as `\u0000`), once more whole.
    */
   async #patched(
-    merge: { changed: string; removed: string | null } | null,
-    send: (patch: string | null, removed: string | null) => Promise<boolean>,
+    merge: CheckedMerge | null,
+    send: (patch: string | null, removed: string | null, read: string | null) => Promise<boolean>,
   ): Promise<boolean> {
-    if (merge === null) return send(null, null);
+    if (merge === null) return send(null, null, null);
     try {
-      return await send(merge.changed, merge.removed);
+      return await send(merge.changed, merge.removed, merge.read);
     } catch (err) {
       if (!(err instanceof SessionPgsqlError) || !err.code.startsWith('22')) throw err;
-      return send(null, null);
+      return send(null, null, null);
     }
   }
 
@@ -408,11 +419,7 @@ export class SessionPgsql extends EventEmitter {
    * over `maxDataSize` (stored by a handler with a larger one), the write goes to the native
    * core, which refuses it.
    */
-  #shortCircuits(
-    session: Session,
-    data: string,
-    merge: { changed: string; removed: string | null } | null,
-  ): boolean {
+  #shortCircuits(session: Session, data: string, merge: CheckedMerge | null): boolean {
     // A patch that changes nothing leaves the data as stored, whatever its text.
     const same =
       merge !== null && merge.changed === '{}' && merge.removed === null
@@ -482,17 +489,28 @@ function checkExpires(expires: unknown): number | null {
  * `WriteOptions.merge` as the native write takes it: the removed keys as a PostgreSQL text[]
  * literal (null: none); null for no merge.
  */
-function checkMerge(merge: unknown): { changed: string; removed: string | null } | null {
+interface CheckedMerge {
+  changed: string;
+  removed: string | null;
+  read: string | null;
+}
+
+function checkMerge(merge: unknown): CheckedMerge | null {
   if (merge === undefined) return null;
-  const { changed, removed } = fields(merge as WriteMerge, 'merge option');
-  if (typeof changed !== 'string')
-    throw argument(
-      `Expected a JSON object string for "merge.changed" but received ${describe(changed)}`,
-    );
-  if (!wellFormed(changed)) throw argument(`"merge.changed" ${loneSurrogate(changed)}`);
-  if (changed.includes('\0')) throw argument('"merge.changed" contains a NUL character');
+  const { changed, removed, read = null } = fields(merge as WriteMerge, 'merge option');
+  for (const [name, json] of [
+    ['changed', changed],
+    ['read', read ?? ''],
+  ] as const) {
+    if (typeof json !== 'string')
+      throw argument(
+        `Expected a JSON object string for "merge.${name}" but received ${describe(json)}`,
+      );
+    if (!wellFormed(json)) throw argument(`"merge.${name}" ${loneSurrogate(json)}`);
+    if (json.includes('\0')) throw argument(`"merge.${name}" contains a NUL character`);
+  }
   if (removed === undefined || (Array.isArray(removed) && removed.length === 0)) {
-    return { changed, removed: null };
+    return { changed: changed as string, removed: null, read };
   }
   if (!Array.isArray(removed))
     throw argument(
@@ -506,7 +524,7 @@ function checkMerge(merge: unknown): { changed: string; removed: string | null }
       throw argument('A key in "merge.removed" holds a NUL character or a lone surrogate');
     literal += (literal.length > 1 ? ',"' : '"') + key.replace(/["\\]/g, '\\$&') + '"';
   }
-  return { changed, removed: literal + '}' };
+  return { changed: changed as string, removed: literal + '}', read };
 }
 
 function checkLoaded(loaded: unknown): boolean {

@@ -158,6 +158,8 @@ export interface NativeHandler {
     patch: string | null,
     /** The removed top-level keys as a PostgreSQL text[] literal; null: none. */
     removed: string | null,
+    /** What the writer read of the changed and removed keys, a JSON object; null: unknown. */
+    read: string | null,
     /** The writer read the session live: a tombstone (a logout since) stays. */
     loaded: boolean,
   ): Promise<boolean>;

@@ -69,6 +69,7 @@ Statement WritePatchMany(const std::vector<const Statement*>& writes) {
 Statement WriteOne(WriteParams params, bool patched = false) {
   std::optional<std::string> patch = std::move(params.patch);
   std::optional<std::string> removed = std::move(params.removed);
+  std::optional<std::string> read = std::move(params.read);
   const bool loaded = params.loaded;
   Statement s = Statement::Prepared(patched ? kWritePatchStmt : kWriteStmt);
   auto bind = [&s](std::optional<std::string>& value) {
@@ -82,6 +83,7 @@ Statement WriteOne(WriteParams params, bool patched = false) {
   if (patched) {
     bind(patch);
     bind(removed);
+    bind(read);
     s.Bind(loaded ? "t" : "f");
   }
   return s;
@@ -400,7 +402,7 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
 }
 
 // write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message,
-//       patch, removed, loaded).
+//       patch, removed, read, loaded).
 // The facade has checked the id, the address (no NUL), expires' range, and
 // decided the short circuit; the bytes (size, NUL) are checked here, where the
 // strings are copied anyway.
@@ -408,7 +410,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArgReader args(info,
                  "write(id, data, address, expires, custom, errors, warnings, notices, message, "
-                 "patch, removed, loaded)");
+                 "patch, removed, read, loaded)");
   WriteParams w;
   w.id = args.String(0);
   Napi::String js_data = args.JsString(1);
@@ -421,7 +423,8 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   w.message = args.NullableString(8);
   w.patch = args.NullableString(9);
   w.removed = args.NullableString(10);
-  w.loaded = args.Boolean(11);
+  w.read = args.NullableString(11);
+  w.loaded = args.Boolean(12);
   if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
 
@@ -462,13 +465,14 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   if (has_nul(w.message)) {
     return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
   }
-  if (has_nul(w.patch) || has_nul(w.removed)) {
+  if (has_nul(w.patch) || has_nul(w.removed) || has_nul(w.read)) {
     return Reject(env, code::kDataHasNul, "the patch contains a NUL byte");
   }
 
   const size_t total = w.id.size() + session_name_.size() + data.size() + address.size() +
                        (w.custom ? w.custom->size() : 0) + (w.message ? w.message->size() : 0) +
-                       (w.patch ? w.patch->size() : 0) + (w.removed ? w.removed->size() : 0);
+                       (w.patch ? w.patch->size() : 0) + (w.removed ? w.removed->size() : 0) +
+                       (w.read ? w.read->size() : 0);
   if (total > kMaxWriteBytes) return too_large("session data and fields are", total);
 
   EnsureStarted();

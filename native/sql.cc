@@ -209,7 +209,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // all (default: always), as SQL.
   auto on_conflict = [&](const std::string& address, const std::string& custom,
                          const std::string& data = "EXCLUDED.sess_data",
-                         const std::string& where = "") {
+                         const std::string& where = "",
+                         const std::string& stale_data = "s.sess_data") {
     // A stale write (its version not above the row's) leaves each column as
     // it is, except that a live row's counts still go up: the write did
     // happen, and concurrent writes must not lose increments.
@@ -223,8 +224,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                       " END"
                 : value);
     };
-    return "ON CONFLICT (sess_id) DO UPDATE SET " +
-           set("sess_data", data) + ", " +
+    return std::string("ON CONFLICT (sess_id) DO UPDATE SET sess_data = ") +
+           (v ? "CASE WHEN " + stale + " THEN " + stale_data + " ELSE " + data + " END" : data) +
+           ", " +
            set("sess_modified", "EXCLUDED.sess_modified") + ", " +
            set("sess_expire", "EXCLUDED.sess_expire") + ", " +
            set("sess_name",
@@ -304,11 +306,27 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // JSON fails with a data exception, and the facade sends the write again
   // whole. A write from a request that read the session live never replaces a
   // tombstone: that request started before a logout, which stays.
+  // A stale patch (see `stale` above: issued before the row's last write, run
+  // after it) stores the keys that nobody changed since its writer read them
+  // (`read`: the values it read): a concurrent request in another process
+  // whose version happens to be lower must not lose a key the other one did
+  // not touch, and a key changed since stays as the newer write left it.
   auto merged_data = [&](const std::string& patch, const std::string& removed) {
     return "CASE WHEN " + patch + " IS NULL OR coalesce(s.sess_expire, 0) < "
            "EXCLUDED.sess_modified OR coalesce(s.sess_data, '') NOT LIKE '{%' "
            "THEN EXCLUDED.sess_data ELSE ((s.sess_data::jsonb - coalesce(" + removed +
            ", '{}'::text[])) || " + patch + "::jsonb)::text END";
+  };
+  auto stale_merged_data = [&](const std::string& patch, const std::string& removed,
+                               const std::string& read) {
+    const std::string unchanged = "s.sess_data::jsonb -> k IS NOT DISTINCT FROM " + read +
+                                  "::jsonb -> k";
+    return "CASE WHEN " + patch + " IS NULL OR " + read + " IS NULL OR coalesce(s.sess_expire, 0) < "
+           "EXCLUDED.sess_modified OR coalesce(s.sess_data, '') NOT LIKE '{%' "
+           "THEN s.sess_data ELSE ((s.sess_data::jsonb - ARRAY(SELECT k FROM unnest(coalesce(" +
+           removed + ", '{}'::text[])) AS r(k) WHERE " + unchanged + ")) || "
+           "coalesce((SELECT jsonb_object_agg(e.k, e.value) FROM jsonb_each(" + patch +
+           "::jsonb) AS e(k, value) WHERE " + unchanged + "), '{}'::jsonb))::text END";
   };
   auto pp = [](PatchParam param) { return "$" + std::to_string(param + 1); };
   std::string write_patch =
@@ -321,7 +339,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version) n " +
       on_conflict(p(kWriteAddress), p(kWriteCustom),
                   merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
-                  " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)");
+                  " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)",
+                  stale_merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]",
+                                    pp(kWriteRead) + "::text"));
   // The merged form: ON CONFLICT sees only the table's columns, so each row
   // finds its patch by id in the arrays (ids in a merged write are distinct).
   auto ma = [](PatchParam param) {
@@ -342,7 +362,11 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                       "::text[]) AS p(id, patch, removed) WHERE p.id = s.sess_id)",
                   " WHERE NOT (s.sess_expire < 0 AND coalesce((SELECT p.loaded FROM unnest(" +
                       ids + ", " + ma(kWriteLoaded) +
-                      "::bool[]) AS p(id, loaded) WHERE p.id = s.sess_id), false))");
+                      "::bool[]) AS p(id, loaded) WHERE p.id = s.sess_id), false))",
+                  "(SELECT " + stale_merged_data("p.patch", "p.removed::text[]", "p.read") +
+                      " FROM unnest(" + ids + ", " + ma(kWritePatch) + "::text[], " +
+                      ma(kWriteRemoved) + "::text[], " + ma(kWriteRead) +
+                      "::text[]) AS p(id, patch, removed, read) WHERE p.id = s.sess_id)");
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
   std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +

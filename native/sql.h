@@ -127,12 +127,18 @@ enum PatchParam : int {
   kWritePatch = kWriteParams,
   // The top-level keys the writer removed, a PostgreSQL text[] literal (null: none).
   kWriteRemoved,
+  // The values the writer read of the keys it changed or removed, as a JSON
+  // object (a key it added: absent). A stale write (version not above the
+  // row's) stores only the keys nobody changed since it read them; without
+  // this (null) it stores no data.
+  kWriteRead,
   // "t" when the writer read the session live: a tombstone (a logout since)
   // then stays; "f" otherwise.
   kWriteLoaded,
   kWritePatchParams
 };
-inline constexpr PatchParam kWritePatchArrays[] = {kWritePatch, kWriteRemoved, kWriteLoaded};
+inline constexpr PatchParam kWritePatchArrays[] = {kWritePatch, kWriteRemoved, kWriteRead,
+                                                   kWriteLoaded};
 inline constexpr int kWritePatchManyParams =
     kWriteManyParams + static_cast<int>(std::size(kWritePatchArrays));
 
@@ -153,6 +159,7 @@ struct WriteParams {
   // kWritePatchStmt's (see PatchParam); unused by kWriteStmt.
   std::optional<std::string> patch;
   std::optional<std::string> removed;
+  std::optional<std::string> read;
   bool loaded = false;
 
   // The parameters in WriteParam order as text; nullopt is SQL NULL. Moves the

@@ -150,6 +150,47 @@ describe('29 handler: patch writes and logouts', () => {
       expect(await storedJson(id)).to.deep.equal({ a: 1 });
     });
 
+    it('a stale write with what it read stores the keys nobody changed since; a key changed since stays', async () => {
+      const h = await make();
+      const id = newId();
+      await h.write(id, '{"a":1,"b":1,"c":1}');
+      // A later write (another process, a higher version) ran first and changed b.
+      await setData(id, '{"a":1,"b":"newer","c":1}');
+      await query(
+        0,
+        `UPDATE "${table}" SET sess_version = 9223372036854775000 WHERE sess_id = $1`,
+        [id],
+      );
+      // This request read b = 1 and c = 1; it sets a and b, removes c, adds d.
+      await h.write(id, '{"a":2,"b":2,"d":2}', {
+        merge: {
+          changed: '{"a":2,"b":2,"d":2}',
+          removed: ['c'],
+          read: '{"a":1,"b":1,"c":1}',
+        },
+        loaded: true,
+      });
+      expect(await storedJson(id)).to.deep.equal({ a: 2, b: 'newer', d: 2 });
+      // The same through the merged statement.
+      const ids = [newId(), newId(), newId()];
+      await Promise.all(ids.map((other) => h.write(other, '{"a":1,"b":1}')));
+      await query(
+        0,
+        `UPDATE "${table}" SET sess_data = '{"a":1,"b":"newer"}', sess_version = 9223372036854775000 WHERE sess_id = ANY($1)`,
+        [ids],
+      );
+      await Promise.all(
+        ids.map((other) =>
+          h.write(other, '{"a":2,"b":2}', {
+            merge: { changed: '{"a":2,"b":2}', read: '{"a":1,"b":1}' },
+          }),
+        ),
+      );
+      for (const other of ids) {
+        expect(await storedJson(other)).to.deep.equal({ a: 2, b: 'newer' });
+      }
+    });
+
     it('an unchanged patch of a live session is skipped by the short circuit', async () => {
       const h = await make({ shortCircuit: true });
       const id = newId();
