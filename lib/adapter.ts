@@ -163,6 +163,36 @@ export function mergeWritesOf(options: AdapterOptions | undefined): boolean {
   return value;
 }
 
+/**
+ * Whether `now` has the JSON of `was` (a value JSON.parse made), told by walking both: cheaper
+ * than stringifying `was`. False where it cannot tell (a toJSON, NaN, a hole), and then the
+ * caller compares the JSON itself: a key reported changed but unchanged would overwrite a
+ * concurrent change of it.
+ */
+function sameValue(was: unknown, now: unknown): boolean {
+  if (was === now) return true;
+  if (typeof was !== 'object' || was === null || typeof now !== 'object' || now === null) {
+    return false;
+  }
+  if (typeof (now as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(now)) {
+    if (!Array.isArray(was) || was.length !== now.length) return false;
+    for (let i = 0; i < now.length; i++) if (!sameValue(was[i], now[i])) return false;
+    return true;
+  }
+  if (Array.isArray(was)) return false;
+  const before = was as Record<string, unknown>;
+  const after = now as Record<string, unknown>;
+  let count = 0;
+  for (const key of Object.keys(after)) {
+    const value = after[key];
+    if (value === undefined || typeof value === 'function' || typeof value === 'symbol') continue;
+    if (!Object.hasOwn(before, key) || !sameValue(before[key], value)) return false;
+    count += 1;
+  }
+  return count === Object.keys(before).length;
+}
+
 /** A session to store: its JSON, and what changed since it was read (null: write it whole). */
 export interface Encoded {
   data: string;
@@ -195,7 +225,6 @@ export function encode(session: object, read: string | null): Encoded {
   let data = '{';
   let changed = '{';
   let was = '{'; // what was read of the keys changed or removed (see WriteMerge.read)
-  const seen = new Set<string>();
   for (const key of Object.keys(value)) {
     const now = value[key];
     const piece = JSON.stringify(now);
@@ -203,18 +232,22 @@ export function encode(session: object, read: string | null): Encoded {
     const name = JSON.stringify(key);
     const entry = name + ':' + piece;
     data += data.length > 1 ? ',' + entry : entry;
-    seen.add(key);
     if (Object.hasOwn(base, key)) {
       // An equal primitive has the same JSON (JSON.parse makes no NaN; -0 and 0 are "0").
-      if (now === base[key]) continue;
+      if (now === base[key] || sameValue(base[key], now)) continue;
       const before = JSON.stringify(base[key]);
       if (before === piece) continue;
       was += (was.length > 1 ? ',' : '') + name + ':' + before;
     }
     changed += changed.length > 1 ? ',' + entry : entry;
   }
-  const removed = Object.keys(base).filter((key) => !seen.has(key));
-  for (const key of removed) {
+  const removed: string[] = [];
+  for (const key of Object.keys(base)) {
+    const now = value[key];
+    if (now !== undefined && typeof now !== 'function' && typeof now !== 'symbol') {
+      if (Object.hasOwn(value, key)) continue;
+    }
+    removed.push(key);
     was += (was.length > 1 ? ',' : '') + JSON.stringify(key) + ':' + JSON.stringify(base[key]);
   }
   const merge = { changed: changed + '}', read: was + '}' };

@@ -80,6 +80,9 @@ function alive(data: Record<string, unknown>, now = Date.now()): boolean {
  * under the id express-session uses (any string up to 1024 characters, verbatim);
  * the expiry comes from `cookie.expires`, else the handler's `maxLifetime`.
  * A session is never served after its cookie's `expires`, to the millisecond.
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
  *
  * Failures (an outage included) reach express-session's callbacks as a
  * SessionPgsqlError, so the app's error handler sees them; the store never

@@ -48,6 +48,10 @@ type ReadOf = () => { id: string; data: string };
  * outage included) reach the plugin as a SessionPgsqlError, which fails the
  * request (5xx) through Fastify's error handler.
  *
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
+ *
  * @example
  * app.register(fastifySession, { secret, store: new FastifyStore({ db: 'dbname=app' }) })
  */

@@ -34,6 +34,10 @@ export type KoaStoreOptions = AdapterOptions;
  * expiry; `'session'` uses the handler's `maxLifetime`. Failures (an outage
  * included) reject, and reach the app's error handling through koa-session.
  *
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
+ *
  * @example
  * app.use(session({ store: new KoaStore({ db: 'dbname=app' }) }, app))
  */
