@@ -58,10 +58,19 @@ Statement WriteMany(const std::vector<const Statement*>& writes) {
 
 // kWritePatchManyStmt from kWritePatchStmt writes: kWriteManyStmt's
 // parameters, then one array per PatchParam.
+// The patch arrays are null when no write has a patch (see kWritePatchManyStmt).
 Statement WritePatchMany(const std::vector<const Statement*>& writes) {
   Statement many = WriteMany(writes);
   many.name = kWritePatchManyStmt;
-  for (PatchParam param : kWritePatchArrays) many.Bind(ArrayOf(writes, param));
+  const bool patches = std::any_of(writes.begin(), writes.end(),
+                                   [](const Statement* s) { return !s->is_null[kWritePatch]; });
+  for (PatchParam param : kWritePatchArrays) {
+    if (patches || param == kWriteLoaded) {
+      many.Bind(ArrayOf(writes, param));
+    } else {
+      many.BindNull();
+    }
+  }
   return many;
 }
 

@@ -336,18 +336,30 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
       typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
       "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
-      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version) n " +
+      // The read values are named here too: only a versioned table's statement uses them.
+      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version, " +
+      pp(kWriteRead) + "::text AS read) n " +
       on_conflict(p(kWriteAddress), p(kWriteCustom),
                   merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
                   " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)",
                   stale_merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]",
                                     pp(kWriteRead) + "::text"));
   // The merged form: ON CONFLICT sees only the table's columns, so each row
-  // finds its patch by id in the arrays (ids in a merged write are distinct).
+  // finds its patch by its id's place in the ids (distinct in a merged write).
+  // The patch arrays are null when no write of the batch has a patch: then no
+  // row looks anything up, and only a tombstone looks up its loaded flag.
   auto ma = [](PatchParam param) {
-    return "$" + std::to_string(kWriteManyParams + 1 + (param - kWritePatch));
+    return "$" + std::to_string(kWriteManyParams + 1 + (param - kWritePatch)) + "::" +
+           (param == kWriteLoaded ? "bool[]" : "text[]");
   };
-  const std::string ids = "$2::text[]";  // kWriteManyArrays[0] is the id
+  const std::string at = "array_position($2::text[], s.sess_id)";  // $2: the ids
+  auto lookup = [&](const std::string& expression, bool with_read) {
+    return "CASE WHEN " + ma(kWritePatch) + " IS NULL THEN " +
+           (with_read ? "s.sess_data" : "EXCLUDED.sess_data") + " ELSE (SELECT " + expression +
+           " FROM (SELECT (" + ma(kWritePatch) + ")[i] AS patch, (" + ma(kWriteRemoved) +
+           ")[i] AS removed, (" + ma(kWriteRead) + ")[i] AS read FROM " + at +
+           " AS i) AS p) END";
+  };
   std::string write_patch_many =
       columns_written +
       "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
@@ -357,16 +369,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       (v ? ", " + u(kWriteVersion) + " " : " ") +
       "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text",
-                  "(SELECT " + merged_data("p.patch", "p.removed::text[]") + " FROM unnest(" +
-                      ids + ", " + ma(kWritePatch) + "::text[], " + ma(kWriteRemoved) +
-                      "::text[]) AS p(id, patch, removed) WHERE p.id = s.sess_id)",
-                  " WHERE NOT (s.sess_expire < 0 AND coalesce((SELECT p.loaded FROM unnest(" +
-                      ids + ", " + ma(kWriteLoaded) +
-                      "::bool[]) AS p(id, loaded) WHERE p.id = s.sess_id), false))",
-                  "(SELECT " + stale_merged_data("p.patch", "p.removed::text[]", "p.read") +
-                      " FROM unnest(" + ids + ", " + ma(kWritePatch) + "::text[], " +
-                      ma(kWriteRemoved) + "::text[], " + ma(kWriteRead) +
-                      "::text[]) AS p(id, patch, removed, read) WHERE p.id = s.sess_id)");
+                  lookup(merged_data("p.patch", "p.removed::text[]"), false),
+                  " WHERE NOT (s.sess_expire < 0 AND coalesce((" + ma(kWriteLoaded) + ")[" + at +
+                      "], false))",
+                  lookup(stale_merged_data("p.patch", "p.removed::text[]", "p.read"), true));
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
   std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +

@@ -263,6 +263,25 @@ describe('29 handler: patch writes and logouts', () => {
       expect((await h.read(id)).data).to.equal('');
     });
 
+    it('late writes merged into one statement each stay refused; a new session among them inserts', async () => {
+      const h = await make();
+      const ids = Array.from({ length: 12 }, () => newId());
+      await Promise.all(ids.map((id) => h.write(id, '{"user":"ann"}')));
+      const sessions = await Promise.all(ids.map((id) => h.read(id)));
+      await Promise.all(ids.map((id) => h.destroy(id, { logout: true })));
+      const fresh = newId();
+      await Promise.all([
+        // whole writes (no patch in the batch), then patches
+        ...sessions.map((s) => h.write(s, '{"user":"ann","late":1}')),
+        h.write(fresh, '{"user":"bob"}', { loaded: false }),
+      ]);
+      await Promise.all(
+        sessions.map((s) => h.write(s, '{"late":2}', { merge: { changed: '{"late":2}' } })),
+      );
+      for (const id of ids) expect((await stored(id))!.sess_data).to.equal('');
+      expect(await storedJson(fresh)).to.deep.equal({ user: 'bob' });
+    });
+
     it('a plain destroy() still deletes the row', async () => {
       const h = await make();
       const id = newId();
