@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// npx session-pgsql init|gc|vacuum|status|import: housekeeping from cron or a deploy step, and
-// the move from connect-pg-simple.
+// npx session-pgsql init|gc|vacuum|status|import|sessions|revoke: housekeeping from cron or a
+// deploy step, the move from connect-pg-simple, and a user's sessions for support staff.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { SessionPgsql } from './handler';
+import { SessionPgsql, withAdapterId, type Revocation, type UserSessions } from './handler';
 import { ErrorCode, SessionPgsqlError } from './errors';
 import { importConnectPgSimple, type ImportCounts } from './import';
 import { libpqVersion } from './index';
@@ -22,6 +22,14 @@ Commands:
   import connect-pg-simple
             copy the live sessions of connect-pg-simple's table into ours, ids unchanged,
             so switching stores logs nobody out; safe to run again
+  sessions USER
+            list USER's live sessions on every server (the user the adapters' \`user\`
+            option stores): id, server, created, last seen, expiry, addresses
+  revoke USER [--except ID]...
+            log USER out everywhere: every live session on every server (copies held
+            during an outage included) but the ids given with --except (as \`sessions\`
+            lists them). A server that is down keeps them: exit status 1, and the
+            message says to run it again once that server is back (or use --wait)
   help      this text
 
 Options:
@@ -35,13 +43,19 @@ Options:
   -h, --help        this text
   -v, --version     print the version of session-pgsql and of the libpq it runs with
 
+Options of revoke:
+  --except <id>     spare this session (repeat for several)
+  --wait <s>        when a server is down, wait up to this many seconds for it to come back
+                    and revoke there too before exiting (default 0: exit at once)
+
 Options of import connect-pg-simple:
   --from-table <name>   connect-pg-simple's table (its tableName; default: session)
   --from-schema <name>  its schema (its schemaName; default: the search path's)
   --from-db <conninfo>  the database holding it (default: the first server of --db)
   --dry-run             count what would be copied; write nothing
 
-Exit status: 0 success; 1 an operation failed on some server (the reason is on stderr);
+Exit status: 0 success; 1 an operation failed on some server (the reason is on stderr; for
+sessions, its sessions are not listed; for revoke, they are not revoked);
 2 usage error (unknown command or option, no --db and no SESSION_PGSQL_DB).
 
 Crontab example (GC every 10 minutes, VACUUM nightly). cron starts in the home directory, so
@@ -51,7 +65,8 @@ download a package when it is not installed there:
   30 3 * * *   cd /srv/app && SESSION_PGSQL_DB='host=/run/postgresql dbname=app' npx --no-install session-pgsql vacuum
 `;
 
-const COMMANDS = ['init', 'gc', 'vacuum', 'status', 'import', 'help'];
+const COMMANDS = ['init', 'gc', 'vacuum', 'status', 'import', 'sessions', 'revoke', 'help'];
+const USER_COMMANDS = ['sessions', 'revoke'];
 const IMPORT_SOURCES = ['connect-pg-simple'];
 
 const OPTIONS = {
@@ -68,9 +83,12 @@ const OPTIONS = {
   'from-schema': { type: 'string' },
   'from-db': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  except: { type: 'string', multiple: true },
+  wait: { type: 'string' },
 } as const;
 
 const IMPORT_ONLY = ['from-table', 'from-schema', 'from-db', 'dry-run'];
+const REVOKE_ONLY = ['except', 'wait'];
 
 class UsageError extends Error {}
 
@@ -171,6 +189,12 @@ interface Report {
   /** import: what was copied and skipped. */
   import?: ImportCounts;
   dryRun?: boolean;
+  /** sessions, revoke: the user. */
+  user?: string;
+  /** sessions: the user's live sessions. */
+  sessions?: UserSessions['sessions'];
+  /** revoke: sessions logged out. */
+  revoked?: number;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -201,12 +225,28 @@ async function main(argv: string[]): Promise<number> {
           : `cannot import from "${positionals.slice(1).join(' ')}" (only connect-pg-simple)`,
       );
     }
+  } else if (USER_COMMANDS.includes(command)) {
+    if (positionals.length !== 2 || positionals[1] === '')
+      throw new UsageError(
+        positionals.length < 2
+          ? `${command} needs a user: ${command} USER`
+          : `unexpected argument "${positionals.slice(2).join(' ')}"`,
+      );
+    const misplaced = IMPORT_ONLY.find((name) => values[name as keyof typeof values] !== undefined);
+    if (misplaced) throw new UsageError(`option --${misplaced} is only for import`);
   } else {
     if (positionals.length !== 1)
       throw new UsageError(`unexpected argument "${positionals.slice(1).join(' ')}"`);
     const misplaced = IMPORT_ONLY.find((name) => values[name as keyof typeof values] !== undefined);
     if (misplaced) throw new UsageError(`option --${misplaced} is only for import`);
   }
+  if (command !== 'revoke') {
+    const misplaced = REVOKE_ONLY.find((name) => values[name as keyof typeof values] !== undefined);
+    if (misplaced) throw new UsageError(`option --${misplaced} is only for revoke`);
+  }
+  const wait = values.wait === undefined ? 0 : Number(values.wait);
+  if (!(wait >= 0 && wait <= 86_400))
+    throw new UsageError(`option --wait needs seconds from 0 to 86400, not "${values.wait}"`);
   const db = values.db ?? process.env.SESSION_PGSQL_DB;
   if (!db) throw new UsageError('no server list: pass --db or set SESSION_PGSQL_DB');
 
@@ -242,6 +282,40 @@ async function main(argv: string[]): Promise<number> {
     if (failure === null || handler.status().servers.some((s) => s.state === 'up')) {
       if (command === 'gc') await handler.gc().catch((err) => (failure = err));
       if (command === 'vacuum') await handler.vacuum().catch((err) => (failure = err));
+    }
+    const user = USER_COMMANDS.includes(command) ? positionals[1]! : null;
+    let unreachable: number[] = [];
+    if (command === 'sessions' && user !== null) {
+      const found = await handler.sessionsOf(user).catch((err) => {
+        failure = err;
+        return null;
+      });
+      report.user = user;
+      report.sessions = found?.sessions ?? [];
+      unreachable = found?.unreachable ?? [];
+    }
+    if (command === 'revoke' && user !== null) {
+      // The ids as `sessions` lists them (stored keys): any id a session can have.
+      const except = values.except ?? [];
+      const done: Revocation | null = await withAdapterId(() =>
+        handler.destroySessionsOf(user, { except }),
+      ).catch((err) => {
+        failure = err;
+        return null;
+      });
+      report.user = user;
+      report.revoked = done?.destroyed ?? 0;
+      unreachable = done?.unreachable ?? [];
+      // The revocation waits in this handler for the servers it missed, and runs there as they
+      // come back (before they are up): --wait keeps the process for that long. A server that
+      // failed the statement while up has none pending, and stays unrevoked.
+      const pendingOn = (i: number) => handler.status().servers[i]!.pendingRevocations > 0;
+      const waiting = unreachable.filter(pendingOn);
+      const deadline = Date.now() + wait * 1000;
+      while (waiting.some(pendingOn) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      unreachable = unreachable.filter((i) => !waiting.includes(i) || pendingOn(i));
     }
     if (command === 'import' && failure === null) {
       const from = values['from-db'] ?? splitConninfo(db)[0]!;
@@ -284,6 +358,15 @@ async function main(argv: string[]): Promise<number> {
         if (summary.missing.length > 0)
           entry.error = sentence({ ...summary, created: [], existed: [] });
       }
+      if (command === 'revoke' && unreachable.includes(s.id)) {
+        const why = typeof entry.error === 'string' ? ` (${entry.error})` : '';
+        entry.error =
+          `could not be reached${why}: ${report.user}'s sessions there are NOT revoked; ` +
+          `run \`session-pgsql revoke\` again once it is back (or pass --wait)`;
+      } else if (command === 'sessions' && unreachable.includes(s.id)) {
+        const why = typeof entry.error === 'string' ? ` (${entry.error})` : '';
+        entry.error = `could not be reached${why}: its sessions are not listed`;
+      }
       if (s.state !== 'up' || entry.error !== undefined) report.ok = false;
       report.servers.push(entry);
     }
@@ -302,9 +385,57 @@ async function main(argv: string[]): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
+/** Unix seconds as an ISO 8601 time in UTC, to the second. */
+function iso(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The rows as a text table, columns padded to their widest cell. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows
+    .map((r) =>
+      r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  '),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+/** sessions and revoke: what was found or done, for a person. */
+function printUser(report: Report): void {
+  if (report.sessions) {
+    const n = report.sessions.length;
+    if (n === 0) {
+      process.stdout.write(`no live session of ${report.user}\n`);
+      return;
+    }
+    const rows = [['ID', 'SERVER', 'CREATED', 'LAST SEEN', 'EXPIRES', 'ADDRESSES']];
+    for (const s of report.sessions) {
+      const addresses = [s.addressCreated, s.addressModified].filter((a, i, all) => {
+        return a !== '' && all.indexOf(a) === i;
+      });
+      rows.push([
+        s.id,
+        String(s.server),
+        iso(s.created),
+        iso(s.lastSeen),
+        iso(s.expires),
+        addresses.join(' -> ') || '-',
+      ]);
+    }
+    process.stdout.write(table(rows));
+    process.stdout.write(`${n} live session(s) of ${report.user}\n`);
+  }
+  if (report.revoked !== undefined) {
+    process.stdout.write(`revoked ${report.revoked} session(s) of ${report.user}\n`);
+  }
+}
+
 function print(report: Report, json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(report)}\n`);
+  } else if (report.user !== undefined) {
+    printUser(report);
   } else {
     for (const s of report.servers) {
       const facts = Object.entries(s)

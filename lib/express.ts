@@ -18,9 +18,22 @@ import {
   type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
-import type { SessionPgsql } from './handler';
+import type {
+  DestroySessionsOfOptions,
+  Revocation,
+  SessionPgsql,
+  SessionsOfOptions,
+  UserSessions,
+} from './handler';
 import { checkSeconds, MAX_LIFETIME_SECONDS } from './options';
 import type { Session } from './session';
+import {
+  storeDestroySessionsOf,
+  storeSessionsOf,
+  UserField,
+  userWrite,
+  type UserOption,
+} from './users';
 
 // The store's types are written here, not taken from @types/express-session,
 // so that a TypeScript app needs no types package to use the store; they are
@@ -63,6 +76,11 @@ export interface ExpressStoreOptions extends AdapterOptions {
    * Default `60`; `0` touches every time; at most 2147483647.
    */
   touchAfter?: number;
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'passport.user'`, or a function of the session object.
+   */
+  user?: UserOption;
 }
 
 /** An express middleware, as `guard()` returns it. */
@@ -105,6 +123,7 @@ export class ExpressStore extends session.Store {
   // get() result object -> the Session it came from; then request -> Session.
   readonly #loaded = new WeakMap<object, Session>();
   readonly #requests = new WeakMap<object, Session>();
+  readonly #users: UserField | undefined;
 
   constructor(handlerOrOptions: HandlerOrOptions, options: ExpressStoreOptions = {}) {
     super();
@@ -116,6 +135,7 @@ export class ExpressStore extends session.Store {
       MAX_LIFETIME_SECONDS,
     );
     this.#mergeWrites = mergeWritesOf(options);
+    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
     const status = this.handler.status();
     this.#maxLifetime = status.maxLifetime;
@@ -167,6 +187,7 @@ export class ExpressStore extends session.Store {
   ): Promise<T | null> | void {
     const found = readId(this.handler, sid).then(
       (s) => {
+        this.#users?.seen(s.id, s.getField());
         const data = s.isNew || s.expired ? null : decode(s.data);
         if (!data || !alive(data)) return null;
         this.#loaded.set(data, s);
@@ -190,6 +211,12 @@ export class ExpressStore extends session.Store {
     const req = (sess as { req?: { ip?: string } }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     const ms = toEpochMs(sess.cookie?.expires);
+    let user;
+    try {
+      user = userWrite(this.#users, sid, sess);
+    } catch (err) {
+      return settle(Promise.reject(err), callback);
+    }
     // A session loaded by this request carries its custom field and errors, and
     // what it read: the write stores what changed since, and no logout since
     // is undone (see WriteOptions.loaded).
@@ -201,6 +228,7 @@ export class ExpressStore extends session.Store {
     const options = {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...(req?.ip ? { address: req.ip } : {}),
+      ...user,
       ...(merge ? { merge } : {}),
     };
     const written = writeId(this.handler, target, data, options);
@@ -274,6 +302,25 @@ export class ExpressStore extends session.Store {
       this.handler.clear().then(() => undefined),
       callback,
     );
+  }
+
+  /**
+   * The live sessions of `user` on every server (see `SessionPgsql#sessionsOf`), with
+   * express-session's ids; `current` (e.g. `req.sessionID`) marks the request's own.
+   */
+  sessionsOf(user: string | number, options?: SessionsOfOptions): Promise<UserSessions> {
+    return storeSessionsOf(this.handler, user, options);
+  }
+
+  /**
+   * Logs `user` out on every server but the sessions in `except` (express-session's ids, e.g.
+   * `[req.sessionID]`): see `SessionPgsql#destroySessionsOf`.
+   */
+  destroySessionsOf(
+    user: string | number,
+    options?: DestroySessionsOfOptions,
+  ): Promise<Revocation> {
+    return storeDestroySessionsOf(this.handler, user, options);
   }
 
   /** Closes the handler if this store created it. */

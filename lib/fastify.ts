@@ -13,7 +13,29 @@ import {
   type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
-import type { SessionPgsql } from './handler';
+import type {
+  DestroySessionsOfOptions,
+  Revocation,
+  SessionPgsql,
+  SessionsOfOptions,
+  UserSessions,
+} from './handler';
+import {
+  storeDestroySessionsOf,
+  storeSessionsOf,
+  UserField,
+  userWrite,
+  type UserOption,
+} from './users';
+
+/** Options of a FastifyStore. */
+export interface FastifyStoreOptions extends AdapterOptions {
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'userId'`, or a function of the session object.
+   */
+  user?: UserOption;
+}
 
 type Callback = (err?: any) => void;
 type CallbackSession = (err: any, session?: any) => void;
@@ -26,9 +48,6 @@ type CallbackSession = (err: any, session?: any) => void;
 function expiryOf(session: any): number | null {
   return toEpochMs(session?.cookie?.expires ?? session?.cookie?.originalExpires);
 }
-
-/** Options of {@link FastifyStore}. */
-export type FastifyStoreOptions = AdapterOptions;
 
 /**
  * The property by which a session that get() loaded tells set() what was read.
@@ -61,14 +80,18 @@ export class FastifyStore {
   readonly #owned: boolean;
   readonly #mergeWrites: boolean;
 
+  readonly #users: UserField | undefined;
+
   constructor(handlerOrOptions: HandlerOrOptions, options: FastifyStoreOptions = {}) {
     this.#mergeWrites = mergeWritesOf(options);
+    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
   get(sessionId: string, callback: CallbackSession): void {
     readId(this.handler, sessionId).then(
       (s) => {
+        this.#users?.seen(s.id, s.getField());
         const data = s.isNew || s.expired ? null : decode(s.data);
         const expires = data ? expiryOf(data) : null;
         if (!data || (expires !== null && expires <= Date.now())) {
@@ -90,6 +113,13 @@ export class FastifyStore {
 
   set(sessionId: string, session: any, callback: Callback): void {
     const ms = expiryOf(session);
+    let user;
+    try {
+      user = userWrite(this.#users, sessionId, session);
+    } catch (err) {
+      callback(err);
+      return;
+    }
     const readOf: unknown = session?.[READ];
     const read = typeof readOf === 'function' ? (readOf as ReadOf)() : null;
     // A session this request loaded (not one regenerated under a new id).
@@ -97,6 +127,7 @@ export class FastifyStore {
     const { data, merge } = encode(session, loaded && this.#mergeWrites ? read.data : null);
     writeId(this.handler, sessionId, data, {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
+      ...user,
       ...(loaded ? { loaded } : {}),
       ...(merge ? { merge } : {}),
     }).then(() => {
@@ -107,6 +138,22 @@ export class FastifyStore {
 
   destroy(sessionId: string, callback: Callback): void {
     destroyId(this.handler, sessionId).then(() => callback(), callback);
+  }
+
+  /**
+   * The live sessions of `user` on every server (see `SessionPgsql#sessionsOf`), with the
+   * plugin's ids; `current` (e.g. `request.session.sessionId`) marks the request's own.
+   */
+  sessionsOf(user: string | number, options?: SessionsOfOptions): Promise<UserSessions> {
+    return storeSessionsOf(this.handler, user, options);
+  }
+
+  /** Logs `user` out on every server but the sessions in `except` (the plugin's ids). */
+  destroySessionsOf(
+    user: string | number,
+    options?: DestroySessionsOfOptions,
+  ): Promise<Revocation> {
+    return storeDestroySessionsOf(this.handler, user, options);
   }
 
   /** Closes the handler if this store created it. */

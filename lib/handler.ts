@@ -10,6 +10,7 @@ import {
   type SessionPgsqlOptions,
 } from './options';
 import { Session, type SessionOwner } from './session';
+import { requiredUser } from './users';
 
 /** Per-request context of `read()`. */
 export interface ReadContext {
@@ -27,11 +28,16 @@ export interface WriteOptions {
   /** The client's address; for a Session, defaults to the address it was read with. */
   address?: string;
   /**
+   * The custom field (`sess_custom`) to store; default: the stored one is kept (for a Session,
+   * what `setField` set). Given for a Session and different from its field, it is `setField`.
+   */
+  custom?: string;
+  /**
    * Store what this request changed instead of replacing the stored data: `changed`, a JSON
    * object of the top-level keys it set, is merged over the stored JSON object after the
    * `removed` keys are taken out, in the write's one statement. So two requests of one session
-   * that change different keys both keep theirs; of one key, the write the server runs last
-   * wins. `data` (the whole new object) is still what an insert stores: where no live row is,
+   * that change different keys both keep theirs; of one key, the write issued last wins
+   * (see `read`). `data` (the whole new object) is still what an insert stores: where no live row is,
    * where the stored data is no JSON object (then this write is sent again without the patch
    * if the server refused it as invalid JSON), and it is the data a Session then holds.
    * @example await handler.write(s, JSON.stringify(next), { merge: { changed: '{"theme":"dark"}', removed: ['draft'] } })
@@ -73,6 +79,58 @@ export interface DestroyOptions {
    * framework adapters' destroy does this. Resolves `true` once the tombstone is stored.
    */
   logout?: boolean;
+}
+
+/** One live session of a user, as `sessionsOf` lists it. */
+export interface UserSession {
+  /** The stored id (under `hashIds`, a reference that names the session but is no cookie). */
+  id: string;
+  /** Whether this is the session named by the `current` option. */
+  current: boolean;
+  /** Index in `db` of the server holding it (the newest copy, during an outage). */
+  server: number;
+  /** Unix seconds: when it was created. */
+  created: number;
+  /** Unix seconds: its last write (`sess_modified`). */
+  lastSeen: number;
+  /** Unix seconds: when it expires. */
+  expires: number;
+  /** The address it was created from (`''`: unknown). */
+  addressCreated: string;
+  /** The address of its last write that had one (`''`: none since it was created). */
+  addressModified: string;
+}
+
+/** What `sessionsOf` resolves to. */
+export interface UserSessions {
+  /** The user's live sessions, most recently seen first. */
+  sessions: UserSession[];
+  /** Servers that could not be asked (down, or failed): their sessions are not listed. */
+  unreachable: number[];
+}
+
+/** Options of `sessionsOf`. */
+export interface SessionsOfOptions {
+  /** The session id of the caller's own session: its entry has `current: true`. */
+  current?: string;
+}
+
+/** Options of `destroySessionsOf`. */
+export interface DestroySessionsOfOptions {
+  /** Session ids to spare (the caller's own session, for "log out everywhere else"). */
+  except?: readonly string[];
+}
+
+/** What `destroySessionsOf` resolves to. */
+export interface Revocation {
+  /** Sessions logged out (a session with copies on two servers counts once). */
+  destroyed: number;
+  /**
+   * Servers that could not be reached. This handler revokes the user's sessions there before
+   * such a server is used again (`status().servers[i].pendingRevocations`); until then, and if
+   * this process ends first, they are not revoked: see docs/operations.md, A user's sessions.
+   */
+  unreachable: number[];
 }
 
 /** What `status()` returns (the original `session_pgsql_status()`). */
@@ -203,6 +261,10 @@ export class SessionPgsql extends EventEmitter {
     const address = checkAddress(
       given.address ?? (session instanceof Session ? session.address : ''),
     );
+    const custom = checkCustom(given.custom);
+    if (session instanceof Session && custom !== null && custom !== session.getField()) {
+      session.setField(custom);
+    }
     const merge = checkMerge(given.merge);
     const live = session instanceof Session && !session.isNew && !session.expired;
     const loaded = given.loaded === undefined ? live : checkLoaded(given.loaded);
@@ -214,7 +276,7 @@ export class SessionPgsql extends EventEmitter {
             data,
             address,
             expires,
-            null,
+            custom,
             0,
             0,
             0,
@@ -379,6 +441,68 @@ export class SessionPgsql extends EventEmitter {
     }
   }
 
+  /**
+   * The live sessions of `user` (the value the adapters' `user` option keeps in `sess_custom`) on
+   * every server that is up, each once: a session with copies on two servers (one written during
+   * an outage) is listed as its newer copy, and not at all when that is a logout. One indexed
+   * lookup per server, then one read of those ids per server.
+   * @example const { sessions } = await handler.sessionsOf('alice', { current: req.sessionID })
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` (no user), `SPG_INVALID_ID` (`current`),
+   *   `SPG_NO_SERVER` (no server could be asked), `SPG_CLOSED`.
+   */
+  async sessionsOf(user: string | number, options: SessionsOfOptions = {}): Promise<UserSessions> {
+    const who = requiredUser(user, 'sessionsOf(user)');
+    const given = fields(options, 'sessionsOf options');
+    const current = given.current === undefined ? null : this.#key(given.current);
+    let found;
+    try {
+      found = await this.#native.sessionsOf(who);
+    } catch (err) {
+      throw callerStack(err);
+    }
+    return {
+      sessions: found.sessions.map((s) => ({
+        id: s.id,
+        current: s.id === current,
+        server: s.server,
+        created: s.created,
+        lastSeen: s.modified,
+        expires: s.expires,
+        addressCreated: s.addressCreated,
+        addressModified: s.addressModified,
+      })),
+      unreachable: found.unreachable,
+    };
+  }
+
+  /**
+   * Logs `user` out everywhere (but the sessions in `except`): on every server that is up, each of
+   * the user's live sessions, copies held on a stand-in included, becomes a tombstone, so that a
+   * request of one of them that writes late cannot bring it back. A server that cannot be reached
+   * gets the revocation before this handler uses it again (sparing sessions created since); it is
+   * listed in `unreachable`.
+   * @example await handler.destroySessionsOf('alice', { except: [req.sessionID] })
+   * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` (no user), `SPG_INVALID_ID` (an `except` id),
+   *   `SPG_CLOSED`.
+   */
+  async destroySessionsOf(
+    user: string | number,
+    options: DestroySessionsOfOptions = {},
+  ): Promise<Revocation> {
+    const who = requiredUser(user, 'destroySessionsOf(user)');
+    const given = fields(options, 'destroySessionsOf options');
+    if (given.except !== undefined && !Array.isArray(given.except))
+      throw argument(
+        `Expected an array of ids for "except" but received ${describe(given.except)}`,
+      );
+    const except = (given.except ?? []).map((id) => this.#key(id));
+    try {
+      return await this.#native.destroySessionsOf(who, except);
+    } catch (err) {
+      throw callerStack(err);
+    }
+  }
+
   /** A snapshot of every server's state and the handler's settings; passwords redacted. */
   status(): Status {
     const { servers, numberOfServers, failoverMode, ...rest } = this.#native.status();
@@ -431,6 +555,12 @@ export class SessionPgsql extends EventEmitter {
       !this.#closing &&
       Buffer.byteLength(data) <= this.#options.native.maxDataSize
     );
+  }
+
+  /** The stored key of a client's id, checked (the one way ids enter the handler). */
+  #key(id: unknown): string {
+    this.#checkId(id);
+    return id;
   }
 
   #checkId(id: unknown): asserts id is string {
@@ -531,6 +661,14 @@ function checkLoaded(loaded: unknown): boolean {
   if (typeof loaded !== 'boolean')
     throw argument(`Expected a boolean for "loaded" but received ${describe(loaded)}`);
   return loaded;
+}
+
+function checkCustom(custom: unknown): string | null {
+  if (custom === undefined) return null;
+  if (typeof custom !== 'string')
+    throw argument(`Expected a string for "custom" but received ${describe(custom)}`);
+  if (!wellFormed(custom)) throw argument(`The custom field ${loneSurrogate(custom)}`);
+  return custom;
 }
 
 function checkAddress(address: unknown): string {

@@ -1,6 +1,18 @@
 // Public exports only.
 export { SessionPgsql } from './handler';
-export type { ReadContext, WriteOptions, WriteMerge, DestroyOptions, Status } from './handler';
+export type {
+  ReadContext,
+  WriteOptions,
+  WriteMerge,
+  DestroyOptions,
+  Status,
+  UserSession,
+  UserSessions,
+  SessionsOfOptions,
+  DestroySessionsOfOptions,
+  Revocation,
+} from './handler';
+export type { UserOption } from './users';
 export { Session } from './session';
 export type { SessionInfo, SessionErrors, ErrorLevel } from './session';
 export { SessionPgsqlError, ErrorCode } from './errors';

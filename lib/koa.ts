@@ -13,7 +13,29 @@ import {
   type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
-import type { SessionPgsql } from './handler';
+import type {
+  DestroySessionsOfOptions,
+  Revocation,
+  SessionPgsql,
+  SessionsOfOptions,
+  UserSessions,
+} from './handler';
+import {
+  storeDestroySessionsOf,
+  storeSessionsOf,
+  UserField,
+  userWrite,
+  type UserOption,
+} from './users';
+
+/** Options of a KoaStore. */
+export interface KoaStoreOptions extends AdapterOptions {
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'user.id'`, or a function of the session object.
+   */
+  user?: UserOption;
+}
 
 interface KoaContext {
   ip?: string;
@@ -22,9 +44,6 @@ interface KoaContext {
 // koa-session asks the store to keep a session this much longer than its
 // cookie (it adds it to the maxAge it passes to set()).
 const KOA_MARGIN_MS = 10_000;
-
-/** Options of {@link KoaStore}. */
-export type KoaStoreOptions = AdapterOptions;
 
 /**
  * A koa-session store. Sessions are stored as JSON under the key koa-session
@@ -49,14 +68,18 @@ export class KoaStore {
   // Request context -> the session it loaded: its key and the stored JSON read.
   readonly #read = new WeakMap<object, { key: string; data: string }>();
 
+  readonly #users: UserField | undefined;
+
   constructor(handlerOrOptions: HandlerOrOptions, options: KoaStoreOptions = {}) {
     this.#mergeWrites = mergeWritesOf(options);
+    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
   async get(key: string, _maxAge?: number | 'session', opts?: { ctx?: KoaContext }): Promise<any> {
     try {
       const s = await readId(this.handler, key);
+      this.#users?.seen(s.id, s.getField());
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
       if (opts?.ctx) this.#read.set(opts.ctx, { key, data: s.data });
@@ -104,12 +127,29 @@ export class KoaStore {
       ...(address ? { address } : {}),
       ...(loaded ? { loaded } : {}),
       ...(merge ? { merge } : {}),
+      ...userWrite(this.#users, key, sess),
     });
     if (loaded) read.data = data; // a second save diffs against the first
   }
 
   async destroy(key: string, _opts?: { ctx?: KoaContext }): Promise<void> {
     await destroyId(this.handler, key);
+  }
+
+  /**
+   * The live sessions of `user` on every server (see `SessionPgsql#sessionsOf`), with
+   * koa-session's keys; `current` marks the request's own (its external key).
+   */
+  sessionsOf(user: string | number, options?: SessionsOfOptions): Promise<UserSessions> {
+    return storeSessionsOf(this.handler, user, options);
+  }
+
+  /** Logs `user` out on every server but the sessions in `except` (koa-session's keys). */
+  destroySessionsOf(
+    user: string | number,
+    options?: DestroySessionsOfOptions,
+  ): Promise<Revocation> {
+    return storeDestroySessionsOf(this.handler, user, options);
   }
 
   /** Closes the handler if this store created it. */

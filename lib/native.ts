@@ -124,6 +124,11 @@ export interface NativeServerStatus {
   setup: { table: SetupFinding; housekeeping: SetupFinding; version: SetupFinding };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;
+  /**
+   * Revocations of a user's sessions (`destroySessionsOf`) that could not reach this server: this
+   * process runs them there before the server is `'up'` again.
+   */
+  pendingRevocations: number;
 }
 
 export interface NativeStatus {
@@ -138,6 +143,34 @@ export interface NativeStatus {
   table: string;
   inFlight: number;
   closed: boolean;
+}
+
+/** One live session of a user, as the native core lists it (stored id: a reference under hashIds). */
+export interface NativeUserSession {
+  id: string;
+  /** Index in `db` of the server holding the newest copy. */
+  server: number;
+  /** Unix seconds. */
+  created: number;
+  /** Unix seconds of the last write (`sess_modified`): last seen. */
+  modified: number;
+  /** Unix seconds. */
+  expires: number;
+  addressCreated: string;
+  addressModified: string;
+}
+
+export interface NativeUserSessions {
+  sessions: NativeUserSession[];
+  /** Servers that could not be asked (down, or failed). */
+  unreachable: number[];
+}
+
+export interface NativeRevocation {
+  /** Sessions turned into tombstones (a session with copies on two servers counts once). */
+  destroyed: number;
+  /** Servers that could not be reached: the revocation waits for them (see pendingRevocations). */
+  unreachable: number[];
 }
 
 export interface NativeHandler {
@@ -173,6 +206,8 @@ export interface NativeHandler {
   stats(): Promise<Array<{ rows: number; expired: number; bytes: number } | { error: Error }>>;
   list(): Promise<Array<{ id: string; data: string }>>;
   clear(): Promise<number>;
+  sessionsOf(user: string): Promise<NativeUserSessions>;
+  destroySessionsOf(user: string, except: string[]): Promise<NativeRevocation>;
   onEvent(listener: (name: string, payload: unknown) => void): void;
   /** The status but `shortCircuit`, which the facade adds (a setting of its own). */
   status(): Omit<NativeStatus, 'shortCircuit'>;

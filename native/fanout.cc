@@ -1,12 +1,17 @@
 // Fan-out: one call on every server joined into one promise (Join), the
-// barrier that open() and reset() wait on, and gc/vacuum/stats/list/clear
-// and status across the servers.
+// barrier that open() and reset() wait on, gc/vacuum/stats/list/clear, a
+// user's sessions (listed, revoked) and status across the servers.
 #include "handler.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <unordered_map>
 #include <utility>
 
+#include "args.h"
 #include "results.h"
+#include "versions.h"
 
 namespace spg {
 
@@ -220,6 +225,292 @@ Napi::Value Handler::JsClear(const Napi::CallbackInfo& info) {
       [removed](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *removed); });
 }
 
+namespace {
+
+// A PostgreSQL text[] literal of `values`, each quoted.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const std::string& value : values) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (char c : value) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+// One stored copy of a session (a row of kUserRowsStmt).
+struct Copy {
+  int server = -1;
+  std::string custom;
+  long long created = 0, modified = 0, expire = 0;
+  std::string addr_created, addr_modified;
+  bool versioned = false;
+  long long version = 0;
+  bool expired = false;
+};
+
+// Whether copy `a` is newer than `b`, as the look-aside decides (recovery.cc):
+// by version when both have one, else by sess_modified.
+bool Newer(const Copy& a, const Copy& b) {
+  if (a.versioned && b.versioned) return a.version > b.version;
+  return a.modified > b.modified;
+}
+
+// Servers that could not be asked, as a JS array of indexes.
+Napi::Array IndexArray(Napi::Env env, const std::vector<int>& indexes) {
+  Napi::Array out = Napi::Array::New(env, indexes.size());
+  for (size_t i = 0; i < indexes.size(); ++i) out.Set(static_cast<uint32_t>(i), indexes[i]);
+  return out;
+}
+
+}  // namespace
+
+// sessionsOf(user): { sessions: [{ id, server, created, modified, expires,
+// addressCreated, addressModified }], unreachable: [server indexes] }. Two
+// rounds: the ids of the user's live rows on every server that is up, then
+// every copy of those ids there, so that a copy held on a stand-in during an
+// outage and the row at home count once, as the newer of the two, and a
+// session whose newest copy is a tombstone or names another user is left out.
+Napi::Value Handler::JsSessionsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ArgReader args(info, "sessionsOf(user: string)");
+  std::string user = args.String(0);
+  if (!args.ok()) return Reject(env, args.error());
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  struct State {
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
+    std::string user;
+    Deferred deferred;
+    size_t remaining = 0;
+    std::vector<Server*> asked;      // answered the first round
+    std::vector<int> unreachable;    // not up, or failed
+    std::vector<std::string> ids;    // of the first round, distinct
+    std::unordered_map<std::string, Copy> newest;
+    ErrorInfo first;
+  };
+  auto state = std::make_shared<State>(env);
+  state->user = std::move(user);
+  std::vector<Server*> servers = Routable();
+  for (auto& server : servers_) {
+    if (!server->routable()) state->unreachable.push_back(server->index());
+  }
+  if (servers.empty()) return NoServerUp(env);
+  auto finish = [this, state] {
+    Napi::Env env = state->deferred.Env();
+    std::vector<std::pair<std::string, Copy>> live;
+    for (auto& [id, copy] : state->newest) {
+      if (!copy.expired && copy.custom == state->user) live.emplace_back(id, copy);
+    }
+    // Most recently seen first: what a "your sessions" page shows.
+    std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) {
+      return a.second.modified != b.second.modified ? a.second.modified > b.second.modified
+                                                    : a.first < b.first;
+    });
+    Napi::Array sessions = Napi::Array::New(env, live.size());
+    for (size_t i = 0; i < live.size(); ++i) {
+      const Copy& c = live[i].second;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("id", live[i].first);
+      o.Set("server", c.server);
+      o.Set("created", static_cast<double>(c.created));
+      o.Set("modified", static_cast<double>(c.modified));
+      o.Set("expires", static_cast<double>(c.expire));
+      o.Set("addressCreated", c.addr_created);
+      o.Set("addressModified", c.addr_modified);
+      sessions.Set(static_cast<uint32_t>(i), o);
+    }
+    std::sort(state->unreachable.begin(), state->unreachable.end());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("sessions", sessions);
+    out.Set("unreachable", IndexArray(env, state->unreachable));
+    state->deferred.Resolve(out);
+  };
+  // Round two: every copy of the ids on every server that answered round one.
+  auto copies = [this, state, finish] {
+    if (state->asked.empty()) {
+      state->deferred.Reject(JsError(state->deferred.Env(), state->first));
+      return;
+    }
+    if (state->ids.empty()) {
+      finish();
+      return;
+    }
+    const std::string ids = TextArray(state->ids);
+    state->remaining = state->asked.size();
+    for (Server* server : state->asked) {
+      auto op = std::make_unique<Op>();
+      op->statements.push_back(Statement::Prepared(kUserRowsStmt).Bind(ids));
+      op->read_only = true;
+      op->done = [state, finish](Op& op) {
+        if (op.error) {
+          state->unreachable.push_back(op.server);
+        } else {
+          const PGresult* r = op.results[0].get();
+          for (int i = 0; i < PQntuples(r); ++i) {
+            Copy c;
+            c.server = op.server;
+            c.custom = Text(r, i, kUserRowCustom);
+            c.created = ParseInt(r, i, kUserRowCreated);
+            c.modified = ParseInt(r, i, kUserRowModified);
+            c.expire = ParseInt(r, i, kUserRowExpire);
+            c.addr_created = Text(r, i, kUserRowAddrCreated);
+            c.addr_modified = Text(r, i, kUserRowAddrModified);
+            c.versioned = !PQgetisnull(r, i, kUserRowVersion);
+            c.version = ParseInt(r, i, kUserRowVersion);
+            c.expired = PQgetvalue(r, i, kUserRowExpired)[0] == 't';
+            auto [at, fresh] = state->newest.try_emplace(Text(r, i, kUserRowId), c);
+            if (!fresh && Newer(c, at->second)) at->second = std::move(c);
+          }
+        }
+        if (--state->remaining == 0) finish();
+      };
+      Submit(server, std::move(op));
+    }
+  };
+  state->remaining = servers.size();
+  for (Server* server : servers) {
+    auto op = std::make_unique<Op>();
+    op->statements.push_back(Statement::Prepared(kUserIdsStmt).Bind(state->user));
+    op->read_only = true;
+    op->done = [this, state, copies](Op& op) {
+      if (op.error) {
+        if (!state->first) state->first = op.error;
+        state->unreachable.push_back(op.server);
+      } else {
+        state->asked.push_back(servers_[op.server].get());
+        const PGresult* r = op.results[0].get();
+        for (int i = 0; i < PQntuples(r); ++i) state->ids.push_back(Text(r, i, 0));
+      }
+      if (--state->remaining > 0) return;
+      std::sort(state->ids.begin(), state->ids.end());
+      state->ids.erase(std::unique(state->ids.begin(), state->ids.end()), state->ids.end());
+      copies();
+    };
+    Submit(server, std::move(op));
+  }
+  return state->deferred.Promise();
+}
+
+// destroySessionsOf(user, except: string[]): { destroyed, unreachable }. On
+// every server that is up, that user's live sessions but `except` become
+// tombstones (copies held on a stand-in included). A server that is not up,
+// or fails, keeps the revocation pending: it runs there before the server is
+// up again in this process (Server::BeforeUp), sparing sessions created since.
+Napi::Value Handler::JsDestroySessionsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ArgReader args(info, "destroySessionsOf(user: string, except: string[])");
+  std::string user = args.String(0);
+  Napi::Value list = args.Value(1);
+  if (!args.ok()) return Reject(env, args.error());
+  if (!list.IsArray()) {
+    return Reject(env, code::kInvalidArgument,
+                  "destroySessionsOf(user, except): expected an array of ids for except");
+  }
+  std::vector<std::string> spared;
+  Napi::Array array = list.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value id = array.Get(i);
+    if (!id.IsString()) {
+      return Reject(env, code::kInvalidArgument,
+                    "destroySessionsOf(user, except): except[" + std::to_string(i) +
+                        "] is not a string");
+    }
+    spared.push_back(id.As<Napi::String>().Utf8Value());
+  }
+  if (closing()) return ClosedError(env);
+  EnsureStarted();
+  Revocation revocation{std::move(user), TextArray(spared), NextVersion(),
+                        static_cast<long long>(std::floor(NowSeconds()))};
+  struct State {
+    explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
+    Deferred deferred;
+    size_t remaining = 0;
+    std::vector<std::string> ids;
+    std::vector<int> unreachable;
+  };
+  auto state = std::make_shared<State>(env);
+  auto finish = [state] {
+    Napi::Env env = state->deferred.Env();
+    std::sort(state->ids.begin(), state->ids.end());
+    const size_t destroyed =
+        std::unique(state->ids.begin(), state->ids.end()) - state->ids.begin();
+    std::sort(state->unreachable.begin(), state->unreachable.end());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("destroyed", static_cast<double>(destroyed));
+    out.Set("unreachable", IndexArray(env, state->unreachable));
+    state->deferred.Resolve(out);
+  };
+  std::vector<Server*> targets;
+  for (auto& server : servers_) {
+    if (server->routable()) {
+      targets.push_back(server.get());
+    } else {
+      pending_revocations_[server->index()].push_back(revocation);
+      state->unreachable.push_back(server->index());
+    }
+  }
+  if (targets.empty()) {
+    finish();
+    return state->deferred.Promise();
+  }
+  state->remaining = targets.size();
+  for (Server* server : targets) {
+    auto op = std::make_unique<Op>();
+    // Every session of the user is revoked as of now, whatever its age.
+    op->statements.push_back(Statement::Prepared(kRevokeStmt)
+                                 .Bind(revocation.user)
+                                 .Bind(revocation.except)
+                                 .Bind(std::to_string(revocation.version))
+                                 .BindNull());
+    op->done = [this, state, finish, revocation](Op& op) {
+      if (op.error) {
+        // A server lost meanwhile takes it on its return (perhaps it ran
+        // before the connection was lost: running it again finds tombstones).
+        // One that is still up failed the statement itself: nothing would
+        // run it again, so the caller is told and may retry.
+        if (servers_[op.server]->state() != Server::State::kUp) {
+          pending_revocations_[op.server].push_back(revocation);
+        }
+        state->unreachable.push_back(op.server);
+      } else {
+        const PGresult* r = op.results[0].get();
+        for (int i = 0; i < PQntuples(r); ++i) state->ids.push_back(Text(r, i, 0));
+      }
+      if (--state->remaining == 0) finish();
+    };
+    Submit(server, std::move(op));
+  }
+  return state->deferred.Promise();
+}
+
+std::vector<Statement> Handler::BeforeUp(int server) {
+  std::vector<Statement> out;
+  auto it = pending_revocations_.find(server);
+  if (it == pending_revocations_.end()) return out;
+  for (const Revocation& r : it->second) {
+    out.push_back(std::move(Statement::Prepared(kRevokeStmt)
+                                .Bind(r.user)
+                                .Bind(r.except)
+                                .Bind(std::to_string(r.version))
+                                .Bind(std::to_string(r.before))));
+  }
+  return out;
+}
+
+void Handler::RanBeforeUp(int server, size_t statements) {
+  auto it = pending_revocations_.find(server);
+  if (it == pending_revocations_.end()) return;
+  std::vector<Revocation>& list = it->second;
+  list.erase(list.begin(), list.begin() + std::min(statements, list.size()));
+  if (list.empty()) pending_revocations_.erase(it);
+}
+
 Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array servers = Napi::Array::New(env, servers_.size());
@@ -263,6 +554,10 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     setup.Set("housekeeping", found(s.housekeeping_found()));
     setup.Set("version", found(s.version_found()));
     o.Set("setup", setup);
+    auto pending = pending_revocations_.find(static_cast<int>(i));
+    o.Set("pendingRevocations", static_cast<double>(pending == pending_revocations_.end()
+                                                        ? 0
+                                                        : pending->second.size()));
     o.Set("lastGc", run(s.housekeeping().last_gc()));
     o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));
     if (s.last_error()) {

@@ -141,6 +141,8 @@ Napi::Function Handler::Define(Napi::Env env, Environment* environment) {
                          InstanceMethod("stats", &Handler::JsStats),
                          InstanceMethod("list", &Handler::JsList),
                          InstanceMethod("clear", &Handler::JsClear),
+                         InstanceMethod("sessionsOf", &Handler::JsSessionsOf),
+                         InstanceMethod("destroySessionsOf", &Handler::JsDestroySessionsOf),
                          InstanceMethod("onEvent", &Handler::JsOnEvent),
                          InstanceMethod("status", &Handler::JsStatus),
                          InstanceMethod("order", &Handler::JsOrder),
@@ -316,6 +318,18 @@ Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
+  // why: a revocation still waiting for a server dies with this handler: said
+  // once, so that whoever closes knows those sessions are not revoked.
+  for (const auto& [server, list] : pending_revocations_) {
+    for (const Revocation& r : list) {
+      Warn(MakeError(code::kNoServer,
+                     "server " + std::to_string(server) + ": closed before it came back: the " +
+                         "sessions of user '" + r.user + "' there are not revoked; call " +
+                         "destroySessionsOf again once it is back",
+                     server, true));
+    }
+  }
+  pending_revocations_.clear();
   closing_ = true;
   close_waiters_.push_back(deferred);
   for (auto& server : servers_) server->housekeeping().Cancel();

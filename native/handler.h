@@ -56,6 +56,9 @@ class Handler : public Napi::ObjectWrap<Handler>,
   // A server came up or went down: an 'up'/'down' event with its index.
   void ServerChanged(int server, bool up) override;
   bool closing() const override { return closing_ || abandoned_; }
+  // Revocations that could not reach `server`, to run before it is up again.
+  std::vector<Statement> BeforeUp(int server) override;
+  void RanBeforeUp(int server, size_t statements) override;
 
  private:
   Napi::Value JsOpen(const Napi::CallbackInfo& info);
@@ -69,6 +72,8 @@ class Handler : public Napi::ObjectWrap<Handler>,
   Napi::Value JsStats(const Napi::CallbackInfo& info);
   Napi::Value JsList(const Napi::CallbackInfo& info);
   Napi::Value JsClear(const Napi::CallbackInfo& info);
+  Napi::Value JsSessionsOf(const Napi::CallbackInfo& info);
+  Napi::Value JsDestroySessionsOf(const Napi::CallbackInfo& info);
   Napi::Value JsOnEvent(const Napi::CallbackInfo& info);
   Napi::Value JsStatus(const Napi::CallbackInfo& info);
   Napi::Value JsOrder(const Napi::CallbackInfo& info);
@@ -171,6 +176,16 @@ class Handler : public Napi::ObjectWrap<Handler>,
     double at;         // Unix seconds of the last time
   };
   std::unordered_map<std::string, GaveUpOn> gave_up_;
+  // A user's sessions revoked while a server could not be reached: per server,
+  // in order, what runs there before it is up again (see Server::BeforeUp).
+  // Kept by this process alone, until it closes.
+  struct Revocation {
+    std::string user;
+    std::string except;  // text[] literal
+    long long version;
+    long long before;  // Unix seconds: sessions created later are spared
+  };
+  std::unordered_map<int, std::vector<Revocation>> pending_revocations_;
   size_t prune_gave_up_at_ = 1024;
 };
 

@@ -420,7 +420,8 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     // processes starting together neither race nor fail.
     std::vector<Statement> ddl;
     for (const std::string* text :
-         {&sql.create_table, &sql.create_index, &sql.create_housekeeping}) {
+         {&sql.create_table, &sql.create_index, &sql.create_user_index,
+          &sql.create_housekeeping}) {
       ddl.push_back(Statement::Text(*text));
     }
     CheckUnderLock(conn, std::move(ddl));
@@ -527,6 +528,36 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
   for (const Slot& s : slots_) {
     if (s.setup != Setup::kReady) return;  // up once every connection is
   }
+  BeforeUp(conn);
+}
+
+void Server::BeforeUp(Connection* conn) {
+  // why: a revocation that could not reach this server must hold before any
+  // session is served from it again. Nothing is routed here until it is up
+  // (a server retried after a failure is not routable), so running it first
+  // on one of its connections is enough.
+  std::vector<Statement> pending = owner_->BeforeUp(index_);
+  if (pending.empty()) {
+    GoUp();
+    return;
+  }
+  const size_t count = pending.size();
+  auto op = std::make_unique<Op>();
+  op->setup = true;
+  op->statements = std::move(pending);
+  op->done = [this, conn, count](Op& op) {
+    if (SlotOf(conn) == nullptr) return;
+    if (op.error) {
+      conn->Fail(std::move(op.error));  // still down; tried again on the next connect
+      return;
+    }
+    owner_->RanBeforeUp(index_, count);
+    GoUp();
+  };
+  conn->Enqueue(std::move(op));
+}
+
+void Server::GoUp() {
   attempts_ = 0;
   last_error_ = {};
   if (failures_ > 0) recovered_at_ = NowSeconds();

@@ -72,6 +72,11 @@ class ServerOwner {
   virtual void Warn(const ErrorInfo& error) = 0;
   // The server came up or went down.
   virtual void ServerChanged(int server, bool up) = 0;
+  // What must run on the server before it is up again (revocations that
+  // could not reach it): one op's statements, none when nothing waits.
+  virtual std::vector<Statement> BeforeUp(int server) = 0;
+  // The statements BeforeUp gave ran (committed): they are done with.
+  virtual void RanBeforeUp(int server, size_t statements) = 0;
 
  protected:
   ~ServerOwner() = default;
@@ -185,6 +190,10 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   static void Note(Found* field, Found value);
   void Prepare(Connection* conn);
   void SetupPrepared(Connection* conn, Op& op);
+  // Every connection is ready: runs what the owner wants done before the
+  // server is up (BeforeUp), on `conn`, then announces it up.
+  void BeforeUp(Connection* conn);
+  void GoUp();
   void ScheduleRetry();
   void Failed(ErrorInfo error);
   static void OnRetryTimer(uv_timer_t* timer);

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 namespace spg {
@@ -478,6 +479,34 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kWritePatchStmt, write_patch, kWritePatchParams},
               {kWritePatchManyStmt, write_patch_many, kWritePatchManyParams},
               {kLogoutStmt, logout, 2}};
+  // A user's sessions: the user is in the custom field, which the partial
+  // index below covers (the `<> ''` lets the planner use it for any $1).
+  const std::string of_user = "sess_custom = $1 AND sess_custom <> ''";
+  // $1 user: the ids of that user's live rows.
+  std::string user_ids = "SELECT sess_id FROM " + t + " WHERE " + of_user +
+                         " AND coalesce(sess_expire, 0) >= " + now;
+  // $1 ids (text[]): every row of those ids, in UserRowColumn order.
+  std::string user_rows = "SELECT sess_id, sess_custom, sess_created, sess_modified, sess_expire, "
+                          "sess_addr_created, sess_addr_modified, " +
+                          ReadColumnSql(kReadVersion, v) + ", " +
+                          ReadColumnSql(kReadExpired, v) + " FROM " + t +
+                          " WHERE sess_id = ANY($1::text[])";
+  // $1 user, $2 ids spared (text[]), $3 version, $4 created no later than (null:
+  // any). Turns that user's live rows into tombstones (kTombstoneStmt's shape),
+  // not deletions: a request of a revoked session that writes late finds the
+  // tombstone, newer than anything it loaded. The version is above the row's
+  // whatever the clocks of the processes that wrote it. $4 spares sessions
+  // logged in after a revocation that waited for this server's return.
+  std::string revoke =
+      "UPDATE " + t + " AS s SET sess_data = '', sess_custom = '', sess_err_message = NULL, "
+      "sess_modified = n.now, sess_expire = -(n.now + " + lifetime + ")" +
+      version_set("greatest(n.version, coalesce(s.sess_version, 0) + 1)") +
+      " FROM (SELECT " + now + " AS now, $3::bigint AS version) n WHERE s." + of_user +
+      " AND coalesce(s.sess_expire, 0) >= n.now AND NOT (s.sess_id = ANY($2::text[])) "
+      "AND ($4::bigint IS NULL OR s.sess_created <= $4::bigint) RETURNING s.sess_id";
+  prepared.push_back({kUserIdsStmt, user_ids, 1});
+  prepared.push_back({kUserRowsStmt, user_rows, 1});
+  prepared.push_back({kRevokeStmt, revoke, 4});
   for (Prepared& p : prepared) p.name = StatementName(p.text);
 
   check =
@@ -527,6 +556,18 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // A nullable column without a default: a catalog change, no table rewrite.
   add_version = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS sess_version bigint";
   create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";
+  // Named after the expiry index ("<table>_expire_idx" -> "<table>_user_idx",
+  // shorter, so within 63 bytes too). Partial: only rows naming a user are in
+  // it, and a write that leaves sess_custom as it is keeps its HOT update.
+  std::string user_index = o.index;
+  const size_t suffix = user_index.rfind("_expire_idx");
+  if (suffix != std::string::npos) {
+    user_index.replace(suffix, std::strlen("_expire_idx"), "_user_idx");
+  } else {
+    user_index.insert(user_index.size() - 1, "_user_idx");
+  }
+  create_user_index = "CREATE INDEX IF NOT EXISTS " + user_index + " ON " + t +
+                      " (sess_custom) WHERE sess_custom <> ''";
 }
 // clang-format on
 

@@ -28,6 +28,25 @@ inline constexpr const char* kTombstoneStmt = "spg_tombstone";
 inline constexpr const char* kWritePatchStmt = "spg_write_patch";
 inline constexpr const char* kWritePatchManyStmt = "spg_write_patch_many";
 inline constexpr const char* kLogoutStmt = "spg_logout";
+// A user's sessions (the custom field names the user; see lib/users.ts).
+inline constexpr const char* kUserIdsStmt = "spg_user_ids";
+inline constexpr const char* kUserRowsStmt = "spg_user_rows";
+inline constexpr const char* kRevokeStmt = "spg_revoke";
+
+// The columns of kUserRowsStmt, in order: every stored copy of the ids asked
+// for, tombstones and other users' rows included, so the newest copy decides.
+enum UserRowColumn : int {
+  kUserRowId,
+  kUserRowCustom,
+  kUserRowCreated,
+  kUserRowModified,
+  kUserRowExpire,
+  kUserRowAddrCreated,
+  kUserRowAddrModified,
+  kUserRowVersion,  // null: none
+  kUserRowExpired,  // whether it has expired (a tombstone has)
+  kUserRowColumns
+};
 
 // The name a statement with `text` is prepared under (see Sql::Prepared::name).
 std::string StatementName(const std::string& text);
@@ -218,6 +237,8 @@ struct Sql {
   std::string lock;
   std::string create_table;
   std::string create_index;
+  // The partial index on sess_custom (a user's sessions), made with the table.
+  std::string create_user_index;
   // Adds kVersionColumn to a table made without it (instant: no default, no rewrite).
   std::string add_version;
 };

@@ -18,7 +18,31 @@ function table(rows) {
     .join('')}</table>`;
 }
 
-function page(req, store) {
+// "Your other sessions": the signed-in user's sessions but this one (sessionsOf), each with a
+// line of facts, and the button that logs out everywhere else.
+function others(req, mine) {
+  const user = req.session.user;
+  if (!user) {
+    return `<form method="post" action="/login"><input name="name" placeholder="user name" required> <button>log in</button></form>
+ <p>A tiny login for the demo (no password): log in with the same name in another browser, and each lists the other.</p>`;
+  }
+  const list = mine.sessions
+    .filter((s) => !s.current)
+    .map(
+      (s) =>
+        `<li><code>${escape(s.id)}</code> on server #${s.server}: created ${when(s.created)}, last seen ${when(s.lastSeen)}, from ${escape(s.addressModified || s.addressCreated || 'unknown')}</li>`,
+    )
+    .join('');
+  const unreachable = mine.unreachable.length
+    ? `<p>Not listed: the sessions on server(s) ${mine.unreachable.map((i) => `#${i}`).join(', ')}, which could not be reached.</p>`
+    : '';
+  return `<p>Logged in as <b>${escape(user)}</b>.</p>
+ <h3>Your other sessions</h3>${list ? `<ul>${list}</ul>` : '<p>none</p>'}${unreachable}
+ <form method="post" action="/logout-others"><button>log out everywhere else</button></form>
+ <form method="post" action="/logout"><button class="secondary">log out</button></form>`;
+}
+
+function page(req, store, mine) {
   const s = store.sessionFor(req);
   const info = s
     ? {
@@ -47,9 +71,9 @@ function page(req, store) {
 </style></head><body>
 <h1>session-pgsql demo</h1>
 <section><div>You have visited this page</div><div class="count">${req.session.views}</div><div>times in this session (<code>${escape(req.sessionID)}</code>).</div></section>
+<section><h2>Your account</h2>${others(req, mine)}</section>
 <section><h2>Session.info()</h2>${table(info)}</section>
 <section><h2>Actions</h2>
- <form method="post" action="/field"><input name="value" placeholder="custom field" value="${escape(s ? s.getField() : '')}"> <button>setField</button></form>
  <form method="post" action="/error"><select name="level"><option>error</option><option>warning</option><option>notice</option></select> <input name="message" placeholder="message"> <button>addError</button></form>
  <form method="post" action="/regenerate"><button class="secondary">regenerate id</button></form>
  <form method="post" action="/destroy"><button class="secondary">destroy session</button></form>
@@ -72,7 +96,8 @@ async function main() {
     db = cluster.clusters[0].conninfo;
     process.stdout.write(`${db}\n`);
   }
-  const store = new ExpressStore({ db });
+  // The user's name, kept in each session's custom field, lists and revokes a user's sessions.
+  const store = new ExpressStore({ db }, { user: 'user' });
   const app = express();
   app.use(express.urlencoded({ extended: false }));
   app.use(
@@ -84,14 +109,31 @@ async function main() {
       cookie: { maxAge: 20 * 60 * 1000, sameSite: 'lax' },
     }),
   );
-  app.get('/', (req, res) => {
+  app.get('/', async (req, res, next) => {
     req.session.views = (req.session.views || 0) + 1;
-    res.type('html').send(page(req, store));
+    try {
+      const user = req.session.user;
+      const mine = user
+        ? await store.sessionsOf(user, { current: req.sessionID })
+        : { sessions: [], unreachable: [] };
+      res.type('html').send(page(req, store, mine));
+    } catch (err) {
+      next(err);
+    }
   });
-  app.post('/field', (req, res) => {
-    store.sessionFor(req)?.setField(String(req.body.value ?? ''));
-    req.session.touched = Date.now(); // make express-session save, carrying the field
+  app.post('/login', (req, res) => {
+    const name = String(req.body.name ?? '').trim();
+    if (name) req.session.user = name.slice(0, 100);
     res.redirect('/');
+  });
+  app.post('/logout', (req, res) => {
+    delete req.session.user;
+    res.redirect('/');
+  });
+  app.post('/logout-others', (req, res, next) => {
+    const user = req.session.user;
+    if (!user) return res.redirect('/');
+    store.destroySessionsOf(user, { except: [req.sessionID] }).then(() => res.redirect('/'), next);
   });
   app.post('/error', (req, res) => {
     const s = store.sessionFor(req);

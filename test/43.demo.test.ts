@@ -189,16 +189,41 @@ describe('43 demo (npm start)', function () {
       expect(cell(html, 'sessionId')).to.equal(sid);
     });
 
-    it('POST /field and /error, then GET shows the custom field and the error count', async () => {
-      await action(jar, '/field', { value: 'hello-field' });
+    it('POST /login and /error, then GET shows the user in the custom field and the error count', async () => {
+      await action(jar, '/login', { name: 'hello-user' });
       await action(jar, '/error', { level: 'warning', message: 'disk almost full' });
       await action(jar, '/error', { level: 'error', message: 'boom' });
       const html = await page(jar);
-      expect(cell(html, 'custom')).to.equal('hello-field');
-      expect(html).to.include('value="hello-field"');
+      expect(cell(html, 'custom')).to.equal('hello-user');
+      expect(html).to.include('Logged in as <b>hello-user</b>');
       expect(cell(html, 'warnings')).to.equal('1');
       expect(cell(html, 'errors')).to.equal('1');
       expect(counter(html)).to.equal(3);
+    });
+
+    it('two browsers logged in as one user see each other; "log out everywhere else" logs the other out', async () => {
+      const a = new CookieJar(demo!.url);
+      const b = new CookieJar(demo!.url);
+      await page(a);
+      await page(b);
+      await action(a, '/login', { name: 'alice' });
+      await action(b, '/login', { name: 'alice' });
+      const sidOf = (j: CookieJar) =>
+        decodeURIComponent(j.cookie('connect.sid')!).slice(2).split('.')[0]!;
+      const other = (html: string) =>
+        /<h3>Your other sessions<\/h3><ul>(.*?)<\/ul>/.exec(html)?.[1] ?? '';
+      const seenByA = other(await page(a));
+      expect(seenByA, 'A lists B').to.include(sidOf(b));
+      expect(seenByA, 'A does not list itself').to.not.include(sidOf(a));
+      expect(other(await page(b)), 'B lists A').to.include(sidOf(a));
+
+      await action(a, '/logout-others');
+      const bAfter = await page(b);
+      expect(bAfter, 'B is logged out').to.not.include('Logged in as');
+      expect(counter(bAfter), 'B starts a new session').to.equal(1);
+      const aAfter = await page(a);
+      expect(aAfter).to.include('Logged in as <b>alice</b>');
+      expect(aAfter).to.include('<h3>Your other sessions</h3><p>none</p>');
     });
 
     it('regenerate keeps the counter under a new id; destroy starts over', async () => {
