@@ -324,7 +324,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                                   "::jsonb -> k";
     return "CASE WHEN " + patch + " IS NULL OR " + read +
            " IS NULL OR coalesce(s.sess_expire, 0) < EXCLUDED.sess_modified "
-           "OR coalesce(s.sess_data, '') NOT LIKE '{%' THEN s.sess_data ELSE ((s.sess_data::jsonb - ARRAY(SELECT k FROM unnest(coalesce(" +
+           "OR coalesce(s.sess_data, '') NOT LIKE '{%' THEN s.sess_data "
+           "ELSE ((s.sess_data::jsonb - ARRAY(SELECT k FROM unnest(coalesce(" +
            removed + ", '{}'::text[])) AS r(k) WHERE " + unchanged + ")) || "
            "coalesce((SELECT jsonb_object_agg(e.k, e.value) FROM jsonb_each(" + patch +
            "::jsonb) AS e(k, value) WHERE " + unchanged + "), '{}'::jsonb))::text END";
