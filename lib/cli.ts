@@ -13,8 +13,8 @@ import { resolveOptions, splitConninfo } from './options';
 const usage = `Usage: session-pgsql <command> [options]
 
 Commands:
-  init      create the session table, its index and the housekeeping record table,
-            and say which were created and which already existed
+  init      create the session table (with an expiry index before PostgreSQL 14) and the
+            housekeeping record table, and say which were created and which already existed
             (for deployments whose application role may not create tables)
   gc        delete expired sessions now on every server; prints rows removed per server
   vacuum    run VACUUM (ANALYZE) of the session table now on every server
@@ -149,14 +149,21 @@ function shown(quoted: string): string {
 
 /** init's account of one server: what it created and what was already there. */
 function setupSummary(
-  setup: { table: string | null; housekeeping: string | null; version: string | null },
+  setup: {
+    table: string | null;
+    housekeeping: string | null;
+    version: string | null;
+    index: string | null;
+  },
   names: { table: string; index: string; housekeeping: string },
 ): { created: string[]; existed: string[]; missing: string[] } {
   const out = { created: [] as string[], existed: [] as string[], missing: [] as string[] };
   const table = shown(names.table);
   const index = shown(names.index);
   const housekeeping = shown(names.housekeeping);
-  if (setup.table === 'created') out.created.push(`table ${table}`, `index ${index}`);
+  if (setup.table === 'created') out.created.push(`table ${table}`);
+  // PostgreSQL 14 and later: a new table has no expiry index (GC walks it by ranges).
+  if (setup.table === 'created' && setup.index === 'created') out.created.push(`index ${index}`);
   if (setup.table === 'existed') out.existed.push(`table ${table}`);
   if (setup.housekeeping === 'created') out.created.push(`housekeeping table ${housekeeping}`);
   if (setup.housekeeping === 'existed') out.existed.push(`housekeeping table ${housekeeping}`);

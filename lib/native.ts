@@ -117,11 +117,17 @@ export interface NativeServerStatus {
   failures: number;
   lastError: { code: string; message: string } | null;
   /**
-   * The session table (created with its sess_expire index), the housekeeping record table, and
-   * the table's sess_version column (`'created'`: added by this handler to an older table;
-   * `'missing'`: writes on this server are not versioned).
+   * The session table, the housekeeping record table, the table's sess_version column
+   * (`'created'`: added by this handler to an older table; `'missing'`: writes on this server
+   * are not versioned) and its index on sess_expire (`'missing'` on a table made without it,
+   * PostgreSQL 14 and later, whose GC walks the heap by ranges).
    */
-  setup: { table: SetupFinding; housekeeping: SetupFinding; version: SetupFinding };
+  setup: {
+    table: SetupFinding;
+    housekeeping: SetupFinding;
+    version: SetupFinding;
+    index: SetupFinding;
+  };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;
   /**
@@ -251,6 +257,15 @@ interface NativeModule {
    * test/05.pipeline.settle.test.ts without a server.
    */
   __settleForTest(batch: SettleOutcomeForTest[], end: 'sync' | 'lost'): SettleDecisionForTest[];
+  /**
+   * @internal Not part of the API: how GC finds expired rows on a server of that version
+   * (`140000` for 14.0) whose table has, or lacks, an index on sess_expire, and whether a table
+   * created there gets that index (test/30.housekeeping.gc.test.ts).
+   */
+  __gcPlanForTest(
+    serverVersion: number,
+    expiryIndex: boolean,
+  ): { way: 'index' | 'ranges'; createsIndex: boolean };
 }
 
 const PACKAGE = 'session-pgsql';

@@ -12,7 +12,7 @@ export interface SessionPgsqlOptions {
    * does not separate) or as an array of entries (each taken whole).
    */
   db?: string | readonly string[];
-  /** Create the table and its index when missing. Default `true`. */
+  /** Create the table (and its expiry index before PostgreSQL 14) when missing. Default `true`. */
   createTable?: boolean;
   /** Every session goes to the first live server in list order. Default `false`. */
   failoverMode?: boolean;

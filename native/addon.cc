@@ -37,6 +37,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : env_(env) {
                            InstanceValue("Handler", handler_constructor.Value()),
                            InstanceValue("__settleForTest",
                                          Napi::Function::New(env, JsSettleForTest)),
+                           InstanceValue("__gcPlanForTest",
+                                         Napi::Function::New(env, JsGcPlanForTest)),
                        });
 }
 

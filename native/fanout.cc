@@ -553,6 +553,7 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     setup.Set("table", found(s.table_found()));
     setup.Set("housekeeping", found(s.housekeeping_found()));
     setup.Set("version", found(s.version_found()));
+    setup.Set("index", found(s.index_found()));
     o.Set("setup", setup);
     auto pending = pending_revocations_.find(static_cast<int>(i));
     o.Set("pendingRevocations", static_cast<double>(pending == pending_revocations_.end()

@@ -3,14 +3,16 @@
 // processes and hosts sharing the server run each job at most once per interval.
 //
 // Thread: the JS thread. Ownership: owned by its Server; owns its timers and the
-// short-lived connection each VACUUM runs on. Its settings come down in
+// short-lived connection each GC and VACUUM run works on. Its settings come down in
 // HousekeepingConfig; what it needs of its server goes through Host.
 #pragma once
 
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "connection.h"
 #include "errors.h"
@@ -19,15 +21,19 @@
 
 namespace spg {
 
+// The longest rest between two GC batches (see Housekeeping::GcPause).
+inline constexpr double kGcMaxPauseSeconds = 1.0;
+
 struct HousekeepingConfig {
   const Sql* sql = nullptr;  // owned by the handler, which outlives housekeeping
   std::string table;         // quoted
+  std::string housekeeping_table;  // quoted; the table check (Sql::check) names it
   long long gc_grace = 0;    // seconds an expired row is kept (keepExpired: one lifetime)
   double gc_interval = 0;    // seconds; 0: no timer
   double vacuum_interval = 0;
-  // Where each VACUUM connects (a connection of its own); `server` names the
-  // server in messages.
-  ConnectionConfig vacuum_connection;
+  // Where each GC and VACUUM run connects (a connection of its own, so session
+  // traffic never queues behind them); `server` names the server in messages.
+  ConnectionConfig own_connection;
 };
 
 class Housekeeping : public ConnectionDelegate {
@@ -68,7 +74,8 @@ class Housekeeping : public ConnectionDelegate {
   void ServerUp();
   void Close();
   // The handler is closing: a VACUUM in progress is stopped and its callers
-  // told so (SPG_CLOSED), since close() must not wait for a long VACUUM.
+  // told so (SPG_CLOSED), since close() must not wait for a long VACUUM; a GC
+  // run stops after the batches that have committed, and resolves with them.
   void Cancel();
   // `forced` runs whatever the interval says (gc(), the CLI); otherwise the run
   // happens only if no process has started one within the interval.
@@ -78,7 +85,7 @@ class Housekeeping : public ConnectionDelegate {
   const Run& last_gc() const { return last_gc_; }
   const Run& last_vacuum() const { return last_vacuum_; }
 
-  // ConnectionDelegate, for the VACUUM connection.
+  // ConnectionDelegate, for the GC and VACUUM connections.
   void OnConnected(Connection* conn) override;
   void OnBroken(Connection* conn, ErrorInfo error, std::deque<OpPtr> ops) override;
   void OnRetired(Connection*) override {}
@@ -87,13 +94,30 @@ class Housekeeping : public ConnectionDelegate {
   static void OnTimer(uv_timer_t* timer);
   uv_timer_t* StartTimer(double interval);
   void CloseTimer(uv_timer_t** timer);
+  // The claim is ours: the run opens its connection, finds the table's size and
+  // whether it has the expiry index (which picks the GcWay), then batches.
+  void StartGc(std::shared_ptr<struct GcState> state);
+  Statement GcClaim(const struct GcState& state) const;
+  // The claim's answer: true when the run goes on; otherwise it has ended.
+  bool GcClaimed(const std::shared_ptr<struct GcState>& state, Op& op);
+  void GcPlanned(const std::shared_ptr<struct GcState>& state, Op& op);
   void GcBatch(std::shared_ptr<struct GcState> state);
+  // Waits as long as the last batch took (at most kGcMaxPauseSeconds), then
+  // sends the next one.
+  void GcPause(const std::shared_ptr<struct GcState>& state);
+  // Every run's batches end here: a run that won the claim is recorded (on its
+  // own connection while it has one), then GcClosed.
+  void GcEnded(const std::shared_ptr<struct GcState>& state, const ErrorInfo& error);
+  // The run lets go of its connection; GcFinished follows.
+  void GcClosed(const std::shared_ptr<struct GcState>& state);
   // Every GC run ends here: the one place the timer's run is marked over.
   void GcFinished(struct GcState& state, const ErrorInfo& error);
+  Statement RecordStatement(const std::string& job, const Run& run, const ErrorInfo& error) const;
+  // Records a run on the session connection (best effort).
   void Record(const std::string& job, Run* run, const ErrorInfo& error);
   void StartVacuum();
   void VacuumFinished(ErrorInfo error);
-  int server() const { return config_.vacuum_connection.server; }
+  int server() const { return config_.own_connection.server; }
 
   Loop* loop_;
   Host* host_;
@@ -104,6 +128,7 @@ class Housekeeping : public ConnectionDelegate {
   bool gc_running_ = false;  // the timer's own GC run is under way (set in Gc, reset in GcFinished)
   bool denied_reported_ = false;
   Run last_gc_, last_vacuum_;
+  std::vector<std::shared_ptr<struct GcState>> gc_runs_;  // runs with a connection of their own
   bool vacuum_busy_ = false;           // a VACUUM run (check, claim, VACUUM) is under way
   Connection* vacuum_conn_ = nullptr;  // the running VACUUM's own connection
   Run vacuum_run_;                     // the VACUUM in progress

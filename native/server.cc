@@ -24,14 +24,15 @@ HousekeepingConfig HousekeepingConfigOf(const ServerConfig& server) {
   HousekeepingConfig config;
   config.sql = server.sql;
   config.table = server.table;
+  config.housekeeping_table = server.housekeeping;
   config.gc_grace = server.gc_grace;
   config.gc_interval = server.gc_interval;
   config.vacuum_interval = server.vacuum_interval;
-  config.vacuum_connection.server = server.index;
-  config.vacuum_connection.conninfo = server.spec.conninfo;
-  config.vacuum_connection.secrets = server.spec.secrets;
-  config.vacuum_connection.connect_timeout_ms = server.timings.connect_timeout_ms;
-  config.vacuum_connection.statement_timeout_ms = server.timings.statement_timeout_ms;
+  config.own_connection.server = server.index;
+  config.own_connection.conninfo = server.spec.conninfo;
+  config.own_connection.secrets = server.spec.secrets;
+  config.own_connection.connect_timeout_ms = server.timings.connect_timeout_ms;
+  config.own_connection.statement_timeout_ms = server.timings.statement_timeout_ms;
   return config;
 }
 
@@ -326,6 +327,7 @@ void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
       };
       Note(&table_found_, found(0));
       Note(&housekeeping_found_, found(3));
+      Note(&index_found_, found(4));
     }
     SetupChecked(conn, op);
   };
@@ -418,12 +420,18 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     }
     // Creation runs in one implicit transaction under an advisory lock, so
     // processes starting together neither race nor fail.
+    // why: where GC can walk the heap by ranges (PostgreSQL 14+), the table
+    // gets no expiry index and room on its pages, so session writes are HOT
+    // updates; elsewhere GC needs the index (docs/operations.md, The table).
     std::vector<Statement> ddl;
-    for (const std::string* text :
-         {&sql.create_table, &sql.create_index, &sql.create_user_index,
-          &sql.create_housekeeping}) {
-      ddl.push_back(Statement::Text(*text));
+    if (CreatesWithoutExpiryIndex(PQserverVersion(conn->pg()))) {
+      ddl.push_back(Statement::Text(sql.create_table_hot));
+    } else {
+      ddl.push_back(Statement::Text(sql.create_table));
+      ddl.push_back(Statement::Text(sql.create_index));
     }
+    ddl.push_back(Statement::Text(sql.create_user_index));
+    ddl.push_back(Statement::Text(sql.create_housekeeping));
     CheckUnderLock(conn, std::move(ddl));
     return;
   }
@@ -467,6 +475,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     Unversioned(slot, "createTable is off");
   }
   Note(&table_found_, Found::kExisted);
+  Note(&index_found_, PQgetvalue(r, 0, 4)[0] == 't' ? Found::kExisted : Found::kMissing);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
   // why: a connection that created the table created this one with it.

@@ -121,7 +121,10 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   const Housekeeping& housekeeping() const { return housekeeping_; }
   // Unix seconds of the last return from a failure (0: never failed).
   double recovered_at() const { return recovered_at_; }
-  Found table_found() const { return table_found_; }  // with its sess_expire index
+  Found table_found() const { return table_found_; }
+  // The index on sess_expire: kMissing on a table made without it (GC by
+  // ranges, docs/operations.md) as much as on one whose index was dropped.
+  Found index_found() const { return index_found_; }
   Found housekeeping_found() const { return housekeeping_found_; }
   // The version column: kCreated when this handler added it.
   Found version_found() const { return version_found_; }
@@ -222,6 +225,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   Found table_found_ = Found::kUnknown;
   Found housekeeping_found_ = Found::kUnknown;
   Found version_found_ = Found::kUnknown;
+  Found index_found_ = Found::kUnknown;
   bool announced_up_ = false;  // the last event was 'up' (reset() keeps it so)
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   std::string host_in_use_, port_in_use_;

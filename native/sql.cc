@@ -144,6 +144,14 @@ std::array<std::optional<std::string>, kWriteParams> WriteParams::Values() && {
   return out;
 }
 
+GcWay ChooseGcWay(int server_version, bool expiry_index) {
+  // why: with the index there, updates are not HOT anyway and the index finds
+  // the expired rows without reading the heap; TID Range Scan came in 14.
+  return expiry_index || server_version < 140000 ? GcWay::kByIndex : GcWay::kByRanges;
+}
+
+bool CreatesWithoutExpiryIndex(int server_version) { return server_version >= 140000; }
+
 // The SQL is laid out by clause, which the formatter would undo.
 std::string StatementName(const std::string& text) {
   // 64-bit FNV-1a: the same in every build and process, unlike std::hash.
@@ -388,11 +396,19 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // stays until the lifetime it was written for has passed; no lifetime is over
   // kMaxLifetime, so a value below -(now + kMaxLifetime) is no tombstone but a
   // corrupt expiry (another client's, or an out-of-range one of an older
-  // version), expired for ever: it goes too.
-  std::string gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t +
-                   " WHERE (sess_expire < " + now + " - $1::bigint AND sess_expire >= -" + now +
-                   ") OR sess_expire < -(" + now + " + " + std::to_string(kMaxLifetime) +
-                   ") LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED)";
+  // version), expired for ever: it goes too. A NULL expiry never goes.
+  const std::string expired = "((sess_expire < " + now + " - $1::bigint AND sess_expire >= -" +
+                              now + ") OR sess_expire < -(" + now + " + " +
+                              std::to_string(kMaxLifetime) + "))";
+  const std::string limit = " LIMIT " + std::to_string(o.gc_batch) + " FOR UPDATE SKIP LOCKED";
+  gc = "DELETE FROM " + t + " WHERE sess_id IN (SELECT sess_id FROM " + t + " WHERE " + expired +
+       limit + ")";
+  // By ranges: a TID Range Scan of pages [$2, $3) finds the expired rows, and
+  // a TID Scan deletes the ones it locked; no index is read or needed.
+  gc_range = "DELETE FROM " + t + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM " + t +
+             " WHERE ctid >= $2::tid AND ctid < $3::tid AND " + expired + limit + "))";
+  gc_pages = "SELECT (pg_relation_size(to_regclass($1)) / "
+             "current_setting('block_size')::bigint)::bigint";
 
   // $1 id, $2 version. A session destroyed while its home server is down
   // leaves a tombstone on the server that stands in: an empty row whose
@@ -475,7 +491,6 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},
-              {kGcStmt, gc, 1},
               {kTombstoneStmt, tombstone, 2},
               {kWritePatchStmt, write_patch, kWritePatchParams},
               {kWritePatchManyStmt, write_patch_many, kWritePatchManyParams},
@@ -518,7 +533,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
       "WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 "
       "AND a.attname = 'sess_id'), "
-      "to_regclass($2) IS NOT NULL "
+      "to_regclass($2) IS NOT NULL, "
+      "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+      "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+      "WHERE i.indrelid = c.oid AND a.attname = 'sess_expire') "
       "FROM (SELECT to_regclass($1) AS oid) c";
 
   const std::string& hk = o.housekeeping;
@@ -554,6 +572,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                  "sess_addr_created text, sess_addr_modified text, sess_counter integer, "
                  "sess_error integer, sess_warning integer, sess_notice integer, "
                  "sess_err_message text, sess_custom text, sess_version bigint)";
+  create_table_hot = create_table + " WITH (fillfactor = " + std::to_string(kFillfactor) + ")";
   // A nullable column without a default: a catalog change, no table rewrite.
   add_version = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS sess_version bigint";
   create_index = "CREATE INDEX IF NOT EXISTS " + o.index + " ON " + t + " (sess_expire)";

@@ -21,7 +21,6 @@ inline constexpr const char* kWriteManyStmt = "spg_write_many";
 inline constexpr const char* kTouchStmt = "spg_touch";
 inline constexpr const char* kDestroyStmt = "spg_destroy";
 inline constexpr const char* kMessageStmt = "spg_message";
-inline constexpr const char* kGcStmt = "spg_gc";
 inline constexpr const char* kFetchStmt = "spg_fetch";
 inline constexpr const char* kAdoptStmt = "spg_adopt";
 inline constexpr const char* kTombstoneStmt = "spg_tombstone";
@@ -71,6 +70,32 @@ inline constexpr const char* kVersionColumn = "sess_version";
 inline constexpr long long kMaxLifetime = 2147483647;
 inline constexpr double kMaxTimerSeconds = 2147483.647;
 inline constexpr double kMaxExpires = 8.64e12;
+
+// The table layout new tables get on a server that can GC without the expiry
+// index (see GcWay): no index on sess_expire, so a write that moves only
+// unindexed columns can be a HOT update (new row version on the same page, no
+// index entry), and pages filled to kFillfactor % on insert, so an update
+// finds room on its page. docs/operations.md, The table, has the measurements.
+inline constexpr int kFillfactor = 90;
+// Pages of the heap one GC statement scans (8 MB of 8 kB pages): a bounded
+// statement however large the table is.
+inline constexpr long long kGcRangePages = 1024;
+
+// How GC finds expired rows on one server's table.
+enum class GcWay {
+  // Through the B-tree index on sess_expire: a table that has one (made before
+  // the layout above, or by PHP), or a server before PostgreSQL 14.
+  kByIndex,
+  // Walks the heap in ranges of kGcRangePages pages (TID Range Scan,
+  // PostgreSQL 14 and later), so the table needs no expiry index.
+  kByRanges,
+};
+// `server_version` as PQserverVersion gives it (140000 for 14.0);
+// `expiry_index`: the table has an index whose first column is sess_expire.
+GcWay ChooseGcWay(int server_version, bool expiry_index);
+// Whether a table created on a server of that version gets the layout
+// without the expiry index (then GC there goes by ranges).
+bool CreatesWithoutExpiryIndex(int server_version);
 
 // The columns of a read (kReadStmt, kReadManyStmt), in order: Sql builds the
 // select list from this enum, and the handler reads the cells by it.
@@ -216,7 +241,7 @@ struct Sql {
   long long gc_batch;              // rows per GC statement
 
   // Setup: $1 = table, $2 = housekeeping table; one row:
-  // (exists, columns "a,b,…", unique_on_id, housekeeping_exists).
+  // (exists, columns "a,b,…", unique_on_id, housekeeping_exists, expiry_index).
   std::string check;
   std::string create_housekeeping;
 
@@ -225,6 +250,17 @@ struct Sql {
   std::string claim;
   // $1 job, $2 rows removed, $3 duration seconds, $4 error message (null: none).
   std::string record;
+  // GC, on a connection of its own (never the sessions' pipeline). Both take
+  // $1 grace seconds and remove at most gc_batch rows, locked SKIP LOCKED: a
+  // row a session statement holds is left for the next run, and no statement
+  // waits on one (see the comment on them in sql.cc).
+  // gc: through the expiry index (GcWay::kByIndex).
+  std::string gc;
+  // gc_range: the rows of pages [$2, $3) ($2, $3 as tid text '(page,0)').
+  std::string gc_range;
+  // $1 table: its main fork's size in pages, where GC by ranges stops (rows
+  // added beyond it meanwhile are new, hence live).
+  std::string gc_pages;
   // $1 table: whether the current role may VACUUM it (owner, db owner, superuser).
   std::string may_vacuum;
   std::string vacuum;
@@ -236,6 +272,9 @@ struct Sql {
   // Setup, in one Sync so the lock covers the DDL: $1 = lock key text.
   std::string lock;
   std::string create_table;
+  // The same table with room for HOT updates (kFillfactor); made without the
+  // expiry index (see CreatesWithoutExpiryIndex).
+  std::string create_table_hot;
   std::string create_index;
   // The partial index on sess_custom (a user's sessions), made with the table.
   std::string create_user_index;

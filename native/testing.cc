@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "pipeline.h"
+#include "sql.h"
 
 namespace spg {
 
@@ -61,6 +62,22 @@ Napi::Value JsSettleForTest(const Napi::CallbackInfo& info) {
       Decide(batch, end_name == "sync" ? BatchEnd::kSync : BatchEnd::kLost);
   Napi::Array out = Napi::Array::New(env, decisions.size());
   for (uint32_t i = 0; i < decisions.size(); ++i) out.Set(i, Name(decisions[i]));
+  return out;
+}
+
+Napi::Value JsGcPlanForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+    Napi::TypeError::New(env,
+                         "__gcPlanForTest(serverVersion, expiryIndex): a number and a boolean")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int version = info[0].As<Napi::Number>().Int32Value();
+  const GcWay way = ChooseGcWay(version, info[1].As<Napi::Boolean>().Value());
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("way", way == GcWay::kByRanges ? "ranges" : "index");
+  out.Set("createsIndex", !CreatesWithoutExpiryIndex(version));
   return out;
 }
 

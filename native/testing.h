@@ -14,4 +14,9 @@ namespace spg {
 // 'handBack' per op.
 Napi::Value JsSettleForTest(const Napi::CallbackInfo& info);
 
+// __gcPlanForTest(serverVersion, expiryIndex): ChooseGcWay() and
+// CreatesWithoutExpiryIndex() (sql.h) as { way: 'index' | 'ranges',
+// createsIndex: boolean }, for servers the tests do not have (before 14).
+Napi::Value JsGcPlanForTest(const Napi::CallbackInfo& info);
+
 }  // namespace spg

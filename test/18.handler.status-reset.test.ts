@@ -99,18 +99,21 @@ describe('18 handler: status() and reset()', () => {
         table: null,
         housekeeping: null,
         version: null,
+        index: null,
       });
       await creator.open();
       const created = creator.status().servers[0]!.setup;
       expect(created.table).to.equal('created');
       expect(created.version).to.equal('created');
       expect(created.housekeeping).to.be.oneOf(['created', 'existed']); // shared by the schema
+      expect(created.index).to.equal('missing'); // PostgreSQL 14+: no expiry index
       const finder = make();
       await finder.open();
       expect(finder.status().servers[0]!.setup).to.deep.equal({
         table: 'existed',
         housekeeping: 'existed',
         version: 'existed',
+        index: 'missing',
       });
       const missing = make({ table: uniqueTable(), createTable: false, retryMinDelay: 5 });
       await rejection(missing.open());

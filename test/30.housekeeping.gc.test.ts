@@ -2,14 +2,18 @@
 // keepExpired keeps expired rows for one more lifetime, a large backlog goes in bounded batches
 // while session traffic keeps flowing, status() and the record table report the run, and the
 // gcInterval timer runs GC by itself (and never when 0) without keeping the process alive.
+// GC walks a table without an expiry index by TID ranges (PostgreSQL 14+) and one with the
+// index through it, with the same rules either way, on a connection of its own.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
 import { SessionPgsql, type SessionPgsqlOptions } from '../lib';
 import { db, newId, query, uniqueTable } from './support/db';
 import { handlerFactory, pgClients } from './support/handlers';
+import { native } from '../lib/native';
+import { createWithExpiryIndex, gcWay, logDeletes } from './support/gc';
 import { housekeepingRecord, idsIn, type HousekeepingRow } from './support/rows';
-import { sleep } from './support/wait';
+import { settled, settleWithin, sleep, waitUntil } from './support/wait';
 
 const NOW = 'floor(extract(epoch from now()))::bigint';
 
@@ -170,6 +174,118 @@ describe('30 housekeeping: garbage collection', function () {
     });
   });
 
+  describe('by TID ranges or through the expiry index (docs/operations.md, The table)', () => {
+    const MAX_LIFETIME = 2_147_483_647;
+    /** Rows for the rules GC keeps: sess_expire given as SQL over the database's now `n`. */
+    const rows = {
+      live: 'n + 50',
+      nullExpiry: 'NULL',
+      expiredRecently: 'n - 50',
+      expiredLongAgo: 'n - 130',
+      // A tombstone whose lifetime has 50 s to run stays; one whose lifetime ended goes.
+      tombstone: '-(n + 50)',
+      oldTombstone: '-(n - 10)',
+      // Below -(now + the longest lifetime): no tombstone, a corrupt expiry, expired for ever.
+      corrupt: `-(n + ${MAX_LIFETIME}) - 1000`,
+    };
+    type Row = keyof typeof rows;
+
+    async function insertRows(): Promise<Record<Row, string>> {
+      const out = {} as Record<Row, string>;
+      for (const [name, expire] of Object.entries(rows)) {
+        const id = newId();
+        out[name as Row] = id;
+        await query(
+          0,
+          `INSERT INTO ${table} (sess_id, sess_name, sess_data, sess_created, sess_modified,
+             sess_expire, sess_counter)
+           SELECT $1, 'SID', 'data', n - 5000, n - 4000, ${expire}, 1
+           FROM (SELECT ${NOW} AS n) s`,
+          [id],
+        );
+      }
+      return out;
+    }
+
+    for (const layout of ['new', 'old'] as const) {
+      for (const keepExpired of [false, true]) {
+        it(`${layout === 'new' ? 'a new table (no expiry index, by ranges)' : 'a table with the expiry index (through it)'}, keepExpired ${keepExpired}: expired rows, old tombstones and corrupt expiries go; live, NULL and fresh tombstones stay`, async () => {
+          if (layout === 'old') await createWithExpiryIndex(table);
+          const handler = await make({ maxLifetime: 100, keepExpired });
+          expect(handler.status().servers[0]!.setup.index).to.equal(
+            layout === 'new' ? 'missing' : 'existed',
+          );
+          const deletes = await logDeletes(table);
+          const id = await insertRows();
+          const gone: Row[] = ['expiredLongAgo', 'oldTombstone', 'corrupt'];
+          if (!keepExpired) gone.push('expiredRecently');
+          expect(await handler.gc()).to.equal(gone.length);
+          const kept = (Object.keys(rows) as Row[]).filter((r) => !gone.includes(r));
+          expect(await ids()).to.deep.equal(kept.map((r) => id[r]).sort());
+          const log = await deletes();
+          expect(log.length, 'DELETE statements').to.be.at.least(1);
+          for (const entry of log) {
+            expect(gcWay(entry)).to.equal(layout === 'new' ? 'ranges' : 'index');
+          }
+          expect(log.reduce((sum, e) => sum + e.n, 0)).to.equal(gone.length);
+        });
+      }
+    }
+
+    it('a table whose expiry index is dropped while the handler runs is collected by ranges from the next run on', async () => {
+      await createWithExpiryIndex(table);
+      const handler = await make();
+      const deletes = await logDeletes(table);
+      await insert(0, [{ id: newId(), offset: -50 }]);
+      expect(await handler.gc()).to.equal(1);
+      await query(0, `DROP INDEX ${table}_expire_idx`);
+      await insert(0, [{ id: newId(), offset: -50 }]);
+      expect(await handler.gc()).to.equal(1);
+      expect((await deletes()).map(gcWay)).to.deep.equal(['index', 'ranges']);
+    });
+
+    it('chooses the way by server version and index: ranges only from PostgreSQL 14 on and without the index; new tables get the index before 14 only', () => {
+      const plan = native.__gcPlanForTest;
+      expect(plan(130_012, false)).to.deep.equal({ way: 'index', createsIndex: true });
+      expect(plan(130_012, true)).to.deep.equal({ way: 'index', createsIndex: true });
+      expect(plan(140_000, false)).to.deep.equal({ way: 'ranges', createsIndex: false });
+      expect(plan(140_000, true)).to.deep.equal({ way: 'index', createsIndex: false });
+      expect(plan(150_018, false)).to.deep.equal({ way: 'ranges', createsIndex: false });
+      expect(plan(170_000, true)).to.deep.equal({ way: 'index', createsIndex: false });
+    });
+  });
+
+  describe('on a connection of its own', () => {
+    it('gc() finishes while a session write waits on a row lock, and the write then goes through', async () => {
+      const handler = await make({ statementTimeout: 60 });
+      const busy = newId();
+      await handler.write(busy, 'before');
+      await insert(0, [
+        { id: newId(), offset: -50 },
+        { id: newId(), offset: -50 },
+      ]);
+      const c = await clients.connect(0);
+      await c.query('BEGIN');
+      await c.query(`SELECT 1 FROM ${table} WHERE sess_id = $1 FOR UPDATE`, [busy]);
+      const write = handler.write(busy, 'after');
+      await waitUntil('the write waits on the row lock', 15_000, async () => {
+        const r = await query<{ n: number }>(
+          0,
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%${table}%'`,
+        );
+        return r[0]!.n > 0;
+      });
+      // Through the sessions' pipeline, GC would queue behind that write until the lock goes.
+      const gc = await settled(handler.gc(), 'gc() while a write waits on a lock');
+      expect(gc.value).to.equal(2);
+      expect(await settleWithin(write, 0)).to.equal('pending');
+      await c.query('COMMIT');
+      await write;
+      expect((await handler.read(busy)).data).to.equal('after');
+    });
+  });
+
   describe('keepExpired', () => {
     it('keeps rows expired less than maxLifetime ago, removes older ones; a kept row still reads with its metadata', async () => {
       const handler = await make({ keepExpired: true, maxLifetime: 100 });
@@ -229,6 +345,7 @@ describe('30 housekeeping: garbage collection', function () {
          FROM generate_series(1, ${total}) g, (SELECT ${NOW} AS n) s`,
       );
       await query(0, `ANALYZE ${table}`);
+      const deletes = await logDeletes(table);
       const live = Array.from({ length: 20 }, () => newId());
       for (const id of live) await handler.write(id, `live ${id}`);
 
@@ -288,10 +405,13 @@ describe('30 housekeeping: garbage collection', function () {
       expect(failures, 'failed session operations').to.deep.equal([]);
       expect(latencies.length, 'write+read pairs during gc()').to.be.above(0);
       expect(Math.max(...latencies), 'slowest write+read pair (ms)').to.be.below(2000);
-      // Several commits: another connection saw the table partly emptied, and always by whole
-      // batches of 1000 rows.
+      // Several commits: another connection saw the table partly emptied, and no statement
+      // removed more than a batch of 1000 rows.
       expect(intermediate.length, 'distinct partial counts seen').to.be.at.least(1);
-      for (const n of intermediate) expect(n % 1000, `remaining ${n}`).to.equal(0);
+      const log = await deletes();
+      expect(log.length, 'DELETE statements').to.be.at.least(total / 1000);
+      for (const entry of log) expect(entry.n, 'rows of one DELETE').to.be.at.most(1000);
+      expect(log.reduce((sum, e) => sum + e.n, 0)).to.equal(total);
 
       const [left] = await query<{ expired: number; rows: number }>(
         0,

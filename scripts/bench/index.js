@@ -78,6 +78,11 @@ const USAGE = `usage: npm run bench -- [options]
       --gc-via WHERE      handler (default): the users' own handler runs gc(), as its
                           gcInterval timer would; separate: another handler (another
                           connection) does, as the CLI from cron would
+      --fillfactor N      the session table's fillfactor (10-100), set before seeding
+                          (default: the library's layout, 90 on PostgreSQL 14+)
+      --expiry-index      add the index on sess_expire that tables made before the
+                          PostgreSQL 14 layout have (their updates cannot be HOT, and GC
+                          goes through that index)
       --cpu-prof DIR      each Node contender's process writes a V8 CPU profile (node
                           --cpu-prof) into DIR, named by node (CPU.<date>.<time>.<pid>...)
       --db CONNINFO       an existing server instead of a throwaway one; its tables
@@ -101,6 +106,8 @@ function parseArgs(argv) {
     cpuProf: null,
     gcShare: 20,
     gcVia: 'handler',
+    fillfactor: null,
+    expiryIndex: false,
     db: null,
     help: false,
   };
@@ -179,6 +186,12 @@ function parseArgs(argv) {
         opts.gcVia = via;
         break;
       }
+      case '--fillfactor':
+        opts.fillfactor = integer(arg, next(), 10, 100);
+        break;
+      case '--expiry-index':
+        opts.expiryIndex = true;
+        break;
       case '--db':
         opts.db = next();
         break;
@@ -557,6 +570,7 @@ function printHeader(report, out) {
       `${w.expired ? ` (${w.expired.toLocaleString('en-US')} of them expired)` : ''}, seeded in ` +
       `${w.seedSeconds.toFixed(1)} s; each virtual user: random live id, read, views+1, write`,
   );
+  out.push(`  table     ${TABLE}: ${w.layout}`);
   out.push(
     `  timing    ${w.warmup} s warm-up + ${w.seconds} s counted per run; each contender in a fresh ` +
       'process; VACUUM (ANALYZE) + CHECKPOINT before each run',
@@ -871,6 +885,8 @@ async function main() {
       expired,
       cps,
       redis: redisClient,
+      fillfactor: opts.fillfactor,
+      expiryIndex: opts.expiryIndex,
       progress,
     });
     progress(`seeded in ${seeded.seconds.toFixed(1)} s`);
@@ -906,6 +922,7 @@ async function main() {
         expired: seeded.expired,
         meanDataBytes: seeded.meanDataBytes,
         seedSeconds: seeded.seconds,
+        layout: seeded.layout,
         seconds: opts.soak || opts.seconds,
         warmup: opts.warmup,
       },

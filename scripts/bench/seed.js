@@ -36,13 +36,23 @@ function cpsTableSql() {
  * Drops and recreates the tables, then seeds `sessions` sessions: ids 1..live are live (a day to
  * go), the rest (expired = sessions - live) expired two hours ago. `client` is a connected
  * pg.Client. opts: { sessions, expired = 0, cps = false (seed connect-pg-simple's table),
- * redis = null (a connected node-redis client to seed), progress = () => {} }.
- * Resolves to { sessions, expired, meanDataBytes, seconds }.
+ * redis = null (a connected node-redis client to seed), fillfactor = null (the table's, set
+ * before the rows go in; null: the library's), expiryIndex = false (add the index on
+ * sess_expire that tables made before PostgreSQL 14's layout have), progress = () => {} }.
+ * Resolves to { sessions, expired, meanDataBytes, seconds, layout }.
  */
 async function seed(
   client,
   conninfo,
-  { sessions, expired = 0, cps = false, redis = null, progress },
+  {
+    sessions,
+    expired = 0,
+    cps = false,
+    redis = null,
+    fillfactor = null,
+    expiryIndex = false,
+    progress,
+  },
 ) {
   const say = progress || (() => {});
   const started = process.hrtime.bigint();
@@ -59,6 +69,15 @@ async function seed(
     await handler.open();
   } finally {
     await handler.close();
+  }
+
+  // Layout variations to measure (docs/benchmarks.md, The table layout); both before the rows
+  // go in, since a fillfactor applies to pages filled after it is set.
+  if (fillfactor !== null) {
+    await client.query(`ALTER TABLE ${TABLE} SET (fillfactor = ${Number(fillfactor)})`);
+  }
+  if (expiryIndex) {
+    await client.query(`CREATE INDEX IF NOT EXISTS ${TABLE}_expire_idx ON ${TABLE} (sess_expire)`);
   }
 
   const live = sessions - expired;
@@ -111,7 +130,22 @@ async function seed(
     expired,
     meanDataBytes: bytes,
     seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    layout: await tableLayout(client, TABLE),
   };
+}
+
+/** `table`'s fillfactor and indexes, as one line: what decides whether its updates can be HOT. */
+async function tableLayout(client, table) {
+  const { rows } = await client.query(
+    `SELECT coalesce((SELECT substr(o, 12) FROM unnest(c.reloptions) o
+                      WHERE o LIKE 'fillfactor=%'), '100') AS fillfactor,
+            coalesce((SELECT string_agg(i.indexrelid::regclass::text || ' (' ||
+                        pg_get_indexdef(i.indexrelid, 1, true) || ')', ', ' ORDER BY 1)
+                      FROM pg_index i WHERE i.indrelid = c.oid), 'none') AS indexes
+     FROM pg_class c WHERE c.oid = to_regclass($1)`,
+    [table],
+  );
+  return rows[0] ? `fillfactor ${rows[0].fillfactor}; indexes ${rows[0].indexes}` : 'unknown';
 }
 
 /** Copies every row of TABLE into Redis as connect-redis stores it (prefix, JSON, a TTL). */
