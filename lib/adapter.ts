@@ -123,7 +123,11 @@ export async function touchId(
   return withAdapterId(() => handler.touch(key, expires));
 }
 
-/** Destroys by id; an id no session can have is nothing to destroy. */
+/**
+ * Logs a session out by id: its row becomes a tombstone on every server that is up, so a
+ * request that read it before cannot store it again (see `DestroyOptions.logout`). An id no
+ * session can have is nothing to destroy.
+ */
 export async function destroyId(handler: SessionPgsql, id: string): Promise<void> {
   let key: string;
   try {
@@ -131,7 +135,123 @@ export async function destroyId(handler: SessionPgsql, id: string): Promise<void
   } catch {
     return;
   }
-  await withAdapterId(() => handler.destroy(key));
+  await withAdapterId(() => handler.destroy(key, { logout: true }));
+}
+
+/** Options every framework adapter takes. */
+export interface AdapterOptions {
+  /**
+   * Store what each request changed, not the whole session: the top-level keys it set or
+   * removed relative to what it read, merged into the stored session in the write's one
+   * statement. Two overlapping requests of one session that change different keys both keep
+   * their change; of one key, the request whose write reaches the server last wins. `false`
+   * writes the whole session (the last write wins for every key). Either way a logout is
+   * never undone by a request that read the session before it. Default `true`.
+   */
+  mergeWrites?: boolean;
+}
+
+/** `mergeWrites` checked (a boolean, default true). */
+export function mergeWritesOf(options: AdapterOptions | undefined): boolean {
+  const value = options?.mergeWrites ?? true;
+  if (typeof value !== 'boolean') {
+    throw new SessionPgsqlError(
+      `Invalid option "mergeWrites": expected a boolean but received ${typeof value}`,
+      ErrorCode.InvalidOption,
+    );
+  }
+  return value;
+}
+
+/**
+ * Whether `now` has the JSON of `was` (a value JSON.parse made), told by walking both: cheaper
+ * than stringifying `was`. False where it cannot tell (a toJSON, NaN, a hole), and then the
+ * caller compares the JSON itself: a key reported changed but unchanged would overwrite a
+ * concurrent change of it.
+ */
+function sameValue(was: unknown, now: unknown): boolean {
+  if (was === now) return true;
+  if (typeof was !== 'object' || was === null || typeof now !== 'object' || now === null) {
+    return false;
+  }
+  if (typeof (now as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(now)) {
+    if (!Array.isArray(was) || was.length !== now.length) return false;
+    for (let i = 0; i < now.length; i++) if (!sameValue(was[i], now[i])) return false;
+    return true;
+  }
+  if (Array.isArray(was)) return false;
+  const before = was as Record<string, unknown>;
+  const after = now as Record<string, unknown>;
+  let count = 0;
+  for (const key of Object.keys(after)) {
+    const value = after[key];
+    if (value === undefined || typeof value === 'function' || typeof value === 'symbol') continue;
+    if (!Object.hasOwn(before, key) || !sameValue(before[key], value)) return false;
+    count += 1;
+  }
+  return count === Object.keys(before).length;
+}
+
+/** A session to store: its JSON, and what changed since it was read (null: write it whole). */
+export interface Encoded {
+  data: string;
+  merge: { changed: string; removed?: string[]; read: string } | null;
+}
+
+const JSON_OBJECT = /^\{/;
+
+/**
+ * The JSON of `session` (what `JSON.stringify` gives) and, given the stored JSON the request
+ * read (`read`), the top-level keys that differ from it. Each value is stringified once, and
+ * the whole text is put together from those pieces, so the diff costs the parse of what was
+ * read and the stringify of the values read that are not primitives.
+ */
+export function encode(session: object, read: string | null): Encoded {
+  const value = session as Record<string, unknown>;
+  // An object with its own toJSON says what its JSON is: then whole.
+  if (
+    read === null ||
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    typeof value.toJSON === 'function' ||
+    !JSON_OBJECT.test(read)
+  ) {
+    return { data: JSON.stringify(session), merge: null };
+  }
+  const base = decode(read);
+  if (base === null) return { data: JSON.stringify(session), merge: null };
+  let data = '{';
+  let changed = '{';
+  let was = '{'; // what was read of the keys changed or removed (see WriteMerge.read)
+  for (const key of Object.keys(value)) {
+    const now = value[key];
+    const piece = JSON.stringify(now);
+    if (piece === undefined) continue; // undefined, a function: JSON leaves the key out
+    const name = JSON.stringify(key);
+    const entry = name + ':' + piece;
+    data += data.length > 1 ? ',' + entry : entry;
+    if (Object.hasOwn(base, key)) {
+      // An equal primitive has the same JSON (JSON.parse makes no NaN; -0 and 0 are "0").
+      if (now === base[key] || sameValue(base[key], now)) continue;
+      const before = JSON.stringify(base[key]);
+      if (before === piece) continue;
+      was += (was.length > 1 ? ',' : '') + name + ':' + before;
+    }
+    changed += changed.length > 1 ? ',' + entry : entry;
+  }
+  const removed: string[] = [];
+  for (const key of Object.keys(base)) {
+    const now = value[key];
+    if (now !== undefined && typeof now !== 'function' && typeof now !== 'symbol') {
+      if (Object.hasOwn(value, key)) continue;
+    }
+    removed.push(key);
+    was += (was.length > 1 ? ',' : '') + JSON.stringify(key) + ':' + JSON.stringify(base[key]);
+  }
+  const merge = { changed: changed + '}', read: was + '}' };
+  return { data: data + '}', merge: removed.length > 0 ? { ...merge, removed } : merge };
 }
 
 /** Epoch milliseconds from a Date, an ISO string or epoch milliseconds; null when absent. */

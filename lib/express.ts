@@ -4,6 +4,8 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
+  mergeWritesOf,
   idFromStored,
   isNotFound,
   readId,
@@ -13,6 +15,7 @@ import {
   toEpochMs,
   touchId,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type {
@@ -66,7 +69,7 @@ const session = requirePeer<{ Store: new () => ExpressSessionStoreBase }>(
 type Callback<T = unknown> = (err?: any, value?: T) => void;
 type SessionData = ExpressSessionData;
 
-export interface ExpressStoreOptions {
+export interface ExpressStoreOptions extends AdapterOptions {
   /**
    * Seconds: `touch()` does nothing when the stored expiry would move by less
    * than this (express-session touches on every request that does not save).
@@ -95,6 +98,9 @@ function alive(data: Record<string, unknown>, now = Date.now()): boolean {
  * under the id express-session uses (any string up to 1024 characters, verbatim);
  * the expiry comes from `cookie.expires`, else the handler's `maxLifetime`.
  * A session is never served after its cookie's `expires`, to the millisecond.
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
  *
  * Failures (an outage included) reach express-session's callbacks as a
  * SessionPgsqlError, so the app's error handler sees them; the store never
@@ -112,6 +118,7 @@ export class ExpressStore extends session.Store {
   readonly #owned: boolean;
   readonly #touchAfter: number;
   readonly #maxLifetime: number;
+  readonly #mergeWrites: boolean;
   #up = 0;
   // get() result object -> the Session it came from; then request -> Session.
   readonly #loaded = new WeakMap<object, Session>();
@@ -127,6 +134,7 @@ export class ExpressStore extends session.Store {
       true,
       MAX_LIFETIME_SECONDS,
     );
+    this.#mergeWrites = mergeWritesOf(options);
     this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
     const status = this.handler.status();
@@ -203,25 +211,27 @@ export class ExpressStore extends session.Store {
     const req = (sess as { req?: { ip?: string } }).req;
     const loaded = req ? this.#requests.get(req) : undefined;
     const ms = toEpochMs(sess.cookie?.expires);
-    const data = JSON.stringify(sess);
     let user;
     try {
       user = userWrite(this.#users, sid, sess);
     } catch (err) {
       return settle(Promise.reject(err), callback);
     }
+    // A session loaded by this request carries its custom field and errors, and
+    // what it read: the write stores what changed since, and no logout since
+    // is undone (see WriteOptions.loaded).
+    const target = loaded && this.#sameId(loaded, sid) ? loaded : sid;
+    const { data, merge } = encode(
+      sess,
+      this.#mergeWrites && typeof target !== 'string' ? target.data : null,
+    );
     const options = {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...(req?.ip ? { address: req.ip } : {}),
       ...user,
+      ...(merge ? { merge } : {}),
     };
-    // A session loaded by this request carries its custom field and errors.
-    const written = writeId(
-      this.handler,
-      loaded && this.#sameId(loaded, sid) ? loaded : sid,
-      data,
-      options,
-    );
+    const written = writeId(this.handler, target, data, options);
     return settle(
       written.then(() => undefined),
       callback,
@@ -259,8 +269,13 @@ export class ExpressStore extends session.Store {
     const current = await readId(this.handler, sid);
     const data = current.isNew || current.expired ? null : decode(current.data);
     if (!data || !alive(data)) return;
-    data.cookie = JSON.parse(JSON.stringify(sess.cookie));
-    await writeId(this.handler, current, JSON.stringify(data), { expires: rowExpiry(ms) });
+    const cookie = JSON.stringify(sess.cookie);
+    data.cookie = JSON.parse(cookie);
+    // Only the cookie changes: merged, a save of another request meanwhile stays.
+    await writeId(this.handler, current, JSON.stringify(data), {
+      expires: rowExpiry(ms),
+      ...(this.#mergeWrites ? { merge: { changed: `{"cookie":${cookie}}` } } : {}),
+    });
   }
 
   destroy(sid: string, callback?: Callback): Promise<void> | void {

@@ -3,11 +3,14 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
   isNotFound,
+  mergeWritesOf,
   readId,
   rowExpiry,
   toEpochMs,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type {
@@ -26,7 +29,7 @@ import {
 } from './users';
 
 /** Options of a FastifyStore. */
-export interface FastifyStoreOptions {
+export interface FastifyStoreOptions extends AdapterOptions {
   /**
    * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
    * a key path such as `'userId'`, or a function of the session object.
@@ -47,12 +50,26 @@ function expiryOf(session: any): number | null {
 }
 
 /**
+ * The property by which a session that get() loaded tells set() what was read.
+ * why: @fastify/session gives the store no request, and copies what get()
+ * returns property by property (for...in) into a session object of its own;
+ * a function is copied along and left out of every JSON of the session
+ * (the stored one and the plugin's change hash alike).
+ */
+const READ = '__sessionPgsqlRead';
+type ReadOf = () => { id: string; data: string };
+
+/**
  * A store for @fastify/session. Sessions are stored as JSON under the id the
  * plugin uses (any string up to 1024 characters, verbatim); the expiry comes
  * from the session cookie's `expires`, else the handler's `maxLifetime`. A
  * session is never served after that expiry, to the millisecond. Failures (an
  * outage included) reach the plugin as a SessionPgsqlError, which fails the
  * request (5xx) through Fastify's error handler.
+ *
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
  *
  * @example
  * app.register(fastifySession, { secret, store: new FastifyStore({ db: 'dbname=app' }) })
@@ -61,9 +78,12 @@ export class FastifyStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #mergeWrites: boolean;
+
   readonly #users: UserField | undefined;
 
   constructor(handlerOrOptions: HandlerOrOptions, options: FastifyStoreOptions = {}) {
+    this.#mergeWrites = mergeWritesOf(options);
     this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
@@ -74,7 +94,18 @@ export class FastifyStore {
         this.#users?.seen(s.id, s.getField());
         const data = s.isNew || s.expired ? null : decode(s.data);
         const expires = data ? expiryOf(data) : null;
-        callback(null, data && (expires === null || expires > Date.now()) ? data : null);
+        if (!data || (expires !== null && expires <= Date.now())) {
+          callback(null, null);
+          return;
+        }
+        const read = { id: sessionId, data: s.data };
+        Object.defineProperty(data, READ, {
+          value: (() => read) satisfies ReadOf,
+          enumerable: true,
+          configurable: true,
+          writable: true,
+        });
+        callback(null, data);
       },
       (err) => (isNotFound(err) ? callback(null, null) : callback(err)),
     );
@@ -89,10 +120,20 @@ export class FastifyStore {
       callback(err);
       return;
     }
-    writeId(this.handler, sessionId, JSON.stringify(session), {
+    const readOf: unknown = session?.[READ];
+    const read = typeof readOf === 'function' ? (readOf as ReadOf)() : null;
+    // A session this request loaded (not one regenerated under a new id).
+    const loaded = read !== null && read.id === sessionId;
+    const { data, merge } = encode(session, loaded && this.#mergeWrites ? read.data : null);
+    writeId(this.handler, sessionId, data, {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...user,
-    }).then(() => callback(), callback);
+      ...(loaded ? { loaded } : {}),
+      ...(merge ? { merge } : {}),
+    }).then(() => {
+      if (loaded) read.data = data; // a second save diffs against the first
+      callback();
+    }, callback);
   }
 
   destroy(sessionId: string, callback: Callback): void {

@@ -33,6 +33,53 @@ export interface WriteOptions {
    * what `setField` set). Given for a Session and different from its field, it is `setField`.
    */
   custom?: string;
+  /**
+   * Store what this request changed instead of replacing the stored data: `changed`, a JSON
+   * object of the top-level keys it set, is merged over the stored JSON object after the
+   * `removed` keys are taken out, in the write's one statement. So two requests of one session
+   * that change different keys both keep theirs; of one key, the write issued last wins
+   * (see `read`). `data` (the whole new object) is still what an insert stores: where no live row is,
+   * where the stored data is no JSON object (then this write is sent again without the patch
+   * if the server refused it as invalid JSON), and it is the data a Session then holds.
+   * @example await handler.write(s, JSON.stringify(next), { merge: { changed: '{"theme":"dark"}', removed: ['draft'] } })
+   */
+  merge?: WriteMerge;
+  /**
+   * Whether the writer read this session live. Such a write never replaces a logout's
+   * tombstone (see {@link DestroyOptions.logout}): a request that started before the logout
+   * cannot store the session again. Default: for a Session, whether it was read live (or
+   * since written); for an id, `false` (a plain upsert, which replaces a tombstone).
+   */
+  loaded?: boolean;
+}
+
+/** What `WriteOptions.merge` holds: the top-level keys a request changed. */
+export interface WriteMerge {
+  /** A JSON object of the keys set (added or changed), with their new values. */
+  changed: string;
+  /** Top-level keys removed. */
+  removed?: readonly string[];
+  /**
+   * A JSON object of the values the request read of the keys it changed or removed (a key
+   * it added is absent). Writes are ordered by the version each gets when issued: a write run
+   * after one issued later (two processes, or two connections, racing) is stale. A stale
+   * write with `read` still stores each of its keys that nobody changed since it was read,
+   * so concurrent requests of one session in several processes keep each other's keys; without
+   * `read` it stores no data, as a stale whole write.
+   */
+  read?: string;
+}
+
+/** Options of `destroy()`. */
+export interface DestroyOptions {
+  /**
+   * A logout: every server that is up keeps a tombstone (an empty row that reads as expired
+   * everywhere, removed by GC once the session's lifetime is over) instead of no row, so a
+   * write of a request that read the session before (see {@link WriteOptions.loaded}) cannot
+   * store it again, on any server, a server that was down during the logout excepted. The
+   * framework adapters' destroy does this. Resolves `true` once the tombstone is stored.
+   */
+  logout?: boolean;
 }
 
 /** One live session of a user, as `sessionsOf` lists it. */
@@ -237,27 +284,70 @@ export class SessionPgsql extends EventEmitter {
     if (session instanceof Session && custom !== null && custom !== session.getField()) {
       session.setField(custom);
     }
+    const merge = checkMerge(given.merge);
+    const live = session instanceof Session && !session.isNew && !session.expired;
+    const loaded = given.loaded === undefined ? live : checkLoaded(given.loaded);
     try {
       if (!(session instanceof Session)) {
-        return await this.#native.write(key, data, address, expires, custom, 0, 0, 0, null);
+        return await this.#patched(merge, (patch, removed, read) =>
+          this.#native.write(
+            key,
+            data,
+            address,
+            expires,
+            custom,
+            0,
+            0,
+            0,
+            null,
+            patch,
+            removed,
+            read,
+            loaded,
+          ),
+        );
       }
-      if (this.#shortCircuits(session, data)) return false;
+      if (this.#shortCircuits(session, data, merge)) return false;
       const c = session.changes();
-      const stored = await this.#native.write(
-        key,
-        data,
-        address,
-        expires,
-        c.custom,
-        c.errors,
-        c.warnings,
-        c.notices,
-        c.message,
+      const stored = await this.#patched(merge, (patch, removed, read) =>
+        this.#native.write(
+          key,
+          data,
+          address,
+          expires,
+          c.custom,
+          c.errors,
+          c.warnings,
+          c.notices,
+          c.message,
+          patch,
+          removed,
+          read,
+          loaded,
+        ),
       );
       session.written(data, stored);
       return stored;
     } catch (err) {
       throw callerStack(err);
+    }
+  }
+
+  /**
+   * Sends a write with its patch; where the server refuses it as invalid data (a data
+   * exception, SQLSTATE class 22: stored text that starts like a JSON object but is none, or
+   * JSON that `jsonb` cannot hold, such as `\u0000`), once more whole.
+   */
+  async #patched(
+    merge: CheckedMerge | null,
+    send: (patch: string | null, removed: string | null, read: string | null) => Promise<boolean>,
+  ): Promise<boolean> {
+    if (merge === null) return send(null, null, null);
+    try {
+      return await send(merge.changed, merge.removed, merge.read);
+    } catch (err) {
+      if (!(err instanceof SessionPgsqlError) || !err.code.startsWith('22')) throw err;
+      return send(null, null, null);
     }
   }
 
@@ -279,18 +369,24 @@ export class SessionPgsql extends EventEmitter {
   }
 
   /**
-   * Deletes a session. Resolves `true` when a row was removed.
-   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_NO_SERVER`, `SPG_CLOSED`.
+   * Deletes a session. Resolves `true` when a row was removed (with `logout`: once its
+   * tombstone is stored).
+   * @example await handler.destroy(id, { logout: true })
+   * @throws SessionPgsqlError `SPG_INVALID_ID`, `SPG_INVALID_ARGUMENT`, `SPG_NO_SERVER`, `SPG_CLOSED`.
    */
-  async destroy(id: string): Promise<boolean> {
+  async destroy(id: string, options: DestroyOptions = {}): Promise<boolean> {
     const key = this.#key(id);
+    const logout = fields(options, 'destroy options').logout ?? false;
+    if (typeof logout !== 'boolean')
+      throw argument(`Expected a boolean for "logout" but received ${describe(logout)}`);
     try {
-      if (!this.#options.ids.transition) return await this.#native.destroy(key);
+      if (!this.#options.ids.transition) return await this.#native.destroy(key, logout);
       // During a migration a session may have rows under both forms: a logout removes both,
-      // so the migration cannot bring back the raw one.
+      // so the migration cannot bring back the raw one. The raw row goes without a tombstone,
+      // which would store the raw id again; the hashed key's tombstone is the logout.
       const [hashed, raw] = await Promise.all([
-        this.#native.destroy(key),
-        this.#native.destroy(id),
+        this.#native.destroy(key, logout),
+        this.#native.destroy(id, false),
       ]);
       return hashed || raw;
     } catch (err) {
@@ -481,10 +577,15 @@ export class SessionPgsql extends EventEmitter {
    * over `maxDataSize` (stored by a handler with a larger one), the write goes to the native
    * core, which refuses it.
    */
-  #shortCircuits(session: Session, data: string): boolean {
+  #shortCircuits(session: Session, data: string, merge: CheckedMerge | null): boolean {
+    // A patch that changes nothing leaves the data as stored, whatever its text.
+    const same =
+      merge !== null && merge.changed === '{}' && merge.removed === null
+        ? session.unchanged(session.data)
+        : session.unchanged(data);
     return (
       this.#options.shortCircuit &&
-      session.unchanged(data) &&
+      same &&
       !this.#closing &&
       Buffer.byteLength(data) <= this.#options.native.maxDataSize
     );
@@ -562,6 +663,54 @@ function checkExpires(expires: unknown): number | null {
     );
   }
   return expires;
+}
+
+/**
+ * `WriteOptions.merge` as the native write takes it: the removed keys as a PostgreSQL text[]
+ * literal (null: none); null for no merge.
+ */
+interface CheckedMerge {
+  changed: string;
+  removed: string | null;
+  read: string | null;
+}
+
+function checkMerge(merge: unknown): CheckedMerge | null {
+  if (merge === undefined) return null;
+  const { changed, removed, read = null } = fields(merge as WriteMerge, 'merge option');
+  for (const [name, json] of [
+    ['changed', changed],
+    ['read', read ?? ''],
+  ] as const) {
+    if (typeof json !== 'string')
+      throw argument(
+        `Expected a JSON object string for "merge.${name}" but received ${describe(json)}`,
+      );
+    if (!wellFormed(json)) throw argument(`"merge.${name}" ${loneSurrogate(json)}`);
+    if (json.includes('\0')) throw argument(`"merge.${name}" contains a NUL character`);
+  }
+  if (removed === undefined || (Array.isArray(removed) && removed.length === 0)) {
+    return { changed: changed as string, removed: null, read };
+  }
+  if (!Array.isArray(removed))
+    throw argument(
+      `Expected an array of keys for "merge.removed" but received ${describe(removed)}`,
+    );
+  let literal = '{';
+  for (const key of removed as unknown[]) {
+    if (typeof key !== 'string')
+      throw argument(`Expected string keys in "merge.removed" but received ${describe(key)}`);
+    if (!wellFormed(key) || key.includes('\0'))
+      throw argument('A key in "merge.removed" holds a NUL character or a lone surrogate');
+    literal += (literal.length > 1 ? ',"' : '"') + key.replace(/["\\]/g, '\\$&') + '"';
+  }
+  return { changed: changed as string, removed: literal + '}', read };
+}
+
+function checkLoaded(loaded: unknown): boolean {
+  if (typeof loaded !== 'boolean')
+    throw argument(`Expected a boolean for "loaded" but received ${describe(loaded)}`);
+  return loaded;
 }
 
 function checkCustom(custom: unknown): string | null {

@@ -3,6 +3,8 @@ export { SessionPgsql } from './handler';
 export type {
   ReadContext,
   WriteOptions,
+  WriteMerge,
+  DestroyOptions,
   Status,
   UserSession,
   UserSessions,

@@ -3,11 +3,14 @@ import {
   adoptHandler,
   decode,
   destroyId,
+  encode,
   isNotFound,
+  mergeWritesOf,
   readId,
   rowExpiry,
   touchId,
   writeId,
+  type AdapterOptions,
   type HandlerOrOptions,
 } from './adapter';
 import type {
@@ -26,7 +29,7 @@ import {
 } from './users';
 
 /** Options of a KoaStore. */
-export interface KoaStoreOptions {
+export interface KoaStoreOptions extends AdapterOptions {
   /**
    * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
    * a key path such as `'user.id'`, or a function of the session object.
@@ -50,6 +53,10 @@ const KOA_MARGIN_MS = 10_000;
  * expiry; `'session'` uses the handler's `maxLifetime`. Failures (an outage
  * included) reject, and reach the app's error handling through koa-session.
  *
+ * A save stores the top-level keys the request changed, merged into the session as
+ * stored (`mergeWrites`, see {@link AdapterOptions}), and destroy is a logout that a request
+ * which loaded the session before it cannot undo.
+ *
  * @example
  * app.use(session({ store: new KoaStore({ db: 'dbname=app' }) }, app))
  */
@@ -57,19 +64,25 @@ export class KoaStore {
   /** The handler behind this store. */
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
+  readonly #mergeWrites: boolean;
+  // Request context -> the session it loaded: its key and the stored JSON read.
+  readonly #read = new WeakMap<object, { key: string; data: string }>();
+
   readonly #users: UserField | undefined;
 
   constructor(handlerOrOptions: HandlerOrOptions, options: KoaStoreOptions = {}) {
+    this.#mergeWrites = mergeWritesOf(options);
     this.#users = options?.user === undefined ? undefined : new UserField(options.user);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 
-  async get(key: string, _maxAge?: number | 'session', _opts?: { ctx?: KoaContext }): Promise<any> {
+  async get(key: string, _maxAge?: number | 'session', opts?: { ctx?: KoaContext }): Promise<any> {
     try {
       const s = await readId(this.handler, key);
       this.#users?.seen(s.id, s.getField());
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
+      if (opts?.ctx) this.#read.set(opts.ctx, { key, data: s.data });
       // koa-session keeps the cookie's expiry in `_expire` and refuses the
       // session after it. An expiry-only refresh (changed: false) moved the
       // row's, in whole seconds rounded up: one second less than that, minus
@@ -104,11 +117,19 @@ export class KoaStore {
     // Unchanged data: refresh the expiry only, unless the row is gone.
     if (opts.changed === false && (await touchId(this.handler, key, expires))) return;
     const address = opts.ctx?.ip;
-    await writeId(this.handler, key, JSON.stringify(sess), {
+    const read = opts.ctx ? this.#read.get(opts.ctx) : undefined;
+    // A session this request loaded (not one regenerated under a new key): what
+    // changed since is written, and no logout since is undone.
+    const loaded = read !== undefined && read.key === key;
+    const { data, merge } = encode(sess as object, loaded && this.#mergeWrites ? read.data : null);
+    await writeId(this.handler, key, data, {
       ...(expires === undefined ? {} : { expires }),
       ...(address ? { address } : {}),
+      ...(loaded ? { loaded } : {}),
+      ...(merge ? { merge } : {}),
       ...userWrite(this.#users, key, sess),
     });
+    if (loaded) read.data = data; // a second save diffs against the first
   }
 
   async destroy(key: string, _opts?: { ctx?: KoaContext }): Promise<void> {

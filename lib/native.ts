@@ -193,9 +193,18 @@ export interface NativeHandler {
     warnings: number,
     notices: number,
     message: string | null,
+    /** The changed top-level keys, a JSON object merged over the stored one; null: whole. */
+    patch: string | null,
+    /** The removed top-level keys as a PostgreSQL text[] literal; null: none. */
+    removed: string | null,
+    /** What the writer read of the changed and removed keys, a JSON object; null: unknown. */
+    read: string | null,
+    /** The writer read the session live: a tombstone (a logout since) stays. */
+    loaded: boolean,
   ): Promise<boolean>;
   touch(id: string, expires: number | null): Promise<boolean>;
-  destroy(id: string): Promise<boolean>;
+  /** With `logout`, every server keeps a tombstone instead of deleting the row. */
+  destroy(id: string, logout: boolean): Promise<boolean>;
   message(id: string): Promise<string>;
   gc(): Promise<number>;
   /** Resolves to the number of servers where VACUUM ran. */

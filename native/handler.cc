@@ -56,15 +56,44 @@ Statement WriteMany(const std::vector<const Statement*>& writes) {
   return many;
 }
 
-// kWriteStmt with `params`.
-Statement WriteOne(WriteParams params) {
-  Statement s = Statement::Prepared(kWriteStmt);
-  for (std::optional<std::string>& value : std::move(params).Values()) {
+// kWritePatchManyStmt from kWritePatchStmt writes: kWriteManyStmt's
+// parameters, then one array per PatchParam.
+// The patch arrays are null when no write has a patch (see kWritePatchManyStmt).
+Statement WritePatchMany(const std::vector<const Statement*>& writes) {
+  Statement many = WriteMany(writes);
+  many.name = kWritePatchManyStmt;
+  const bool patches = std::any_of(writes.begin(), writes.end(),
+                                   [](const Statement* s) { return !s->is_null[kWritePatch]; });
+  for (PatchParam param : kWritePatchArrays) {
+    if (patches || param == kWriteLoaded) {
+      many.Bind(ArrayOf(writes, param));
+    } else {
+      many.BindNull();
+    }
+  }
+  return many;
+}
+
+// kWriteStmt with `params`, or kWritePatchStmt when `patched`.
+Statement WriteOne(WriteParams params, bool patched = false) {
+  std::optional<std::string> patch = std::move(params.patch);
+  std::optional<std::string> removed = std::move(params.removed);
+  std::optional<std::string> read = std::move(params.read);
+  const bool loaded = params.loaded;
+  Statement s = Statement::Prepared(patched ? kWritePatchStmt : kWriteStmt);
+  auto bind = [&s](std::optional<std::string>& value) {
     if (value) {
       s.Bind(std::move(*value));
     } else {
       s.BindNull();
     }
+  };
+  for (std::optional<std::string>& value : std::move(params).Values()) bind(value);
+  if (patched) {
+    bind(patch);
+    bind(removed);
+    bind(read);
+    s.Bind(loaded ? "t" : "f");
   }
   return s;
 }
@@ -181,6 +210,8 @@ Handler::Handler(const Napi::CallbackInfo& info)
 
   write_many_.build = WriteMany;
   write_many_.distinct_keys = true;
+  write_patch_many_.build = WritePatchMany;
+  write_patch_many_.distinct_keys = true;
   read_many_.build = ReadMany;
   environment_->Register(this);
 }
@@ -393,14 +424,16 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
   Submit(server, std::move(op));
 }
 
-// write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message).
+// write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message,
+//       patch, removed, read, loaded).
 // The facade has checked the id, the address (no NUL), expires' range, and
 // decided the short circuit; the bytes (size, NUL) are checked here, where the
 // strings are copied anyway.
 Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArgReader args(info,
-                 "write(id, data, address, expires, custom, errors, warnings, notices, message)");
+                 "write(id, data, address, expires, custom, errors, warnings, notices, message, "
+                 "patch, removed, read, loaded)");
   WriteParams w;
   w.id = args.String(0);
   Napi::String js_data = args.JsString(1);
@@ -411,6 +444,10 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   w.warnings = args.Int32(6);
   w.notices = args.Int32(7);
   w.message = args.NullableString(8);
+  w.patch = args.NullableString(9);
+  w.removed = args.NullableString(10);
+  w.read = args.NullableString(11);
+  w.loaded = args.Boolean(12);
   if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
 
@@ -451,9 +488,14 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   if (has_nul(w.message)) {
     return Reject(env, code::kDataHasNul, "the error message contains a NUL byte");
   }
+  if (has_nul(w.patch) || has_nul(w.removed) || has_nul(w.read)) {
+    return Reject(env, code::kDataHasNul, "the patch contains a NUL byte");
+  }
 
   const size_t total = w.id.size() + session_name_.size() + data.size() + address.size() +
-                       (w.custom ? w.custom->size() : 0) + (w.message ? w.message->size() : 0);
+                       (w.custom ? w.custom->size() : 0) + (w.message ? w.message->size() : 0) +
+                       (w.patch ? w.patch->size() : 0) + (w.removed ? w.removed->size() : 0) +
+                       (w.read ? w.read->size() : 0);
   if (total > kMaxWriteBytes) return too_large("session data and fields are", total);
 
   EnsureStarted();
@@ -474,8 +516,12 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   // connection stores the same row (at worst the counter counts it twice).
   op->key = w.id;
   // Only writes that leave the custom field alone merge (see kWriteManyArrays).
-  if (!w.custom) op->merge = &write_many_;
-  op->statements.push_back(WriteOne(std::move(w)));
+  // Patches and writes of a session read live take the statement that knows
+  // them; the others keep the plain upsert.
+  const bool patched = w.patch || w.loaded;
+  const bool loaded = w.loaded;
+  if (!w.custom) op->merge = patched ? &write_patch_many_ : &write_many_;
+  op->statements.push_back(WriteOne(std::move(w), patched));
   op->reroutable = true;
   op->batchable = true;
   op->done = [this, deferred](Op& op) {
@@ -493,6 +539,20 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
       stored();
     }
   };
+  // A logout while the home server was down left its tombstone on a server
+  // standing in, and home still has the live row: brought home first, it
+  // keeps the write of a request that read the session before it from
+  // storing it again (and the write's DropCopies from removing the tombstone).
+  if (loaded && Recovering(server)) {
+    std::vector<Server*> fallbacks = Fallbacks(op->key, server);
+    if (!fallbacks.empty()) {
+      std::string id = op->key;
+      auto pending = std::make_shared<OpPtr>(std::move(op));
+      AdoptTombstone(server, std::move(id), std::move(fallbacks), 0,
+                     [this, server, pending] { Submit(server, std::move(*pending)); });
+      return deferred.Promise();
+    }
+  }
   Submit(server, std::move(op));
   return deferred.Promise();
 }
@@ -536,15 +596,16 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
 
 Napi::Value Handler::JsDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ArgReader args(info, "destroy(id: string)");
+  ArgReader args(info, "destroy(id: string, logout: boolean)");
   std::string id = args.String(0);
+  const bool logout = info.Length() > 1 && args.Boolean(1);
   if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
   EnsureStarted();
   ErrorInfo error;
   Server* home = Route(id, &error);
   if (home == nullptr) return Reject(env, error);
-  return DestroyEverywhere(env, id, home);
+  return DestroyEverywhere(env, id, home, logout);
 }
 
 Napi::Value Handler::JsMessage(const Napi::CallbackInfo& info) {

@@ -94,7 +94,14 @@ class Handler : public Napi::ObjectWrap<Handler>,
                  std::vector<Server*> fallbacks, size_t next);
   // Deletes session `id` on every server that is up, or leaves a tombstone
   // where its row could come back; `home` (routed) decides the outcome.
-  Napi::Value DestroyEverywhere(Napi::Env env, const std::string& id, Server* home);
+  // With `logout`, every server keeps a tombstone (kLogoutStmt) instead: a
+  // request that read the session before cannot store it again anywhere.
+  Napi::Value DestroyEverywhere(Napi::Env env, const std::string& id, Server* home,
+                                bool logout = false);
+  // Looks for a tombstone of `id` on fallbacks[next...] and, at the first
+  // found, adopts it at `home` (unless home has a newer row); then `then`.
+  void AdoptTombstone(Server* home, std::string id, std::vector<Server*> fallbacks, size_t next,
+                      std::function<void()> then);
   // Deletes the id on `servers` (best effort), then calls `then`.
   void DropCopies(const std::string& id, const std::vector<Server*>& servers,
                   std::function<void()> then);
@@ -146,6 +153,7 @@ class Handler : public Napi::ObjectWrap<Handler>,
   std::unique_ptr<Sql> sql_;
   std::unique_ptr<Sql> unversioned_sql_;  // for a table not yet migrated
   Merge write_many_;          // writes that leave the custom field alone, merged per batch
+  Merge write_patch_many_;    // the same for patches and writes of sessions read live
   Merge read_many_;           // reads side by side, merged per group
   std::string table_;         // quoted table name, as given to to_regclass
   std::string housekeeping_;  // quoted name of the housekeeping record table

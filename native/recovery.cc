@@ -110,7 +110,47 @@ void Handler::DropCopies(const std::string& id, const std::vector<Server*>& serv
   step();
 }
 
-Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Server* home) {
+void Handler::AdoptTombstone(Server* home, std::string id, std::vector<Server*> fallbacks,
+                             size_t next, std::function<void()> then) {
+  if (next == fallbacks.size()) {
+    then();
+    return;
+  }
+  Server* other = fallbacks[next];
+  auto fetch = std::make_unique<Op>();
+  fetch->statements.push_back(Statement::Prepared(kFetchStmt).Bind(id));
+  fetch->done = [this, home, id, fallbacks, next, then](Op& op) {
+    const PGresult* r = op.error ? nullptr : op.results[0].get();
+    const bool tombstone = r != nullptr && PQntuples(r) > 0 && !PQgetisnull(r, 0, kFetchExpire) &&
+                           ParseInt(r, 0, kFetchExpire) < 0;
+    if (!tombstone) {  // none there (or unreachable): try the next
+      AdoptTombstone(home, id, fallbacks, next + 1, then);
+      return;
+    }
+    ObserveVersion(r, 0, kFetchVersion);
+    // kAdoptStmt keeps home's row where it is newer; the copy stays for the
+    // write's DropCopies (or a later read's look-aside) to settle. Whatever
+    // the outcome, the write goes on: an error here fails no write.
+    auto adopt = std::make_unique<Op>();
+    Statement insert = Statement::Prepared(kAdoptStmt);
+    insert.Bind(id);
+    for (int col = 0; col < kFetchColumns; ++col) {
+      if (PQgetisnull(r, 0, col)) {
+        insert.BindNull();
+      } else {
+        insert.Bind(Text(r, 0, col));
+      }
+    }
+    adopt->statements.push_back(std::move(insert));
+    adopt->key = id;
+    adopt->done = [then](Op&) { then(); };
+    Submit(home, std::move(adopt));
+  };
+  Submit(other, std::move(fetch));
+}
+
+Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Server* home,
+                                       bool logout) {
   // A session may live on a fallback server (written there during an outage),
   // so it is deleted from every server that is up; the home server decides the
   // outcome, the others are best effort. When the id's own home is down, the
@@ -132,7 +172,9 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
-    if ((is_home && home_down) || MayRunLate(id, server->index())) {
+    if (logout) {
+      op->statements.push_back(Statement::Prepared(kLogoutStmt).Bind(id).Bind(version));
+    } else if ((is_home && home_down) || MayRunLate(id, server->index())) {
       op->statements.push_back(Statement::Prepared(kTombstoneStmt).Bind(id).Bind(version));
     } else {
       op->statements.push_back(Statement::Prepared(kDestroyStmt).Bind(id));

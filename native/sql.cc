@@ -213,7 +213,13 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // The update of an existing row, shared by both writes. `address` is the
   // request's address (null: unknown) and `custom` the new custom field
   // (null: not set by this request), as SQL expressions.
-  auto on_conflict = [&](const std::string& address, const std::string& custom) {
+  // `data` is the new sess_data of a write that is not stale (default: the
+  // written data) and `where` a condition under which the row is updated at
+  // all (default: always), as SQL.
+  auto on_conflict = [&](const std::string& address, const std::string& custom,
+                         const std::string& data = "EXCLUDED.sess_data",
+                         const std::string& where = "",
+                         const std::string& stale_data = "s.sess_data") {
     // A stale write (its version not above the row's) leaves each column as
     // it is, except that a live row's counts still go up: the write did
     // happen, and concurrent writes must not lose increments.
@@ -227,8 +233,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                       " END"
                 : value);
     };
-    return "ON CONFLICT (sess_id) DO UPDATE SET " +
-           set("sess_data", "EXCLUDED.sess_data") + ", " +
+    return std::string("ON CONFLICT (sess_id) DO UPDATE SET sess_data = ") +
+           (v ? "CASE WHEN " + stale + " THEN " + stale_data + " ELSE " + data + " END" : data) +
+           ", " +
            set("sess_modified", "EXCLUDED.sess_modified") + ", " +
            set("sess_expire", "EXCLUDED.sess_expire") + ", " +
            set("sess_name",
@@ -255,7 +262,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                "ELSE coalesce(EXCLUDED.sess_err_message, s.sess_err_message) END") + ", " +
            set("sess_custom", "CASE WHEN " + fresh + " OR " + custom +
                " IS NOT NULL THEN EXCLUDED.sess_custom ELSE s.sess_custom END") +
-           (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string());
+           (v ? ", " + set("sess_version", "EXCLUDED.sess_version") : std::string()) + where;
   };
 
   // The parameters in WriteParam order. One upsert covers a new session, a
@@ -296,6 +303,86 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       (v ? ", " + u(kWriteVersion) + " " : " ") +
       "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
+
+  // Writes of what a request changed (kWritePatchStmt, kWritePatchManyStmt):
+  // the written keys merged over the stored JSON object after the removed
+  // ones are taken out, here, on the row locked for the update, so two
+  // requests that change different keys both keep theirs; of one key, the
+  // last statement to run wins. The whole data (what an insert stores) is
+  // stored instead where the write carries no patch, where the row has expired
+  // (a tombstone included) and where the stored data is no JSON object: JSON
+  // text that starts with "{" is an object; text that starts so and is no
+  // JSON fails with a data exception, and the facade sends the write again
+  // whole. A write from a request that read the session live never replaces a
+  // tombstone: that request started before a logout, which stays.
+  // A stale patch (see `stale` above: issued before the row's last write, run
+  // after it) stores the keys that nobody changed since its writer read them
+  // (`read`: the values it read): a concurrent request in another process
+  // whose version happens to be lower must not lose a key the other one did
+  // not touch, and a key changed since stays as the newer write left it.
+  auto merged_data = [&](const std::string& patch, const std::string& removed) {
+    return "CASE WHEN " + patch + " IS NULL OR coalesce(s.sess_expire, 0) < "
+           "EXCLUDED.sess_modified OR coalesce(s.sess_data, '') NOT LIKE '{%' "
+           "THEN EXCLUDED.sess_data ELSE ((s.sess_data::jsonb - coalesce(" + removed +
+           ", '{}'::text[])) || " + patch + "::jsonb)::text END";
+  };
+  auto stale_merged_data = [&](const std::string& patch, const std::string& removed,
+                               const std::string& read) {
+    const std::string unchanged = "s.sess_data::jsonb -> k IS NOT DISTINCT FROM " + read +
+                                  "::jsonb -> k";
+    return "CASE WHEN " + patch + " IS NULL OR " + read +
+           " IS NULL OR coalesce(s.sess_expire, 0) < EXCLUDED.sess_modified "
+           "OR coalesce(s.sess_data, '') NOT LIKE '{%' THEN s.sess_data "
+           "ELSE ((s.sess_data::jsonb - ARRAY(SELECT k FROM unnest(coalesce(" +
+           removed + ", '{}'::text[])) AS r(k) WHERE " + unchanged + ")) || "
+           "coalesce((SELECT jsonb_object_agg(e.k, e.value) FROM jsonb_each(" + patch +
+           "::jsonb) AS e(k, value) WHERE " + unchanged + "), '{}'::jsonb))::text END";
+  };
+  auto pp = [](PatchParam param) { return "$" + std::to_string(param + 1); };
+  std::string write_patch =
+      columns_written +
+      "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
+      typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
+      "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
+      // The read values are named here too: only a versioned table's statement uses them.
+      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version, " +
+      pp(kWriteRead) + "::text AS read) n " +
+      on_conflict(p(kWriteAddress), p(kWriteCustom),
+                  merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
+                  " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)",
+                  stale_merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]",
+                                    pp(kWriteRead) + "::text"));
+  // The merged form: ON CONFLICT sees only the table's columns, so each row
+  // finds its patch by its id's place in the ids (distinct in a merged write).
+  // The patch arrays are null when no write of the batch has a patch: then no
+  // row looks anything up, and only a tombstone looks up its loaded flag.
+  auto ma = [](PatchParam param) {
+    return "$" + std::to_string(kWriteManyParams + 1 + (param - kWritePatch)) + "::" +
+           (param == kWriteLoaded ? "bool[]" : "text[]");
+  };
+  const std::string at = "array_position($2::text[], s.sess_id)";  // $2: the ids
+  auto lookup = [&](const std::string& expression, bool with_read) {
+    return "CASE WHEN " + ma(kWritePatch) + " IS NULL THEN " +
+           (with_read ? "s.sess_data" : "EXCLUDED.sess_data") + " ELSE (SELECT " + expression +
+           " FROM (SELECT (" + ma(kWritePatch) + ")[i] AS patch, (" + ma(kWriteRemoved) +
+           ")[i] AS removed, (" + ma(kWriteRead) + ")[i] AS read FROM " + at +
+           " AS i) AS p) END";
+  };
+  std::string write_patch_many =
+      columns_written +
+      "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
+      "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
+      "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
+      u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
+      (v ? ", " + u(kWriteVersion) + " " : " ") +
+      "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
+      on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text",
+                  lookup(merged_data("p.patch", "p.removed::text[]"), false),
+                  " WHERE NOT (s.sess_expire < 0 AND coalesce((" + ma(kWriteLoaded) + ")[" + at +
+                      "], false))",
+                  lookup(stale_merged_data("p.patch", "p.removed::text[]", "p.read"), true));
 
   // $1 id, $2 expires (null: now + maxLifetime). An expired row is not revived.
   std::string touch = "UPDATE " + t + " SET sess_expire = coalesce($2::bigint, " + now + " + " +
@@ -338,6 +425,25 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
       "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
       "sess_expire = EXCLUDED.sess_expire" + version_set("EXCLUDED.sess_version") + newer;
+
+  // $1 id, $2 version. A logout (destroy with a tombstone): the tombstone
+  // above, but whatever the row's version, as a DELETE would: a write issued
+  // after it but run before it must not keep the session. It lasts as long as
+  // the session would have (at least a lifetime, at most kMaxLifetime, which
+  // GC reads as the bound of a tombstone), so a request still holding the
+  // session cannot write it back meanwhile (see write_patch).
+  std::string logout =
+      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
+      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom" +
+      version_column + ") "
+      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, ''" +
+      (v ? ", n.version " : " ") +
+      "FROM (SELECT " + now + " AS now, $2::bigint AS version) n "
+      "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
+      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
+      "sess_expire = greatest(-(EXCLUDED.sess_modified + " + std::to_string(kMaxLifetime) +
+      "), least(EXCLUDED.sess_expire, -abs(coalesce(s.sess_expire, 0))))" +
+      version_set("greatest(s.sess_version, EXCLUDED.sess_version)");
 
   // Moving a session home after an outage: the whole row (live, or a tombstone)
   // from the server that held it meanwhile ($1 id; the fetch's columns in
@@ -385,7 +491,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
               {kTouchStmt, touch, 2},
               {kDestroyStmt, destroy, 1},
               {kMessageStmt, message, 1},
-              {kTombstoneStmt, tombstone, 2}};
+              {kTombstoneStmt, tombstone, 2},
+              {kWritePatchStmt, write_patch, kWritePatchParams},
+              {kWritePatchManyStmt, write_patch_many, kWritePatchManyParams},
+              {kLogoutStmt, logout, 2}};
   // A user's sessions: the user is in the custom field, which the partial
   // index below covers (the `<> ''` lets the planner use it for any $1).
   const std::string of_user = "sess_custom = $1 AND sess_custom <> ''";

@@ -24,6 +24,9 @@ inline constexpr const char* kMessageStmt = "spg_message";
 inline constexpr const char* kFetchStmt = "spg_fetch";
 inline constexpr const char* kAdoptStmt = "spg_adopt";
 inline constexpr const char* kTombstoneStmt = "spg_tombstone";
+inline constexpr const char* kWritePatchStmt = "spg_write_patch";
+inline constexpr const char* kWritePatchManyStmt = "spg_write_patch_many";
+inline constexpr const char* kLogoutStmt = "spg_logout";
 // A user's sessions (the custom field names the user; see lib/users.ts).
 inline constexpr const char* kUserIdsStmt = "spg_user_ids";
 inline constexpr const char* kUserRowsStmt = "spg_user_rows";
@@ -160,6 +163,29 @@ inline constexpr WriteParam kWriteManyArrays[] = {
 };
 inline constexpr int kWriteManyParams = 1 + static_cast<int>(std::size(kWriteManyArrays));
 
+// The parameters kWritePatchStmt takes after kWriteStmt's, and
+// kWritePatchManyStmt as one more array each after kWriteManyStmt's.
+enum PatchParam : int {
+  // The top-level keys the writer changed, as a JSON object merged over the
+  // stored one (null: a whole write, `data` replaces the stored data).
+  kWritePatch = kWriteParams,
+  // The top-level keys the writer removed, a PostgreSQL text[] literal (null: none).
+  kWriteRemoved,
+  // The values the writer read of the keys it changed or removed, as a JSON
+  // object (a key it added: absent). A stale write (version not above the
+  // row's) stores only the keys nobody changed since it read them; without
+  // this (null) it stores no data.
+  kWriteRead,
+  // "t" when the writer read the session live: a tombstone (a logout since)
+  // then stays; "f" otherwise.
+  kWriteLoaded,
+  kWritePatchParams
+};
+inline constexpr PatchParam kWritePatchArrays[] = {kWritePatch, kWriteRemoved, kWriteRead,
+                                                   kWriteLoaded};
+inline constexpr int kWritePatchManyParams =
+    kWriteManyParams + static_cast<int>(std::size(kWritePatchArrays));
+
 // One session write: what the single write binds and the merged write is
 // built from (through the single write's parameters).
 struct WriteParams {
@@ -174,6 +200,11 @@ struct WriteParams {
   int notices = 0;
   std::optional<std::string> message;
   long long version = 0;
+  // kWritePatchStmt's (see PatchParam); unused by kWriteStmt.
+  std::optional<std::string> patch;
+  std::optional<std::string> removed;
+  std::optional<std::string> read;
+  bool loaded = false;
 
   // The parameters in WriteParam order as text; nullopt is SQL NULL. Moves the
   // strings out.

@@ -21,7 +21,7 @@ import {
   pollUntilBack,
   type HttpResponse,
 } from './support/http';
-import { columnsOf, storedRow, type StoredRow } from './support/rows';
+import { columnsOf, isTombstone, storedRow, type StoredRow } from './support/rows';
 import { sleep, waitUntil } from './support/wait';
 import { rejection } from './support/errors';
 
@@ -147,14 +147,16 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
       expect(r!.sess_expire).to.be.closeTo(Date.now() / 1000 + 3610, 30);
     });
 
-    it('destroy (ctx.session = null) removes the row; the next request starts a fresh session', async () => {
+    it('destroy (ctx.session = null) leaves a tombstone; the next request starts a fresh session', async () => {
       const jar = app.jar();
       await views(jar);
       await views(jar);
       const id = sidOf(jar);
       const out = await jar.post('/logout');
       expect(out.status, out.text).to.equal(200);
-      expect(await storedRow(table, id), 'row after logout').to.equal(undefined);
+      expect(isTombstone(await storedRow(table, id)), 'row after logout is a tombstone').to.equal(
+        true,
+      );
       expect(jar.cookie(COOKIE), 'cookie cleared').to.equal(undefined);
       // A client that replays the old cookie gets a fresh session too.
       plant(jar, id);
@@ -162,7 +164,7 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
       expect(sidOf(jar)).to.not.equal(id);
     });
 
-    it('regenerate issues a new id; the old row is gone, the new one holds the data', async () => {
+    it('regenerate issues a new id; the old row is a tombstone, the new one holds the data', async () => {
       const jar = app.jar();
       await views(jar);
       await views(jar);
@@ -172,7 +174,7 @@ describe('42 adapters: koa (koa-session over HTTP)', function () {
       expect(res.json().views).to.equal(2);
       const fresh = sidOf(jar);
       expect(fresh).to.not.equal(old);
-      expect(await storedRow(table, old), 'old row').to.equal(undefined);
+      expect(isTombstone(await storedRow(table, old)), 'old row is a tombstone').to.equal(true);
       expect(appData(await storedRow(table, fresh))).to.deep.equal({ views: 2 });
       expect(await views(jar)).to.equal(3);
       expect(sidOf(jar)).to.equal(fresh);

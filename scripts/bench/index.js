@@ -32,6 +32,7 @@ const pgbench = require('./contenders/pgbench.js');
 const CONTENDERS = [
   'express-store',
   'express-store-async',
+  'express-store-whole',
   'connect-redis',
   'connect-pg-simple',
   'session-pgsql',

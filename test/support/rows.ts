@@ -145,3 +145,11 @@ export async function housekeepingRecord(
   );
   return rows[0];
 }
+
+/**
+ * Whether `row` is a logout's tombstone: no data and a negative expiry (minus the end of its
+ * lifetime), which every reader takes for an expired session. The adapters' destroy leaves one.
+ */
+export function isTombstone(row: StoredRow | undefined): boolean {
+  return row !== undefined && row.sess_data === '' && Number(row.sess_expire) < 0;
+}
