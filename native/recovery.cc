@@ -13,6 +13,25 @@
 
 namespace spg {
 
+namespace {
+
+// kAdoptStmt for session `id` and the row a kFetchStmt returned (row 0 of `r`):
+// the id, then the fetched columns as they are.
+Statement AdoptStatement(const std::string& id, const PGresult* r) {
+  Statement insert = Statement::Prepared(kAdoptStmt);
+  insert.Bind(id);
+  for (int col = 0; col < kFetchColumns; ++col) {
+    if (PQgetisnull(r, 0, col)) {
+      insert.BindNull();
+    } else {
+      insert.Bind(Text(r, 0, col));
+    }
+  }
+  return insert;
+}
+
+}  // namespace
+
 bool Handler::Recovering(const Server* home) const {
   return servers_.size() > 1 && home->recovered_at() > 0 &&
          NowSeconds() - home->recovered_at() < static_cast<double>(max_lifetime_);
@@ -67,16 +86,7 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
     // Store the row at home and read it back in the same transaction, then
     // drop the copy. kAdoptStmt takes the id, then the fetched row as it is.
     auto adopt = std::make_unique<Op>();
-    Statement insert = Statement::Prepared(kAdoptStmt);
-    insert.Bind(id);
-    for (int col = 0; col < kFetchColumns; ++col) {
-      if (PQgetisnull(r, 0, col)) {
-        insert.BindNull();
-      } else {
-        insert.Bind(Text(r, 0, col));
-      }
-    }
-    adopt->statements.push_back(std::move(insert));
+    adopt->statements.push_back(AdoptStatement(id, r));
     adopt->statements.push_back(Statement::Prepared(kReadStmt).Bind(id));
     adopt->done = [this, other, id, deferred](Op& op) {
       if (op.error) {
@@ -132,16 +142,7 @@ void Handler::AdoptTombstone(Server* home, std::string id, std::vector<Server*> 
     // write's DropCopies (or a later read's look-aside) to settle. Whatever
     // the outcome, the write goes on: an error here fails no write.
     auto adopt = std::make_unique<Op>();
-    Statement insert = Statement::Prepared(kAdoptStmt);
-    insert.Bind(id);
-    for (int col = 0; col < kFetchColumns; ++col) {
-      if (PQgetisnull(r, 0, col)) {
-        insert.BindNull();
-      } else {
-        insert.Bind(Text(r, 0, col));
-      }
-    }
-    adopt->statements.push_back(std::move(insert));
+    adopt->statements.push_back(AdoptStatement(id, r));
     adopt->key = id;
     adopt->done = [then](Op&) { then(); };
     Submit(home, std::move(adopt));

@@ -271,15 +271,20 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // an expired row (replaced).
   auto p = [](WriteParam param) { return "$" + std::to_string(param + 1); };
   auto typed = [&](WriteParam param) { return p(param) + "::" + WriteParamOf(param).type; };
+  // The new row from the WriteParam parameters, in the column order of
+  // columns_written; `extra` adds columns to the constants row `n`.
+  auto inserted = [&](const std::string& extra) {
+    return "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) +
+           ", n.now, n.now, "
+           "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
+           "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
+           typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
+           "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
+           "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version" + extra +
+           ") n ";
+  };
   std::string write =
-      columns_written +
-      "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", n.now, n.now, "
-      "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
-      "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
-      typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
-      "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
-      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version) n " +
-      on_conflict(p(kWriteAddress), p(kWriteCustom));
+      columns_written + inserted("") + on_conflict(p(kWriteAddress), p(kWriteCustom));
 
   // The same for several sessions at once, in one statement (the executor is
   // set up once for all of them): $1 the name, then one array per entry of
@@ -340,15 +345,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   };
   auto pp = [](PatchParam param) { return "$" + std::to_string(param + 1); };
   std::string write_patch =
-      columns_written +
-      "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", n.now, n.now, "
-      "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
-      "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
-      typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
-      "coalesce(" + p(kWriteCustom) + ", '')" + (v ? ", n.version " : " ") +
       // The read values are named here too: only a versioned table's statement uses them.
-      "FROM (SELECT " + now + " AS now, " + typed(kWriteVersion) + " AS version, " +
-      pp(kWriteRead) + "::text AS read) n " +
+      columns_written + inserted(", " + pp(kWriteRead) + "::text AS read") +
       on_conflict(p(kWriteAddress), p(kWriteCustom),
                   merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
                   " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)",
