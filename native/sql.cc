@@ -413,7 +413,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // negative sess_expire (minus the end of its lifetime) reads as expired
   // everywhere, PHP included. Moved home like any copy, it hides the row the
   // home server still has, and its version hides any write issued before it.
-  std::string tombstone =
+  // The empty row, and the update that empties a stored one; the caller adds
+  // how sess_expire and the version are updated.
+  const std::string empty_row =
       "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
       "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom" +
       version_column + ") "
@@ -421,8 +423,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       (v ? ", n.version " : " ") +
       "FROM (SELECT " + now + " AS now, $2::bigint AS version) n "
       "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
-      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
-      "sess_expire = EXCLUDED.sess_expire" + version_set("EXCLUDED.sess_version") + newer;
+      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, ";
+  std::string tombstone = empty_row + "sess_expire = EXCLUDED.sess_expire" +
+                          version_set("EXCLUDED.sess_version") + newer;
 
   // $1 id, $2 version. A logout (destroy with a tombstone): the tombstone
   // above, but whatever the row's version, as a DELETE would: a write issued
@@ -431,14 +434,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // GC reads as the bound of a tombstone), so a request still holding the
   // session cannot write it back meanwhile (see write_patch).
   std::string logout =
-      "INSERT INTO " + t + " AS s (sess_id, sess_name, sess_data, sess_created, sess_modified, "
-      "sess_expire, sess_counter, sess_error, sess_warning, sess_notice, sess_custom" +
-      version_column + ") "
-      "SELECT $1, '', '', n.now, n.now, -(n.now + " + lifetime + "), 0, 0, 0, 0, ''" +
-      (v ? ", n.version " : " ") +
-      "FROM (SELECT " + now + " AS now, $2::bigint AS version) n "
-      "ON CONFLICT (sess_id) DO UPDATE SET sess_data = '', sess_custom = '', "
-      "sess_err_message = NULL, sess_modified = EXCLUDED.sess_modified, "
+      empty_row +
       "sess_expire = greatest(-(EXCLUDED.sess_modified + " + std::to_string(kMaxLifetime) +
       "), least(EXCLUDED.sess_expire, -abs(coalesce(s.sess_expire, 0))))" +
       version_set("greatest(s.sess_version, EXCLUDED.sess_version)");
