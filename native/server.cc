@@ -354,6 +354,7 @@ void Server::CreateHousekeeping(Connection* conn) {
   create->statements.push_back(CheckStatement());
   create->statements.push_back(Statement::Text(sql_->create_housekeeping));
   create->statements.push_back(Statement::Text(sql_->create_records));
+  create->statements.push_back(CheckStatement());
   create->done = [this, conn](Op& op) {
     if (op.error) {
       Note(&housekeeping_found_, Found::kMissing);
@@ -362,8 +363,12 @@ void Server::CreateHousekeeping(Connection* conn) {
       const PGresult* before = op.results[1].get();
       const bool existed = PQgetvalue(before, 0, 3)[0] == 't';
       Note(&housekeeping_found_, existed ? Found::kExisted : Found::kCreated);
+      // An existing records table the role may not use stays unusable.
       const bool had_records = PQgetvalue(before, 0, 5)[0] == 't';
-      Note(&records_found_, had_records ? Found::kExisted : Found::kCreated);
+      const bool has_records = PQgetvalue(op.results.back().get(), 0, 5)[0] == 't';
+      Note(&records_found_, had_records   ? Found::kExisted
+                            : has_records ? Found::kCreated
+                                          : Found::kMissing);
     }
     if (SlotOf(conn) != nullptr) Prepare(conn);
   };

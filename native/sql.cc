@@ -531,7 +531,10 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
       "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
       "WHERE i.indrelid = c.oid AND a.attname = 'sess_expire'), "
-      "to_regclass($3) IS NOT NULL "
+      "CASE WHEN to_regclass($3) IS NULL THEN false "
+      "ELSE has_table_privilege(to_regclass($3), 'SELECT') "
+      "AND has_table_privilege(to_regclass($3), 'INSERT') "
+      "AND has_table_privilege(to_regclass($3), 'DELETE') END "
       "FROM (SELECT to_regclass($1) AS oid) c";
 
   const std::string& hk = o.housekeeping;

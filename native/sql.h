@@ -255,7 +255,8 @@ struct Sql {
 
   // Setup: $1 = table, $2 = housekeeping table, $3 = record table; one row:
   // (exists, columns "a,b,…", unique_on_id, housekeeping_exists, expiry_index,
-  // records_exist).
+  // records_usable: the records table exists and the role may read, add and
+  // delete records there).
   std::string check;
   std::string create_housekeeping;
 
