@@ -183,6 +183,36 @@ describe('65 servers: what a server missed is recorded and replayed on its retur
     });
   });
 
+  it('a server that comes up after the one that missed the revocation replays on it what it keeps, before it is up itself', async () => {
+    const h0 = await open();
+    const revoked = idHomedOn(h0, X);
+    await login(h0, revoked, 'alice');
+    await stopX();
+    await waitUntil('server 2 down', 10_000, () => h0.status().servers[X]!.state !== 'up');
+    expect((await h0.destroySessionsOf('alice')).recorded).to.deep.equal([X]);
+    await h0.close();
+
+    // Server 2 back, both servers that keep the record down: a fresh process finds no record
+    // for server 2 when it comes up (the window docs/operations.md describes).
+    await Promise.all([0, 1].map((i) => clusters()[i]!.stop({ mode: 'immediate' })));
+    await clusters()[X]!.start();
+    const h1 = make();
+    const seenAtUp: Array<Promise<boolean>> = [];
+    h1.on('up', (server: number) => {
+      if (server === 0) seenAtUp.push(liveOn(X, table, revoked));
+    });
+    await h1.open();
+    expect(await liveOn(X, table, revoked)).to.equal(true);
+    await clusters()[0]!.start();
+    await waitUntil('server 0 up', 20_000, () => h1.status().servers[0]!.state === 'up');
+    await waitUntil('the up event of server 0', 5_000, () => seenAtUp.length === 1);
+    expect(await seenAtUp[0]!, 'live at the up event of server 0').to.equal(false);
+    expectTombstone(await rowOn(X, table, revoked), 'revoked on server 2');
+    await waitUntil('the record dropped', 10_000, async () => {
+      return (await recordsOn(0, table)).length === 0;
+    });
+  });
+
   it('records hold stored keys only: under hashIds the hash, never the id a client sends', async () => {
     const h0 = await open({ hashIds: true });
     const ids: string[] = [];
