@@ -193,19 +193,30 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
   auto it = missed_.find(server);
   c->remembered = it == missed_.end() ? 0 : it->second.size();
   const std::string identity = self->spec().identity;
-  // Only servers up in this process are asked, so that setup never waits on
-  // one that is connecting (or down); those that come up later ask this one
-  // in their own setup (the outbound half below).
+  // Asked: the servers up in this process, and those making their first
+  // connection with this one (open(), reset()), whose setup runs side by side
+  // with this one: asked on their connection as soon as it is open, ahead of
+  // their own setup, since waiting for them to be up could wait on this one.
+  // Answers are awaited until the deadline (the connect timeout) at most; a
+  // server down, or retried after a failure, is not asked (see the outbound
+  // half below for what it keeps).
   std::vector<Server*> up;
   for (auto& other : servers_) {
     if (other.get() != self && other->state() == Server::State::kUp) up.push_back(other.get());
   }
-  for (Server* holder : Holders(self)) {
+  std::vector<Server*> asked = Holders(self);
+  for (auto& other : servers_) {
+    if (other.get() != self && other->routable() && other->state() != Server::State::kUp) {
+      asked.push_back(other.get());
+    }
+  }
+  for (Server* holder : asked) {
     ++c->reading;
     auto op = std::make_unique<Op>();
     op->statements.push_back(
         Statement::Text(sql_->records_for).Bind(table_).Bind(TextArray({identity})));
     op->read_only = true;
+    const bool early = holder->state() != Server::State::kUp;
     op->done = [this, c, holder, server](Op& op) {
       if (!op.error) {
         for (Held& h : ReadHeld(op.results[0].get(), holder, [server](const std::string&) {
@@ -217,7 +228,15 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
       --c->reading;
       CatchupStep(c);
     };
-    Submit(holder, std::move(op));
+    if (!early) {
+      Submit(holder, std::move(op));
+      continue;
+    }
+    // Not counted among the operations close() waits for: a connection still
+    // in setup may drop it unanswered (reset()), and the deadline covers that.
+    // (A server without the records table answers with an error: none.)
+    op->setup = true;
+    holder->Submit(std::move(op));
   }
   if (self->keeps_records() && !up.empty()) {
     std::vector<std::string> identities;
