@@ -8,7 +8,7 @@ namespace spg {
 
 // What decides between two copies: a row's times, expiry and version.
 struct CopyFacts {
-  bool live = false;     // not expired
+  bool live = false;      // not expired
   long long created = 0;  // sess_created
   long long modified = 0;
   long long expire = 0;  // negative: a tombstone (a logout, a revocation)

@@ -118,9 +118,9 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
 constexpr size_t kMaxWriteBytes = (size_t{1} << 30) - (size_t{1} << 20);
 
 // Absolute Unix seconds from JS (an expiry, a created time; nullopt: none
-// given) in whole seconds. The range is the facade's rule (checkExpires,
-// checkCreated, with their messages); this guard keeps llround defined. False
-// when `seconds` is out of it.
+// given) in whole seconds. The range is the facade's rule (checkUnixSeconds,
+// with its message); this guard keeps llround defined. False when `seconds`
+// is out of it.
 bool WholeSeconds(const std::optional<double>& seconds, std::optional<long long>* out) {
   if (!seconds) {
     out->reset();
