@@ -57,7 +57,7 @@ function expiryOf(session: any): number | null {
  * (the stored one and the plugin's change hash alike).
  */
 const READ = '__sessionPgsqlRead';
-type ReadOf = () => { id: string; data: string };
+type ReadOf = () => { id: string; data: string; created: number };
 
 /**
  * A store for @fastify/session. Sessions are stored as JSON under the id the
@@ -98,7 +98,7 @@ export class FastifyStore {
           callback(null, null);
           return;
         }
-        const read = { id: sessionId, data: s.data };
+        const read = { id: sessionId, data: s.data, created: s.info().created };
         Object.defineProperty(data, READ, {
           value: (() => read) satisfies ReadOf,
           enumerable: true,
@@ -128,7 +128,7 @@ export class FastifyStore {
     writeId(this.handler, sessionId, data, {
       ...(ms === null ? {} : { expires: rowExpiry(ms) }),
       ...user,
-      ...(loaded ? { loaded } : {}),
+      ...(loaded ? { loaded, created: read.created } : {}),
       ...(merge ? { merge } : {}),
     }).then(() => {
       if (loaded) read.data = data; // a second save diffs against the first

@@ -51,6 +51,14 @@ export interface WriteOptions {
    * since written); for an id, `false` (a plain upsert, which replaces a tombstone).
    */
   loaded?: boolean;
+  /**
+   * With `loaded`: when the session was created, in Unix seconds, as the writer read it
+   * (`Session#info().created`). A row this write stores anew keeps it, so a copy stored on a
+   * server standing in for the session's home during an outage is still known for the session
+   * a logout ended, and cannot bring it back when home returns. Default: for a Session read
+   * live, its created time; else none (the row is created now).
+   */
+  created?: number;
 }
 
 /** What `WriteOptions.merge` holds: the top-level keys a request changed. */
@@ -295,6 +303,9 @@ export class SessionPgsql extends EventEmitter {
     const merge = checkMerge(given.merge);
     const live = session instanceof Session && !session.isNew && !session.expired;
     const loaded = given.loaded === undefined ? live : checkLoaded(given.loaded);
+    // A Session stored since it was read new knows no created time (0): its row has one.
+    const createdRead = session instanceof Session && live ? session.info().created || null : null;
+    const created = loaded ? (checkUnixSeconds('created', given.created) ?? createdRead) : null;
     try {
       if (!(session instanceof Session)) {
         return await this.#patched(merge, (patch, removed, read) =>
@@ -312,6 +323,7 @@ export class SessionPgsql extends EventEmitter {
             removed,
             read,
             loaded,
+            created,
           ),
         );
       }
@@ -332,6 +344,7 @@ export class SessionPgsql extends EventEmitter {
           removed,
           read,
           loaded,
+          created,
         ),
       );
       session.written(data, stored);
@@ -663,15 +676,20 @@ function argument(message: string): SessionPgsqlError {
 }
 
 function checkExpires(expires: unknown): number | null {
-  if (expires === undefined || expires === null) return null;
+  return checkUnixSeconds('expires', expires);
+}
+
+/** An instant in Unix seconds, given as option `name` (`null`: not given). */
+function checkUnixSeconds(name: string, seconds: unknown): number | null {
+  if (seconds === undefined || seconds === null) return null;
   // The row keeps a bigint; within this range every Date's expiry fits, and so does any
   // arithmetic on it (GC subtracts, a tombstone negates).
-  if (typeof expires !== 'number' || !(expires >= 0 && expires <= MAX_EXPIRES)) {
+  if (typeof seconds !== 'number' || !(seconds >= 0 && seconds <= MAX_EXPIRES)) {
     throw argument(
-      `Expected "expires" in Unix seconds from 0 to ${MAX_EXPIRES} but received ${describe(expires)}`,
+      `Expected "${name}" in Unix seconds from 0 to ${MAX_EXPIRES} but received ${describe(seconds)}`,
     );
   }
-  return expires;
+  return seconds;
 }
 
 /**

@@ -65,8 +65,9 @@ export class KoaStore {
   readonly handler: SessionPgsql;
   readonly #owned: boolean;
   readonly #mergeWrites: boolean;
-  // Request context -> the session it loaded: its key and the stored JSON read.
-  readonly #read = new WeakMap<object, { key: string; data: string }>();
+  // Request context -> the session it loaded: its key, the stored JSON read and when the
+  // session was created.
+  readonly #read = new WeakMap<object, { key: string; data: string; created: number }>();
 
   readonly #users: UserField | undefined;
 
@@ -82,7 +83,7 @@ export class KoaStore {
       this.#users?.seen(s.id, s.getField());
       const data = s.isNew || s.expired ? null : decode(s.data);
       if (data === null) return undefined;
-      if (opts?.ctx) this.#read.set(opts.ctx, { key, data: s.data });
+      if (opts?.ctx) this.#read.set(opts.ctx, { key, data: s.data, created: s.info().created });
       // koa-session keeps the cookie's expiry in `_expire` and refuses the
       // session after it. An expiry-only refresh (changed: false) moved the
       // row's, in whole seconds rounded up: one second less than that, minus
@@ -125,7 +126,7 @@ export class KoaStore {
     await writeId(this.handler, key, data, {
       ...(expires === undefined ? {} : { expires }),
       ...(address ? { address } : {}),
-      ...(loaded ? { loaded } : {}),
+      ...(loaded ? { loaded, created: read.created } : {}),
       ...(merge ? { merge } : {}),
       ...userWrite(this.#users, key, sess),
     });

@@ -204,6 +204,8 @@ export interface NativeHandler {
     read: string | null,
     /** The writer read the session live: a tombstone (a logout since) stays. */
     loaded: boolean,
+    /** When the session was created as the writer read it, Unix seconds; null: now. */
+    created: number | null,
   ): Promise<boolean>;
   touch(id: string, expires: number | null): Promise<boolean>;
   /** With `logout`, every server keeps a tombstone instead of deleting the row. */

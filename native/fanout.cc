@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "args.h"
+#include "copies.h"
 #include "results.h"
 #include "versions.h"
 
@@ -246,22 +247,11 @@ std::string TextArray(const std::vector<std::string>& values) {
 namespace {
 
 // One stored copy of a session (a row of kUserRowsStmt).
-struct Copy {
+struct Copy : CopyFacts {
   int server = -1;
   std::string custom;
-  long long created = 0, modified = 0, expire = 0;
   std::string addr_created, addr_modified;
-  bool versioned = false;
-  long long version = 0;
-  bool expired = false;
 };
-
-// Whether copy `a` is newer than `b`, as the look-aside decides (recovery.cc):
-// by version when both have one, else by sess_modified.
-bool Newer(const Copy& a, const Copy& b) {
-  if (a.versioned && b.versioned) return a.version > b.version;
-  return a.modified > b.modified;
-}
 
 // Servers that could not be asked, as a JS array of indexes.
 Napi::Array IndexArray(Napi::Env env, const std::vector<int>& indexes) {
@@ -307,7 +297,7 @@ Napi::Value Handler::JsSessionsOf(const Napi::CallbackInfo& info) {
     Napi::Env env = state->deferred.Env();
     std::vector<std::pair<std::string, Copy>> live;
     for (auto& [id, copy] : state->newest) {
-      if (!copy.expired && copy.custom == state->user) live.emplace_back(id, copy);
+      if (copy.live && copy.custom == state->user) live.emplace_back(id, copy);
     }
     // Most recently seen first: what a "your sessions" page shows.
     std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) {
@@ -365,9 +355,10 @@ Napi::Value Handler::JsSessionsOf(const Napi::CallbackInfo& info) {
             c.addr_modified = Text(r, i, kUserRowAddrModified);
             c.versioned = !PQgetisnull(r, i, kUserRowVersion);
             c.version = ParseInt(r, i, kUserRowVersion);
-            c.expired = PQgetvalue(r, i, kUserRowExpired)[0] == 't';
+            c.live = PQgetvalue(r, i, kUserRowExpired)[0] != 't';
+            // The copy that stands, as the look-aside decides (copies.h).
             auto [at, fresh] = state->newest.try_emplace(Text(r, i, kUserRowId), c);
-            if (!fresh && Newer(c, at->second)) at->second = std::move(c);
+            if (!fresh && !Keeps(at->second, c)) at->second = std::move(c);
           }
         }
         if (--state->remaining == 0) finish();

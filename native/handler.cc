@@ -58,14 +58,15 @@ Statement WriteMany(const std::vector<const Statement*>& writes) {
 
 // kWritePatchManyStmt from kWritePatchStmt writes: kWriteManyStmt's
 // parameters, then one array per PatchParam.
-// The patch arrays are null when no write has a patch (see kWritePatchManyStmt).
+// The patch arrays are null when no write has a patch (see kWritePatchManyStmt);
+// the loaded flags and created times are always there.
 Statement WritePatchMany(const std::vector<const Statement*>& writes) {
   Statement many = WriteMany(writes);
   many.name = kWritePatchManyStmt;
   const bool patches = std::any_of(writes.begin(), writes.end(),
                                    [](const Statement* s) { return !s->is_null[kWritePatch]; });
   for (PatchParam param : kWritePatchArrays) {
-    if (patches || param == kWriteLoaded) {
+    if (patches || param == kWriteLoaded || param == kWriteCreated) {
       many.Bind(ArrayOf(writes, param));
     } else {
       many.BindNull();
@@ -80,6 +81,7 @@ Statement WriteOne(WriteParams params, bool patched = false) {
   std::optional<std::string> removed = std::move(params.removed);
   std::optional<std::string> read = std::move(params.read);
   const bool loaded = params.loaded;
+  const std::optional<long long> created = params.created;
   Statement s = Statement::Prepared(patched ? kWritePatchStmt : kWriteStmt);
   auto bind = [&s](std::optional<std::string>& value) {
     if (value) {
@@ -94,6 +96,11 @@ Statement WriteOne(WriteParams params, bool patched = false) {
     bind(removed);
     bind(read);
     s.Bind(loaded ? "t" : "f");
+    if (created) {
+      s.Bind(std::to_string(*created));
+    } else {
+      s.BindNull();
+    }
   }
   return s;
 }
@@ -110,10 +117,11 @@ Statement ReadMany(const std::vector<const Statement*>& reads) {
 // (Batches stay far below: Connection bounds them by bytes.)
 constexpr size_t kMaxWriteBytes = (size_t{1} << 30) - (size_t{1} << 20);
 
-// Absolute Unix seconds from JS (nullopt: the default lifetime) in whole
-// seconds. The range is the facade's rule (checkExpires, with its message);
-// this guard keeps llround defined. False when `seconds` is out of it.
-bool WholeExpires(const std::optional<double>& seconds, std::optional<long long>* out) {
+// Absolute Unix seconds from JS (an expiry, a created time; nullopt: none
+// given) in whole seconds. The range is the facade's rule (checkUnixSeconds,
+// with its message); this guard keeps llround defined. False when `seconds`
+// is out of it.
+bool WholeSeconds(const std::optional<double>& seconds, std::optional<long long>* out) {
   if (!seconds) {
     out->reset();
     return true;
@@ -124,6 +132,7 @@ bool WholeExpires(const std::optional<double>& seconds, std::optional<long long>
 }
 
 constexpr const char* kExpiresGuard = "expires out of range (the facade checks it first)";
+constexpr const char* kCreatedGuard = "created out of range (the facade checks it first)";
 
 }  // namespace
 
@@ -427,7 +436,7 @@ void Handler::ReadAt(Server* server, std::string id, Deferred deferred) {
 }
 
 // write(id, data, address, expires, custom, dErrors, dWarnings, dNotices, message,
-//       patch, removed, read, loaded).
+//       patch, removed, read, loaded, created).
 // The facade has checked the id, the address (no NUL), expires' range, and
 // decided the short circuit; the bytes (size, NUL) are checked here, where the
 // strings are copied anyway.
@@ -435,7 +444,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArgReader args(info,
                  "write(id, data, address, expires, custom, errors, warnings, notices, message, "
-                 "patch, removed, read, loaded)");
+                 "patch, removed, read, loaded, created)");
   WriteParams w;
   w.id = args.String(0);
   Napi::String js_data = args.JsString(1);
@@ -450,6 +459,7 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   w.removed = args.NullableString(10);
   w.read = args.NullableString(11);
   w.loaded = args.Boolean(12);
+  std::optional<double> created = args.NullableNumber(13);
   if (!args.ok()) return Reject(env, args.error());
   if (closing()) return ClosedError(env);
 
@@ -508,7 +518,12 @@ Napi::Value Handler::JsWrite(const Napi::CallbackInfo& info) {
   w.name = session_name_;
   w.data = std::move(data);
   if (!address.empty()) w.address = std::move(address);  // else unknown: an update keeps it
-  if (!WholeExpires(expires, &w.expires)) return Reject(env, code::kInvalidArgument, kExpiresGuard);
+  if (!WholeSeconds(expires, &w.expires)) {
+    return Reject(env, code::kInvalidArgument, kExpiresGuard);
+  }
+  if (!WholeSeconds(created, &w.created)) {
+    return Reject(env, code::kInvalidArgument, kCreatedGuard);
+  }
   // Issued now: a resend carries the same version, being the same write.
   w.version = NextVersion();
 
@@ -571,7 +586,7 @@ Napi::Value Handler::JsTouch(const Napi::CallbackInfo& info) {
   Server* server = Route(id, &error);
   if (server == nullptr) return Reject(env, error);
   std::optional<long long> whole;
-  if (!WholeExpires(expires, &whole)) return Reject(env, code::kInvalidArgument, kExpiresGuard);
+  if (!WholeSeconds(expires, &whole)) return Reject(env, code::kInvalidArgument, kExpiresGuard);
   Statement s = Statement::Prepared(kTouchStmt);
   s.Bind(id);
   if (whole) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "copies.h"
 #include "results.h"
 #include "versions.h"
 
@@ -28,6 +29,30 @@ Statement AdoptStatement(const std::string& id, const PGresult* r) {
     }
   }
   return insert;
+}
+
+// Row `row` of a read (kReadStmt), found there.
+CopyFacts ReadFacts(const PGresult* r, int row) {
+  CopyFacts f;
+  f.live = PQgetvalue(r, row, kReadExpired)[0] != 't';
+  f.created = ParseInt(r, row, kReadCreated);
+  f.modified = ParseInt(r, row, kReadModified);
+  f.expire = ParseInt(r, row, kReadExpire);
+  f.versioned = !PQgetisnull(r, row, kReadVersion);
+  f.version = ParseInt(r, row, kReadVersion);
+  return f;
+}
+
+// Row 0 of a fetch (kFetchStmt), which finds live rows and tombstones only.
+CopyFacts FetchedFacts(const PGresult* r) {
+  CopyFacts f;
+  f.expire = ParseInt(r, 0, kFetchExpire);
+  f.live = f.expire >= 0;
+  f.created = ParseInt(r, 0, kFetchCreated);
+  f.modified = ParseInt(r, 0, kFetchModified);
+  f.versioned = !PQgetisnull(r, 0, kFetchVersion);
+  f.version = ParseInt(r, 0, kFetchVersion);
+  return f;
 }
 
 }  // namespace
@@ -64,21 +89,9 @@ void Handler::LookAside(Server* home, std::string id, Deferred deferred, ResultP
       return;
     }
     ObserveVersion(r, 0, kFetchVersion);
-    // The newer of the two rows wins: by version when both have one, whether
-    // live, expired or a tombstone, and an equal version is the same write.
-    // Otherwise (a row PHP wrote, or one from before versions) by
-    // sess_modified: a live copy written during the outage is never older than
-    // home's, so a tie goes to it.
+    // Which of the two rows stands: see Keeps (copies.h).
     const PGresult* h = at_home.get();
-    const bool home_found = Found(h, home_row);
-    const bool home_live = home_found && PQgetvalue(h, home_row, kReadExpired)[0] != 't';
-    const bool versioned = home_found && !PQgetisnull(h, home_row, kReadVersion) &&
-                           !PQgetisnull(r, 0, kFetchVersion);
-    const bool home_newer =
-        versioned ? ParseInt(h, home_row, kReadVersion) >= ParseInt(r, 0, kFetchVersion)
-                  : home_live && ParseInt(h, home_row, kReadModified) >
-                                     ParseInt(r, 0, kFetchModified);
-    if (home_newer) {
+    if (Found(h, home_row) && Keeps(ReadFacts(h, home_row), FetchedFacts(r))) {
       DropCopies(id, {other}, [] {});  // a stale copy: home was written since
       LookAside(home, id, deferred, at_home, home_row, fallbacks, next + 1);
       return;

@@ -272,10 +272,11 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   auto p = [](WriteParam param) { return "$" + std::to_string(param + 1); };
   auto typed = [&](WriteParam param) { return p(param) + "::" + WriteParamOf(param).type; };
   // The new row from the WriteParam parameters, in the column order of
-  // columns_written; `extra` adds columns to the constants row `n`.
-  auto inserted = [&](const std::string& extra) {
-    return "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) +
-           ", n.now, n.now, "
+  // columns_written; `extra` adds columns to the constants row `n`, and
+  // `created` is its sess_created (SQL).
+  auto inserted = [&](const std::string& extra, const std::string& created = "n.now") {
+    return "SELECT " + p(kWriteId) + ", " + p(kWriteName) + ", " + p(kWriteData) + ", " +
+           created + ", n.now, "
            "coalesce(" + typed(kWriteExpires) + ", n.now + " + lifetime + "), "
            "coalesce(" + p(kWriteAddress) + ", ''), NULL, 1, " + typed(kWriteErrors) + ", " +
            typed(kWriteWarnings) + ", " + typed(kWriteNotices) + ", " + p(kWriteMessage) + ", "
@@ -299,15 +300,18 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
     aliases += (i == 0 ? "" : ", ") + std::string(param.alias);
   }
   auto u = [](WriteParam param) { return std::string("u.") + WriteParamOf(param).alias; };
-  std::string write_many =
-      columns_written +
-      "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
-      "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
-      "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
-      u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
-      (v ? ", " + u(kWriteVersion) + " " : " ") +
-      "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
-      on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
+  // The new rows, in the column order of columns_written; `created` is their
+  // sess_created (SQL).
+  auto inserted_many = [&](const std::string& created) {
+    return "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", " + created + ", n.now, "
+           "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
+           "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
+           u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
+           (v ? ", " + u(kWriteVersion) + " " : " ") +
+           "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") ";
+  };
+  std::string write_many = columns_written + inserted_many("n.now") +
+                           on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text");
 
   // Writes of what a request changed (kWritePatchStmt, kWritePatchManyStmt):
   // the written keys merged over the stored JSON object after the removed
@@ -346,7 +350,9 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   auto pp = [](PatchParam param) { return "$" + std::to_string(param + 1); };
   std::string write_patch =
       // The read values are named here too: only a versioned table's statement uses them.
-      columns_written + inserted(", " + pp(kWriteRead) + "::text AS read") +
+      columns_written +
+      inserted(", " + pp(kWriteRead) + "::text AS read",
+               "coalesce(" + pp(kWriteCreated) + "::bigint, n.now)") +
       on_conflict(p(kWriteAddress), p(kWriteCustom),
                   merged_data(pp(kWritePatch) + "::text", pp(kWriteRemoved) + "::text[]"),
                   " WHERE NOT (" + pp(kWriteLoaded) + "::bool AND s.sess_expire < 0)",
@@ -355,10 +361,11 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   // The merged form: ON CONFLICT sees only the table's columns, so each row
   // finds its patch by its id's place in the ids (distinct in a merged write).
   // The patch arrays are null when no write of the batch has a patch: then no
-  // row looks anything up, and only a tombstone looks up its loaded flag.
+  // row looks anything up, only a tombstone looks up its loaded flag, and an
+  // insert its created time.
   auto ma = [](PatchParam param) {
     return "$" + std::to_string(kWriteManyParams + 1 + (param - kWritePatch)) + "::" +
-           (param == kWriteLoaded ? "bool[]" : "text[]");
+           (param == kWriteLoaded ? "bool[]" : param == kWriteCreated ? "bigint[]" : "text[]");
   };
   const std::string at = "array_position($2::text[], s.sess_id)";  // $2: the ids
   auto lookup = [&](const std::string& expression, bool with_read) {
@@ -370,12 +377,8 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
   };
   std::string write_patch_many =
       columns_written +
-      "SELECT " + u(kWriteId) + ", $1, " + u(kWriteData) + ", n.now, n.now, "
-      "coalesce(" + u(kWriteExpires) + ", n.now + " + lifetime + "), "
-      "coalesce(" + u(kWriteAddress) + ", ''), NULL, 1, " + u(kWriteErrors) + ", " +
-      u(kWriteWarnings) + ", " + u(kWriteNotices) + ", " + u(kWriteMessage) + ", ''" +
-      (v ? ", " + u(kWriteVersion) + " " : " ") +
-      "FROM (SELECT " + now + " AS now) n, unnest(" + arrays + ") AS u(" + aliases + ") " +
+      inserted_many("coalesce((" + ma(kWriteCreated) + ")[array_position($2::text[], " +
+                    u(kWriteId) + ")], n.now)") +
       on_conflict("nullif(EXCLUDED.sess_addr_created, '')", "NULL::text",
                   lookup(merged_data("p.patch", "p.removed::text[]"), false),
                   " WHERE NOT (s.sess_expire < 0 AND coalesce((" + ma(kWriteLoaded) + ")[" + at +
@@ -469,12 +472,23 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
     adopted += ", " + fetched(column) + (integer ? "::int" : bigint ? "::bigint" : "");
     excluded += (c == 0 ? "EXCLUDED." : ", EXCLUDED.") + std::string(FetchColumnName(column));
   }
+  // Before versions and clocks, a tombstone ends every live copy of the
+  // session it ended: one created no later than the tombstone was written (a
+  // write of a request that read the session before a logout, stored on a
+  // server that missed the logout, keeps the session's created time; see
+  // kWriteCreated). Ends in copies.h decides the same for the look-aside.
+  auto ends = [&](const std::string& tombstone, const std::string& copy) {
+    return "(" + tombstone + ".sess_expire < 0 AND coalesce(" + copy + ".sess_expire, 0) >= " +
+           now + " AND coalesce(" + copy + ".sess_created, 0) <= " + tombstone +
+           ".sess_modified)";
+  };
   std::string adopt =
       "INSERT INTO " + t + " AS s (sess_id, " + columns + version_column + ") SELECT $1" +
       adopted + (v ? ", n.version " : " ") + "FROM (SELECT " + fetched(kFetchVersion) +
       "::bigint AS version) n "
       "ON CONFLICT (sess_id) DO UPDATE SET (" + columns + version_column + ") = (" + excluded +
-      (v ? ", EXCLUDED.sess_version" : "") + ") WHERE " + adopt_newer;
+      (v ? ", EXCLUDED.sess_version" : "") + ") WHERE CASE WHEN " + ends("s", "EXCLUDED") +
+      " THEN false WHEN " + ends("EXCLUDED", "s") + " THEN true ELSE " + adopt_newer + " END";
 
   prepared = {{kFetchStmt, fetch, 1},
               {kAdoptStmt, adopt, 1 + kFetchColumns},

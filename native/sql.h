@@ -192,10 +192,15 @@ enum PatchParam : int {
   // "t" when the writer read the session live: a tombstone (a logout since)
   // then stays; "f" otherwise.
   kWriteLoaded,
+  // When the session was created (Unix seconds) as the writer read it (null:
+  // unknown, or not read live). A row this write inserts keeps it, so a copy
+  // stored on a stand-in during an outage still tells which session it is:
+  // one a tombstone written since has ended (see Ends in copies.h).
+  kWriteCreated,
   kWritePatchParams
 };
 inline constexpr PatchParam kWritePatchArrays[] = {kWritePatch, kWriteRemoved, kWriteRead,
-                                                   kWriteLoaded};
+                                                   kWriteLoaded, kWriteCreated};
 inline constexpr int kWritePatchManyParams =
     kWriteManyParams + static_cast<int>(std::size(kWritePatchArrays));
 
@@ -218,6 +223,7 @@ struct WriteParams {
   std::optional<std::string> removed;
   std::optional<std::string> read;
   bool loaded = false;
+  std::optional<long long> created;
 
   // The parameters in WriteParam order as text; nullopt is SQL NULL. Moves the
   // strings out.

@@ -218,6 +218,14 @@ describe('29 handler: patch writes and logouts', () => {
       expect(err.code).to.equal(ErrorCode.InvalidArgument);
       const err2 = await rejection(h.destroy(id, { logout: 1 as never }));
       expect(err2.code).to.equal(ErrorCode.InvalidArgument);
+      for (const created of [-1, 'now', Number.NaN, 9e15]) {
+        const err3 = await rejection(
+          h.write(id, '{}', { loaded: true, created: created as never }),
+        );
+        expect(err3.code).to.equal(ErrorCode.InvalidArgument);
+        expect(err3.message).to.include('"created"');
+      }
+      expect((await h.read(id)).isNew, 'a refused write stores nothing').to.equal(true);
       // Keys with quotes and backslashes are removed as they are.
       await h.write(id, '{"a\\"b":1,"c\\\\d":2,"e":3}');
       await h.write(id, '{"e":3}', { merge: { changed: '{}', removed: ['a"b', 'c\\d'] } });
@@ -323,6 +331,21 @@ describe('29 handler: patch writes and logouts', () => {
         () => h!.status().servers[K]!.state === 'up',
       );
     }
+    /** Moves the session's stored creation `seconds` into the past at home. */
+    async function createdEarlier(id: string, seconds: number): Promise<void> {
+      await query(K, `UPDATE "${table}" SET sess_created = sess_created - $2 WHERE sess_id = $1`, [
+        id,
+        seconds,
+      ]);
+    }
+    async function createdOn(server: number, id: string): Promise<number | null> {
+      const [row] = await query<{ sess_created: string }>(
+        server,
+        `SELECT sess_created FROM "${table}" WHERE sess_id = $1`,
+        [id],
+      );
+      return row ? Number(row.sess_created) : null;
+    }
     async function loggedOut(id: string): Promise<void> {
       const s = await h!.read(id);
       expect(s.data, 'the logged-out session came back').to.equal('');
@@ -351,6 +374,68 @@ describe('29 handler: patch writes and logouts', () => {
       await back();
       await h!.write(s, '{"user":"ann","cart":[1]}', { merge: { changed: '{"cart":[1]}' } });
       await loggedOut(id);
+    });
+
+    it('a copy stored on the stand-in keeps the created time the writer read, merged writes too', async () => {
+      const id = await homedSession();
+      const more: string[] = [];
+      while (more.length < 3) {
+        const other = newId();
+        if (h!.serversFor(other)[0] === K) more.push(other);
+      }
+      for (const other of more) await h!.write(other, '{"user":"bob"}');
+      for (const [i, each] of [id, ...more].entries()) await createdEarlier(each, 100 * (i + 1));
+      const read = await Promise.all([id, ...more].map((each) => h!.read(each)));
+      await clusters()[K]!.stop({ mode: 'immediate' });
+      // Written at once, so group commit may merge them into one statement.
+      await Promise.all(
+        read.map((s) =>
+          h!.write(s, '{"user":"x","late":true}', { merge: { changed: '{"late":true}' } }),
+        ),
+      );
+      for (const s of read) {
+        const server = h!.serversFor(s.id).find((i) => i !== K)!;
+        expect(await createdOn(server, s.id), `session ${s.id}`).to.equal(s.info().created);
+      }
+      // Given for an id, `created` is what the new row keeps; without `loaded` it is unused.
+      const plain = newId();
+      await h!.write(plain, '{}', { loaded: true, created: 1_000_000 });
+      const at = h!.serversFor(plain).find((i) => i !== K)!;
+      expect(await createdOn(at, plain)).to.equal(1_000_000);
+      const fresh = newId();
+      await h!.write(fresh, '{}', { created: 1_000_000 });
+      expect(
+        await createdOn(
+          h!.serversFor(fresh).find((i) => i !== K)!,
+          fresh,
+        ),
+      ).to.be.above(1_000_000);
+    });
+
+    it('a server down during the logout, standing in for home during the late write: the logout holds when home returns', async () => {
+      // Both servers that saw the logout go down, then the one that missed it returns and
+      // takes the late write: it has no tombstone to refuse it with. Home's tombstone, written
+      // after the session was created, ends that copy when home is back.
+      const id = await homedSession();
+      await createdEarlier(id, 100);
+      const s = await h!.read(id);
+      await clusters()[F]!.stop({ mode: 'immediate' });
+      expect(await h!.destroy(id, { logout: true })).to.equal(true);
+      await Promise.all([K, 0].map((i) => clusters()[i]!.stop({ mode: 'immediate' })));
+      await clusters()[F]!.start();
+      await waitUntil(
+        'the stand-in to be up',
+        10_000,
+        () => h!.status().servers[F]!.state === 'up',
+      );
+      await h!.write(s, '{"user":"ann","cart":[1]}', { merge: { changed: '{"cart":[1]}' } });
+      await clusters()[0]!.start();
+      await back();
+      await loggedOut(id);
+      expect(
+        (await rowsOn(F, table, [id])).has(id),
+        'the copy on the stand-in is dropped',
+      ).to.equal(false);
     });
 
     it('home up during the logout, down during the late write, then back', async () => {

@@ -1,7 +1,7 @@
 // Concurrent requests of one session, over real HTTP, in express, fastify and koa (and in several
 // express processes): requests that overlap keep each other's changes, and a logout is never
-// undone by a request that read the session before it (docs/behaviour.md, "Concurrent requests
-// and logouts"). The overlap is certain, not timed: the app holds each request at a gate after
+// undone by a request that read the session before it, two outages within that request included
+// (docs/behaviour.md, "Concurrent requests and logouts"). The overlap is certain, not timed: the app holds each request at a gate after
 // the framework has loaded its session, and the test releases them in the order it wants (a
 // request's save has happened once its response has arrived: every framework saves first).
 import { expect } from 'chai';
@@ -15,11 +15,12 @@ import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
 import Koa from 'koa';
 import koaSession from 'koa-session';
+import type { SessionPgsql, SessionPgsqlOptions } from '../lib';
 import type { AdapterOptions } from '../lib/adapter';
 import { ExpressStore } from '../lib/express';
 import { FastifyStore } from '../lib/fastify';
 import { KoaStore } from '../lib/koa';
-import { db, query, uniqueTable } from './support/db';
+import { clusters, db, query, restartAll, uniqueTable } from './support/db';
 import { closeServer, CookieJar, listen, okJson, type HttpResponse } from './support/http';
 import { waitUntil } from './support/wait';
 
@@ -73,13 +74,19 @@ const actions: Actions = {
 
 interface App {
   url: string;
+  /** The store's handler. */
+  handler: SessionPgsql;
   close(): Promise<void>;
 }
 
 type Framework = 'express' | 'fastify' | 'koa';
 
-async function startExpress(table: string, gate: Gate, options: AdapterOptions): Promise<App> {
-  const store = new ExpressStore({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 }, options);
+async function startExpress(
+  handlerOptions: SessionPgsqlOptions,
+  gate: Gate,
+  options: AdapterOptions,
+): Promise<App> {
+  const store = new ExpressStore(handlerOptions, options);
   const app = express();
   app.use(session({ store, secret: SECRET, resave: false, saveUninitialized: false }));
   app.get('/login', (req, res) => {
@@ -101,6 +108,7 @@ async function startExpress(table: string, gate: Gate, options: AdapterOptions):
   const url = await listen(server);
   return {
     url,
+    handler: store.handler,
     async close() {
       await closeServer(server);
       await store.close();
@@ -108,8 +116,12 @@ async function startExpress(table: string, gate: Gate, options: AdapterOptions):
   };
 }
 
-async function startFastify(table: string, gate: Gate, options: AdapterOptions): Promise<App> {
-  const store = new FastifyStore({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 }, options);
+async function startFastify(
+  handlerOptions: SessionPgsqlOptions,
+  gate: Gate,
+  options: AdapterOptions,
+): Promise<App> {
+  const store = new FastifyStore(handlerOptions, options);
   const app: FastifyInstance = Fastify();
   await app.register(fastifyCookie);
   await app.register(fastifySession, {
@@ -138,6 +150,7 @@ async function startFastify(table: string, gate: Gate, options: AdapterOptions):
   const { port } = app.server.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}/`,
+    handler: store.handler,
     async close() {
       await app.close();
       await store.close();
@@ -145,8 +158,12 @@ async function startFastify(table: string, gate: Gate, options: AdapterOptions):
   };
 }
 
-async function startKoa(table: string, gate: Gate, options: AdapterOptions): Promise<App> {
-  const store = new KoaStore({ db: db(1), table, gcInterval: 0, vacuumInterval: 0 }, options);
+async function startKoa(
+  handlerOptions: SessionPgsqlOptions,
+  gate: Gate,
+  options: AdapterOptions,
+): Promise<App> {
+  const store = new KoaStore(handlerOptions, options);
   const app = new Koa();
   app.keys = [SECRET];
   app.use(koaSession({ store, maxAge: 3600_000 }, app));
@@ -172,6 +189,7 @@ async function startKoa(table: string, gate: Gate, options: AdapterOptions): Pro
   const url = await listen(server);
   return {
     url,
+    handler: store.handler,
     async close() {
       await closeServer(server);
       await store.close();
@@ -201,10 +219,15 @@ describe('49 adapters: concurrent requests of one session', function () {
     describe(framework, () => {
       let table: string;
       let gate: Gate;
-      async function start(options: AdapterOptions = {}): Promise<CookieJar> {
+      let app: App;
+      async function start(
+        options: AdapterOptions = {},
+        handlerOptions: SessionPgsqlOptions = { db: db(1) },
+      ): Promise<CookieJar> {
         table = uniqueTable('t49');
         gate = new Gate();
-        const app = await starters[framework](table, gate, options);
+        const base = { table, gcInterval: 0, vacuumInterval: 0 };
+        app = await starters[framework]({ ...base, ...handlerOptions }, gate, options);
         open.push(app);
         const jar = new CookieJar(app.url);
         await okJson(jar, '/login');
@@ -214,10 +237,10 @@ describe('49 adapters: concurrent requests of one session', function () {
       function held(jar: CookieJar, hold: string, query: string): Promise<HttpResponse> {
         return jar.get(`/set?hold=${hold}&${query}`, { save: false });
       }
-      /** What the stored row says of the session's user, whatever its id. */
-      async function storedUsers(): Promise<unknown[]> {
+      /** What the stored rows on `server` say of the session's user, whatever its id. */
+      async function storedUsers(server = 0): Promise<unknown[]> {
         const rows = await query<{ sess_data: string; live: boolean }>(
-          0,
+          server,
           `SELECT sess_data, sess_expire >= floor(extract(epoch from now())) AS live FROM "${table}"`,
         );
         return rows
@@ -265,6 +288,54 @@ describe('49 adapters: concurrent requests of one session', function () {
           expect(await storedUsers(), 'live sessions with a user').to.deep.equal([]);
         });
       }
+
+      it('a logout stays a logout across two outages: the save lands on the server that missed the logout', async () => {
+        // Two servers: home H holds the session, F stands in for it. F is down during the
+        // logout, so only H has the tombstone; then H goes down and F returns, and the save of a
+        // request that loaded the session before the logout is stored on F. When H is back,
+        // its tombstone, written after the session was created, ends that copy.
+        const jar = await start(
+          {},
+          {
+            db: db(2),
+            connectTimeout: 1,
+            statementTimeout: 2,
+            retryMinDelay: 0.05,
+            retryMaxDelay: 0.5,
+          },
+        );
+        const holders = [];
+        for (const server of [0, 1])
+          if ((await storedUsers(server)).length > 0) holders.push(server);
+        expect(holders, 'servers holding the session').to.have.length(1);
+        const H = holders[0]!;
+        const F = 1 - H;
+        // Created well before the logout, so no clock second can blur the two.
+        await query(H, `UPDATE "${table}" SET sess_created = sess_created - 100`);
+        const late = held(jar, 'late', 'item=book');
+        await gate.arrived('late');
+        const up = (server: number) =>
+          waitUntil(`server ${server} to be up`, 10_000, () => {
+            return app.handler.status().servers[server]!.state === 'up';
+          });
+        try {
+          await clusters()[F]!.stop({ mode: 'immediate' });
+          await okJson(jar.copy(), '/logout');
+          await clusters()[H]!.stop({ mode: 'immediate' });
+          await clusters()[F]!.start();
+          await up(F);
+          gate.release('late'); // saves on F, from the session it read before the logout
+          await ok(late, 'the late request');
+          expect(await storedUsers(F), 'the copy the late save stored on F').to.deep.equal(['ann']);
+          await clusters()[H]!.start();
+          await up(H);
+          expect(await okJson(jar, '/show')).to.deep.equal({ user: null, cart: null, theme: null });
+          expect(await storedUsers(H), 'live sessions with a user on H').to.deep.equal([]);
+          expect(await storedUsers(F), 'live sessions with a user on F').to.deep.equal([]);
+        } finally {
+          await restartAll();
+        }
+      });
 
       it('mergeWrites: false stores whole sessions: the last save wins for every key', async () => {
         const jar = await start({ mergeWrites: false });
