@@ -38,9 +38,9 @@ namespace spg {
 std::string TextArray(const std::vector<std::string>& values);
 
 // What a server missed, to replay there before it is up again: a revocation
-// of a user's sessions (kRevokeStmt) or a logout (kLogoutStmt). Kept in the
-// memory of the process that made it, and as records on the servers that were
-// up (records.cc).
+// of a user's sessions (kRevokeStmt) or a logout (kLogoutStmt). Recorded on
+// the servers that were up (records.cc); a revocation is also kept in the
+// memory of the process that made it (Handler::missed_).
 struct Missed {
   bool logout = false;
   std::string subject;  // the user, or the stored key of the session logged out
@@ -217,9 +217,9 @@ class Handler : public Napi::ObjectWrap<Handler>,
     double at;         // Unix seconds of the last time
   };
   std::unordered_map<std::string, GaveUpOn> gave_up_;
-  // What a server missed (revocations, logouts) while it could not be reached:
-  // per server, in order, what runs there before it is up again in this
-  // process (Server::BeforeUp), recorded on the servers that were up as well.
+  // The revocations a server missed while it could not be reached: per
+  // server, in order, what runs there before it is up again in this process
+  // (Server::BeforeUp), recorded on the servers that were up as well.
   std::unordered_map<int, std::vector<Missed>> missed_;
   size_t prune_gave_up_at_ = 1024;
 };

@@ -193,13 +193,15 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
   const std::string version = std::to_string(issued);
   // why: a server that misses a logout may hold a live copy of the session
   // (written there while it stood in for home), and nothing else would give it
-  // a tombstone: the logout waits for it here, and is recorded on every server
-  // that is up, so that it runs there before it is up again in any process.
+  // a tombstone: the logout is recorded on every server that is up, so that
+  // it runs there before it is up again in any process (records.cc). Unlike a
+  // revocation it is not kept in this process's memory as well: a server that
+  // returns while every server that keeps the record is down stands in
+  // without it, and the created rule (copies.h) ends a copy it then takes.
   Missed missed;
   missed.logout = true;
   missed.subject = id;
   missed.version = issued;
-  for (int server : missing) missed_[server].push_back(missed);
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
@@ -221,7 +223,6 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
       // record comes after (only then is it one more round trip).
       if (logout && (op.error || op.server != target) &&
           servers_[target]->state() != Server::State::kUp) {
-        missed_[target].push_back(missed);
         ++join->remaining;
         Record(missed, {target}, Holders(servers_[target].get()),
                [this, join](bool) { StepDone(join, {}); });
