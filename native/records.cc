@@ -3,14 +3,16 @@
 // the servers that were up (Sql::records_table), and replayed on the server
 // that missed it before it is up again, in whichever process opens it or sees
 // it return (Server::BeforeUp); the records are then dropped. The GC timer and
-// gc() sweep what is left for servers that are up (docs/behaviour.md).
+// gc() sweep what is left for servers that are up (docs/operations.md, A
+// user's sessions).
+#include "handler.h"
+
 #include <algorithm>
 #include <memory>
 #include <set>
 #include <tuple>
 #include <utility>
 
-#include "handler.h"
 #include "results.h"
 
 namespace spg {
@@ -160,9 +162,10 @@ Statement DropStatement(const Sql& sql, const std::string& table,
 }  // namespace
 
 // One server's way up (Handler::BeforeUp): what it missed is gathered (this
-// process's memory, and the records kept by the servers up here) and replayed
-// on it; what it keeps for servers up here is replayed on them. Reads are
-// awaited until the server's deadline at most; then it goes up with what came.
+// process's memory, and the records kept by the servers up here or connecting
+// with it) and replayed on it; what it keeps for servers up here is replayed
+// on them. Reads are awaited until the server's deadline at most; then it goes
+// up with what came.
 struct Handler::Catchup : BeforeUpWork, std::enable_shared_from_this<Catchup> {
   Handler* handler = nullptr;
   int server = -1;

@@ -311,8 +311,10 @@ bool Server::RejectReadOnly(Connection* conn, const PGresult* role) {
 }
 
 Statement Server::CheckStatement() const {
-  return std::move(
-      Statement::Text(sql_->check).Bind(table_).Bind(housekeeping_table_).Bind(sql_->records_table));
+  return std::move(Statement::Text(sql_->check)
+                       .Bind(table_)
+                       .Bind(housekeeping_table_)
+                       .Bind(sql_->records_table));
 }
 
 void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
