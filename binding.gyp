@@ -13,6 +13,7 @@
         "native/housekeeping.cc",
         "native/pipeline.cc",
         "native/placement.cc",
+        "native/records.cc",
         "native/recovery.cc",
         "native/server.cc",
         "native/sql.cc",

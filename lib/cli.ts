@@ -29,8 +29,10 @@ Commands:
   revoke USER [--except ID]...
             log USER out everywhere: every live session on every server (copies held
             during an outage included) but the ids given with --except (as \`sessions\`
-            lists them). A server that is down keeps them: exit status 1, and the
-            message says to run it again once that server is back (or use --wait)
+            lists them). For a server that is down the revocation is recorded on the
+            servers that are up and runs there before it is used again, by any process
+            that opens it: said on stdout, exit status 0. Exit status 1 when no server
+            could record it (run it again once that server is back, or use --wait)
   migrate-ids
             rewrite every session stored under its raw id to the key of hashIds (SHA-256, or
             HMAC-SHA256 with --key-env), moving it to that key's home server; safe to run
@@ -229,6 +231,8 @@ interface Report {
   sessions?: UserSessions['sessions'];
   /** revoke: sessions logged out. */
   revoked?: number;
+  /** revoke: the servers down whose revocation is recorded, to run there on their return. */
+  recorded?: number[];
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -328,6 +332,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const user = USER_COMMANDS.includes(command) ? positionals[1]! : null;
     let unreachable: number[] = [];
+    let recorded: number[] = [];
     if (command === 'sessions' && user !== null) {
       const found = await handler.sessionsOf(user).catch((err) => {
         failure = err;
@@ -349,6 +354,7 @@ async function main(argv: string[]): Promise<number> {
       report.user = user;
       report.revoked = done?.destroyed ?? 0;
       unreachable = done?.unreachable ?? [];
+      recorded = done?.recorded ?? [];
       // The revocation waits in this handler for the servers it missed, and runs there as they
       // come back (before they are up): --wait keeps the process for that long. A server that
       // failed the statement while up has none pending, and stays unrevoked.
@@ -359,6 +365,8 @@ async function main(argv: string[]): Promise<number> {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       unreachable = unreachable.filter((i) => !waiting.includes(i) || pendingOn(i));
+      recorded = recorded.filter((i) => unreachable.includes(i));
+      report.recorded = recorded;
     }
     if (command === 'import' && failure === null) {
       const from = values['from-db'] ?? splitConninfo(db)[0]!;
@@ -401,7 +409,11 @@ async function main(argv: string[]): Promise<number> {
         if (summary.missing.length > 0)
           entry.error = sentence({ ...summary, created: [], existed: [] });
       }
-      if (command === 'revoke' && unreachable.includes(s.id)) {
+      if (command === 'revoke' && recorded.includes(s.id)) {
+        // Durable: whichever process opens that server next revokes there first.
+        delete entry.error;
+        entry.recorded = true;
+      } else if (command === 'revoke' && unreachable.includes(s.id)) {
         const why = typeof entry.error === 'string' ? ` (${entry.error})` : '';
         entry.error =
           `could not be reached${why}: ${report.user}'s sessions there are NOT revoked; ` +
@@ -410,7 +422,8 @@ async function main(argv: string[]): Promise<number> {
         const why = typeof entry.error === 'string' ? ` (${entry.error})` : '';
         entry.error = `could not be reached${why}: its sessions are not listed`;
       }
-      if (s.state !== 'up' || entry.error !== undefined) report.ok = false;
+      if ((s.state !== 'up' && entry.recorded !== true) || entry.error !== undefined)
+        report.ok = false;
       report.servers.push(entry);
     }
     if (imported) {
@@ -552,6 +565,12 @@ function printUser(report: Report): void {
   }
   if (report.revoked !== undefined) {
     process.stdout.write(`revoked ${report.revoked} session(s) of ${report.user}\n`);
+  }
+  for (const id of report.recorded ?? []) {
+    process.stdout.write(
+      `server ${id} could not be reached: the revocation is recorded on the servers that are ` +
+        `up and runs there before it is used again, by any process that opens it\n`,
+    );
   }
 }
 

@@ -136,10 +136,18 @@ export interface Revocation {
   destroyed: number;
   /**
    * Servers that could not be reached. This handler revokes the user's sessions there before
-   * such a server is used again (`status().servers[i].pendingRevocations`); until then, and if
-   * this process ends first, they are not revoked: see docs/operations.md, A user's sessions.
+   * such a server is used again (`status().servers[i].pendingRevocations`), and so does any
+   * process that opens it, for the servers listed in `recorded`. Until then the sessions there
+   * are not revoked: see docs/operations.md, A user's sessions.
    */
   unreachable: number[];
+  /**
+   * Of `unreachable`, the servers for which the revocation is recorded on a server that was up
+   * (in the same transaction as the revocation there): it runs on them before they are `'up'`
+   * again in any process, even once this one has ended. A server missing here is revoked only by
+   * this process, if it is still running when the server returns.
+   */
+  recorded: number[];
 }
 
 /** What `status()` returns (the original `session_pgsql_status()`). */
@@ -522,8 +530,9 @@ export class SessionPgsql extends EventEmitter {
    * Logs `user` out everywhere (but the sessions in `except`): on every server that is up, each of
    * the user's live sessions, copies held on a stand-in included, becomes a tombstone, so that a
    * request of one of them that writes late cannot bring it back. A server that cannot be reached
-   * gets the revocation before this handler uses it again (sparing sessions created since); it is
-   * listed in `unreachable`.
+   * is listed in `unreachable`: the servers that are up record the revocation for it, and it runs
+   * there before the server is used again, by this process or any other that opens it (sparing
+   * sessions created since); `recorded` lists the servers it is recorded for.
    * @example await handler.destroySessionsOf('alice', { except: [req.sessionID] })
    * @throws SessionPgsqlError `SPG_INVALID_ARGUMENT` (no user), `SPG_INVALID_ID` (an `except` id),
    *   `SPG_CLOSED`.

@@ -132,7 +132,8 @@ export interface NativeServerStatus {
   lastVacuum: HousekeepingRun | null;
   /**
    * Revocations of a user's sessions (`destroySessionsOf`) that could not reach this server: this
-   * process runs them there before the server is `'up'` again.
+   * process runs them there before the server is `'up'` again. The servers that were up keep a
+   * record of them as well, which any process runs there before the server is `'up'`.
    */
   pendingRevocations: number;
 }
@@ -177,6 +178,8 @@ export interface NativeRevocation {
   destroyed: number;
   /** Servers that could not be reached: the revocation waits for them (see pendingRevocations). */
   unreachable: number[];
+  /** Of `unreachable`, the servers whose revocation a server that is up keeps a record of. */
+  recorded: number[];
 }
 
 export interface NativeHandler {

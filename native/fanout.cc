@@ -132,9 +132,12 @@ Napi::Value Handler::JsGc(const Napi::CallbackInfo& info) {
   auto join = NewJoin(env, servers.size(),
                       [removed](Napi::Env env) { return Napi::Number::New(env, *removed); });
   for (Server* server : servers) {
-    server->housekeeping().Gc(true, [this, join, removed](const ErrorInfo& error, long long n) {
+    // The records the server keeps for others are replayed too (records.cc):
+    // GC is when a server's leftovers are looked after.
+    server->housekeeping().Gc(true, [this, join, removed, server](const ErrorInfo& error,
+                                                                   long long n) {
       *removed += static_cast<double>(n);
-      StepDone(join, error);
+      Sweep(server, [this, join, error] { StepDone(join, error); });
     });
   }
   return join->deferred.Promise();
@@ -226,9 +229,6 @@ Napi::Value Handler::JsClear(const Napi::CallbackInfo& info) {
       [removed](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *removed); });
 }
 
-namespace {
-
-// A PostgreSQL text[] literal of `values`, each quoted.
 std::string TextArray(const std::vector<std::string>& values) {
   std::string out = "{";
   for (const std::string& value : values) {
@@ -243,6 +243,8 @@ std::string TextArray(const std::vector<std::string>& values) {
   out.push_back('}');
   return out;
 }
+
+namespace {
 
 // One stored copy of a session (a row of kUserRowsStmt).
 struct Copy : CopyFacts {
@@ -388,11 +390,14 @@ Napi::Value Handler::JsSessionsOf(const Napi::CallbackInfo& info) {
   return state->deferred.Promise();
 }
 
-// destroySessionsOf(user, except: string[]): { destroyed, unreachable }. On
-// every server that is up, that user's live sessions but `except` become
-// tombstones (copies held on a stand-in included). A server that is not up,
-// or fails, keeps the revocation pending: it runs there before the server is
-// up again in this process (Server::BeforeUp), sparing sessions created since.
+// destroySessionsOf(user, except: string[]): { destroyed, unreachable,
+// recorded }. On every server that is up, that user's live sessions but
+// `except` become tombstones (copies held on a stand-in included). A server
+// that is not up, or fails, misses it: the revocation waits for it in this
+// process, and is recorded (in the same transaction as the revocation there)
+// on the servers that are up, so that it runs there before the server is up
+// again in any process (records.cc), sparing sessions created since.
+// `recorded`: the servers missed whose revocation some server keeps.
 Napi::Value Handler::JsDestroySessionsOf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArgReader args(info, "destroySessionsOf(user: string, except: string[])");
@@ -416,34 +421,69 @@ Napi::Value Handler::JsDestroySessionsOf(const Napi::CallbackInfo& info) {
   }
   if (closing()) return ClosedError(env);
   EnsureStarted();
-  Revocation revocation{std::move(user), TextArray(spared), NextVersion(),
-                        static_cast<long long>(std::floor(NowSeconds()))};
+  Missed revocation;
+  revocation.subject = std::move(user);
+  revocation.spared = TextArray(spared);
+  revocation.version = NextVersion();
+  revocation.before = static_cast<long long>(std::floor(NowSeconds()));
   struct State {
     explicit State(Napi::Env env) : deferred(Deferred::New(env)) {}
     Deferred deferred;
     size_t remaining = 0;
     std::vector<std::string> ids;
     std::vector<int> unreachable;
+    std::vector<int> missing;       // not routable at the call: recorded with the revocation
+    bool missing_recorded = false;  // some server committed the revocation with its record
+    std::vector<int> lost;          // failed and went down during the call
+    std::vector<int> recorded;
+    std::vector<Server*> revoked;   // the servers where the revocation committed
   };
   auto state = std::make_shared<State>(env);
-  auto finish = [state] {
+  auto finish = [this, state, version = revocation.version] {
+    for (int server : state->recorded) {
+      for (Missed& m : missed_[server]) m.recorded = m.recorded || m.version == version;
+    }
     Napi::Env env = state->deferred.Env();
     std::sort(state->ids.begin(), state->ids.end());
     const size_t destroyed =
         std::unique(state->ids.begin(), state->ids.end()) - state->ids.begin();
     std::sort(state->unreachable.begin(), state->unreachable.end());
+    std::sort(state->recorded.begin(), state->recorded.end());
     Napi::Object out = Napi::Object::New(env);
     out.Set("destroyed", static_cast<double>(destroyed));
     out.Set("unreachable", IndexArray(env, state->unreachable));
+    out.Set("recorded", IndexArray(env, state->recorded));
     state->deferred.Resolve(out);
+  };
+  // Every server has answered: those lost meanwhile are recorded now, on the
+  // servers where the revocation committed (one more round trip, only then).
+  auto settle = [this, state, finish, revocation] {
+    if (state->missing_recorded) {
+      state->recorded.insert(state->recorded.end(), state->missing.begin(), state->missing.end());
+    }
+    std::vector<Server*> holders;
+    for (Server* server : state->revoked) {
+      if (server->state() == Server::State::kUp) holders.push_back(server);
+    }
+    if (state->lost.empty() || holders.empty()) {
+      finish();
+      return;
+    }
+    Record(revocation, state->lost, holders, [state, finish](bool stored) {
+      if (stored) {
+        state->recorded.insert(state->recorded.end(), state->lost.begin(), state->lost.end());
+      }
+      finish();
+    });
   };
   std::vector<Server*> targets;
   for (auto& server : servers_) {
     if (server->routable()) {
       targets.push_back(server.get());
     } else {
-      pending_revocations_[server->index()].push_back(revocation);
+      missed_[server->index()].push_back(revocation);
       state->unreachable.push_back(server->index());
+      state->missing.push_back(server->index());
     }
   }
   if (targets.empty()) {
@@ -453,53 +493,40 @@ Napi::Value Handler::JsDestroySessionsOf(const Napi::CallbackInfo& info) {
   state->remaining = targets.size();
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
+    // why: the record commits with the revocation, in the same round trip:
+    // a server that revoked also keeps it for the servers it missed. Only a
+    // server whose setup found the records table is asked to (the table is
+    // not prepared; a missing one would fail the revocation).
+    const bool records = !state->missing.empty() && server->keeps_records();
+    if (records) op->statements.push_back(RecordStatement(revocation, state->missing));
     // Every session of the user is revoked as of now, whatever its age.
     op->statements.push_back(Statement::Prepared(kRevokeStmt)
-                                 .Bind(revocation.user)
-                                 .Bind(revocation.except)
+                                 .Bind(revocation.subject)
+                                 .Bind(revocation.spared)
                                  .Bind(std::to_string(revocation.version))
                                  .BindNull());
-    op->done = [this, state, finish, revocation](Op& op) {
+    op->done = [this, state, settle, revocation, records](Op& op) {
       if (op.error) {
         // A server lost meanwhile takes it on its return (perhaps it ran
         // before the connection was lost: running it again finds tombstones).
         // One that is still up failed the statement itself: nothing would
         // run it again, so the caller is told and may retry.
         if (servers_[op.server]->state() != Server::State::kUp) {
-          pending_revocations_[op.server].push_back(revocation);
+          missed_[op.server].push_back(revocation);
+          state->lost.push_back(op.server);
         }
         state->unreachable.push_back(op.server);
       } else {
-        const PGresult* r = op.results[0].get();
+        state->revoked.push_back(servers_[op.server].get());
+        state->missing_recorded = state->missing_recorded || records;
+        const PGresult* r = op.results.back().get();
         for (int i = 0; i < PQntuples(r); ++i) state->ids.push_back(Text(r, i, 0));
       }
-      if (--state->remaining == 0) finish();
+      if (--state->remaining == 0) settle();
     };
     Submit(server, std::move(op));
   }
   return state->deferred.Promise();
-}
-
-std::vector<Statement> Handler::BeforeUp(int server) {
-  std::vector<Statement> out;
-  auto it = pending_revocations_.find(server);
-  if (it == pending_revocations_.end()) return out;
-  for (const Revocation& r : it->second) {
-    out.push_back(std::move(Statement::Prepared(kRevokeStmt)
-                                .Bind(r.user)
-                                .Bind(r.except)
-                                .Bind(std::to_string(r.version))
-                                .Bind(std::to_string(r.before))));
-  }
-  return out;
-}
-
-void Handler::RanBeforeUp(int server, size_t statements) {
-  auto it = pending_revocations_.find(server);
-  if (it == pending_revocations_.end()) return;
-  std::vector<Revocation>& list = it->second;
-  list.erase(list.begin(), list.begin() + std::min(statements, list.size()));
-  if (list.empty()) pending_revocations_.erase(it);
 }
 
 Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
@@ -546,10 +573,12 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     setup.Set("version", found(s.version_found()));
     setup.Set("index", found(s.index_found()));
     o.Set("setup", setup);
-    auto pending = pending_revocations_.find(static_cast<int>(i));
-    o.Set("pendingRevocations", static_cast<double>(pending == pending_revocations_.end()
-                                                        ? 0
-                                                        : pending->second.size()));
+    auto missed = missed_.find(static_cast<int>(i));
+    size_t revocations = 0;
+    if (missed != missed_.end()) {
+      for (const Missed& m : missed->second) revocations += m.logout ? 0 : 1;
+    }
+    o.Set("pendingRevocations", static_cast<double>(revocations));
     o.Set("lastGc", run(s.housekeeping().last_gc()));
     o.Set("lastVacuum", run(s.housekeeping().last_vacuum()));
     if (s.last_error()) {

@@ -327,18 +327,20 @@ Napi::Value Handler::JsClose(const Napi::CallbackInfo& info) {
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
-  // why: a revocation still waiting for a server dies with this handler: said
-  // once, so that whoever closes knows those sessions are not revoked.
-  for (const auto& [server, list] : pending_revocations_) {
-    for (const Revocation& r : list) {
+  // why: a revocation still waiting for a server, and recorded on no other
+  // server, dies with this handler: said once, so that whoever closes knows
+  // those sessions are not revoked. A recorded one runs there on its return.
+  for (const auto& [server, list] : missed_) {
+    for (const Missed& m : list) {
+      if (m.logout || m.recorded) continue;
       Warn(MakeError(code::kNoServer,
                      "server " + std::to_string(server) + ": closed before it came back: the " +
-                         "sessions of user '" + r.user + "' there are not revoked; call " +
+                         "sessions of user '" + m.subject + "' there are not revoked; call " +
                          "destroySessionsOf again once it is back",
                      server, true));
     }
   }
-  pending_revocations_.clear();
+  missed_.clear();
   closing_ = true;
   close_waiters_.push_back(deferred);
   for (auto& server : servers_) server->housekeeping().Cancel();

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +33,24 @@
 #include "sql.h"
 
 namespace spg {
+
+// A PostgreSQL text[] literal of `values`, each quoted.
+std::string TextArray(const std::vector<std::string>& values);
+
+// What a server missed, to replay there before it is up again: a revocation
+// of a user's sessions (kRevokeStmt) or a logout (kLogoutStmt). Recorded on
+// the servers that were up (records.cc); a revocation is also kept in the
+// memory of the process that made it (Handler::missed_).
+struct Missed {
+  bool logout = false;
+  std::string subject;  // the user, or the stored key of the session logged out
+  std::string spared;   // a revocation's ids spared, a text[] literal; a logout's: ""
+  long long version = 0;
+  // A revocation's time (Unix seconds): sessions created later are spared.
+  std::optional<long long> before;
+  // Some other server keeps a record of it (a revocation's; see JsClose).
+  bool recorded = false;
+};
 
 class Handler : public Napi::ObjectWrap<Handler>,
                 public ServerOwner,
@@ -56,9 +75,11 @@ class Handler : public Napi::ObjectWrap<Handler>,
   // A server came up or went down: an 'up'/'down' event with its index.
   void ServerChanged(int server, bool up) override;
   bool closing() const override { return closing_ || abandoned_; }
-  // Revocations that could not reach `server`, to run before it is up again.
-  std::vector<Statement> BeforeUp(int server) override;
-  void RanBeforeUp(int server, size_t statements) override;
+  // What `server` missed (kept here, and recorded on the servers up here),
+  // replayed there before it is up; and what it holds for servers up here,
+  // replayed on them (records.cc).
+  std::shared_ptr<BeforeUpWork> BeforeUp(int server, BeforeUpCalls calls) override;
+  void SweepRecords(int server) override;
 
  private:
   Napi::Value JsOpen(const Napi::CallbackInfo& info);
@@ -146,6 +167,26 @@ class Handler : public Napi::ObjectWrap<Handler>,
   Napi::Value NoServerUp(Napi::Env env);
   Napi::Value ClosedError(Napi::Env env);
 
+  // Durable records (records.cc).
+  // The statement that replays `missed` on the server that missed it.
+  static Statement Replay(const Missed& missed);
+  // The statement that records `missed` for `targets` (server indexes) on the
+  // server it runs on (Sql::record_revoke, Sql::record_logout).
+  Statement RecordStatement(const Missed& missed, const std::vector<int>& targets) const;
+  // Records `missed` for `targets` on every server of `holders` that keeps
+  // records, then `then` with whether any holder stored it.
+  void Record(const Missed& missed, const std::vector<int>& targets,
+              const std::vector<Server*>& holders, std::function<void(bool)> then);
+  // The servers that may hold records now: up, with the records table.
+  std::vector<Server*> Holders(const Server* except) const;
+  // The server of an identity (ServerSpec::identity), or -1.
+  int ServerOfIdentity(const std::string& identity) const;
+  // Replays the records `holder` keeps for servers that are up, drops them from
+  // it once applied, then `then` (gc(), the GC timer).
+  void Sweep(Server* holder, std::function<void()> then);
+  struct Catchup;
+  void CatchupStep(const std::shared_ptr<Catchup>& catchup);
+
   Environment* environment_;
   Napi::FunctionReference events_;    // (name, payload) => void, set by the facade
   std::vector<std::unique_ptr<Server>> servers_;
@@ -176,16 +217,10 @@ class Handler : public Napi::ObjectWrap<Handler>,
     double at;         // Unix seconds of the last time
   };
   std::unordered_map<std::string, GaveUpOn> gave_up_;
-  // A user's sessions revoked while a server could not be reached: per server,
-  // in order, what runs there before it is up again (see Server::BeforeUp).
-  // Kept by this process alone, until it closes.
-  struct Revocation {
-    std::string user;
-    std::string except;  // text[] literal
-    long long version;
-    long long before;  // Unix seconds: sessions created later are spared
-  };
-  std::unordered_map<int, std::vector<Revocation>> pending_revocations_;
+  // The revocations a server missed while it could not be reached: per
+  // server, in order, what runs there before it is up again in this process
+  // (Server::BeforeUp), recorded on the servers that were up as well.
+  std::unordered_map<int, std::vector<Missed>> missed_;
   size_t prune_gave_up_at_ = 1024;
 };
 

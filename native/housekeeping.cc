@@ -102,6 +102,7 @@ void Housekeeping::OnTimer(uv_timer_t* timer) {
   auto* self = static_cast<Housekeeping*>(timer->data);
   Loop::JsScope scope(self->loop_);
   if (self->host_->closing() || !self->host_->server_up()) return;
+  if (timer == self->gc_timer_) self->host_->GcTick();
   if (timer == self->gc_timer_ && !self->gc_running_) {
     self->Gc(false, [](const ErrorInfo&, long long) {});
   } else if (timer == self->vacuum_timer_ && !self->vacuum_busy_) {
@@ -191,10 +192,19 @@ void Housekeeping::StartGc(std::shared_ptr<GcState> state) {
   plan->setup = true;
   plan->statements.push_back(Statement::Text(config_.sql->check)
                                  .Bind(config_.table)
-                                 .Bind(config_.housekeeping_table));
+                                 .Bind(config_.housekeeping_table)
+                                 .Bind(config_.sql->records_table));
   plan->statements.push_back(Statement::Text(config_.sql->gc_pages).Bind(config_.table));
   plan->done = [this, state](Op& op) { GcPlanned(state, op); };
   conn->Enqueue(std::move(plan));
+  // Records of what another server missed that can concern no live session
+  // any more (Sql::record_revoke): best effort, in a transaction of its own
+  // (a server without the records table fails it alone), before the batches.
+  auto purge = std::make_unique<Op>();
+  purge->setup = true;
+  purge->statements.push_back(Statement::Text(config_.sql->purge_records).Bind(config_.table));
+  purge->done = [](Op&) {};
+  conn->Enqueue(std::move(purge));
 }
 
 void Housekeeping::GcPlanned(const std::shared_ptr<GcState>& state, Op& op) {

@@ -50,6 +50,8 @@ class Housekeeping : public ConnectionDelegate {
     virtual void SubmitTracked(OpPtr op) = 0;
     // A problem that fails no operation (a 'warning' event).
     virtual void Warn(const ErrorInfo& error) = 0;
+    // The GC timer ticked while the server is up (claimed by this process or not).
+    virtual void GcTick() = 0;
 
    protected:
     ~Host() = default;

@@ -176,13 +176,32 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
   placement_->Order(id, &order_);
   const bool home_down = servers_[order_.front()].get() != home;
   std::vector<Server*> targets;
+  std::vector<int> missing;  // a logout's: the servers it cannot reach now
   for (auto& server : servers_) {
-    if (server.get() == home || server->routable()) targets.push_back(server.get());
+    if (server.get() == home || server->routable()) {
+      targets.push_back(server.get());
+    } else if (logout) {
+      missing.push_back(server->index());
+    }
   }
+  size_t records = 0;
+  for (Server* server : targets) records += !missing.empty() && server->keeps_records();
   auto removed = std::make_shared<bool>(false);
-  auto join = NewJoin(env, targets.size(),
+  auto join = NewJoin(env, targets.size() + records,
                       [removed](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
-  const std::string version = std::to_string(NextVersion());
+  const long long issued = NextVersion();
+  const std::string version = std::to_string(issued);
+  // why: a server that misses a logout may hold a live copy of the session
+  // (written there while it stood in for home), and nothing else would give it
+  // a tombstone: the logout is recorded on every server that is up, so that
+  // it runs there before it is up again in any process (records.cc). Unlike a
+  // revocation it is not kept in this process's memory as well: a server that
+  // returns while every server that keeps the record is down stands in
+  // without it, and the created rule (copies.h) ends a copy it then takes.
+  Missed missed;
+  missed.logout = true;
+  missed.subject = id;
+  missed.version = issued;
   for (Server* server : targets) {
     auto op = std::make_unique<Op>();
     const bool is_home = server == home;
@@ -196,11 +215,33 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
     op->key = id;
     op->reroutable = is_home;
     op->batchable = true;
-    op->done = [this, join, removed, is_home](Op& op) {
+    const int target = server->index();
+    op->done = [this, join, removed, is_home, logout, missed, target](Op& op) {
       if (!op.error && AffectedRows(op.results[0].get()) > 0) *removed = true;
+      // A logout that did not run there (failed, or resent elsewhere) with
+      // the server lost meanwhile: as for one down at the call, but the
+      // record comes after (only then is it one more round trip).
+      if (logout && (op.error || op.server != target) &&
+          servers_[target]->state() != Server::State::kUp) {
+        ++join->remaining;
+        Record(missed, {target}, Holders(servers_[target].get()),
+               [this, join](bool) { StepDone(join, {}); });
+      }
       StepDone(join, is_home ? op.error : ErrorInfo{});
     };
     Submit(server, std::move(op));
+    if (missing.empty() || !server->keeps_records()) continue;  // as counted above
+    // The record follows the logout on the same connection (same key), in
+    // the same write batch when batches are on, after its tombstone (whose
+    // lifetime it takes). Its own op: a failure (the table dropped since
+    // setup) fails the record alone, and the logout's resend to another
+    // server (home's) never carries a statement that server may not take.
+    auto record = std::make_unique<Op>();
+    record->statements.push_back(RecordStatement(missed, missing));
+    record->key = id;
+    record->batchable = true;
+    record->done = [this, join](Op&) { StepDone(join, {}); };
+    Submit(server, std::move(record));
   }
   return join->deferred.Promise();
 }

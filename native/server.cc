@@ -196,6 +196,7 @@ void Server::Reconnect() {
     slot.conn->Retire();  // may close (and forget) it at once when idle
   }
   slots_.clear();
+  EndSetup();
   attempts_ = 0;
   if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   Start();
@@ -213,6 +214,7 @@ void Server::Reconnect() {
 // start) and returns their unsettled ops, for the caller to resend once the
 // server is marked down.
 std::deque<OpPtr> Server::DropConnections(const ErrorInfo& error) {
+  EndSetup();
   std::vector<Slot> slots = std::move(slots_);
   slots_.clear();
   std::deque<OpPtr> ops;
@@ -227,6 +229,11 @@ std::deque<OpPtr> Server::DropConnections(const ErrorInfo& error) {
 }
 
 void Server::Close() {
+  EndSetup();
+  if (before_up_timer_ != nullptr) {
+    CloseHandle(loop_, before_up_timer_);
+    before_up_timer_ = nullptr;
+  }
   for (Slot& slot : slots_) {
     if (slot.conn != nullptr) slot.conn->Close();
   }
@@ -304,7 +311,10 @@ bool Server::RejectReadOnly(Connection* conn, const PGresult* role) {
 }
 
 Statement Server::CheckStatement() const {
-  return std::move(Statement::Text(sql_->check).Bind(table_).Bind(housekeeping_table_));
+  return std::move(Statement::Text(sql_->check)
+                       .Bind(table_)
+                       .Bind(housekeeping_table_)
+                       .Bind(sql_->records_table));
 }
 
 void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
@@ -328,6 +338,7 @@ void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
       Note(&table_found_, found(0));
       Note(&housekeeping_found_, found(3));
       Note(&index_found_, found(4));
+      Note(&records_found_, found(5));
     }
     SetupChecked(conn, op);
   };
@@ -335,20 +346,31 @@ void Server::CheckUnderLock(Connection* conn, std::vector<Statement> ddl) {
 }
 
 void Server::CreateHousekeeping(Connection* conn) {
-  // The session table exists (perhaps made by PHP) but the record of
-  // housekeeping runs does not yet. Failing to create it (no CREATE right)
-  // only leaves housekeeping uncoordinated; sessions are served regardless.
+  // The session table exists (perhaps made by PHP, or by a version before
+  // records) but the record of housekeeping runs or the records table does not
+  // yet. Failing to create them (no CREATE right) only leaves housekeeping
+  // uncoordinated and nothing recorded here; sessions are served regardless.
   auto create = std::make_unique<Op>();
   create->setup = true;
   create->statements.push_back(Statement::Text(sql_->lock).Bind(kDdlLock));
   create->statements.push_back(CheckStatement());
   create->statements.push_back(Statement::Text(sql_->create_housekeeping));
+  create->statements.push_back(Statement::Text(sql_->create_records));
+  create->statements.push_back(CheckStatement());
   create->done = [this, conn](Op& op) {
     if (op.error) {
       Note(&housekeeping_found_, Found::kMissing);
+      Note(&records_found_, Found::kMissing);
     } else {
-      const bool existed = PQgetvalue(op.results[1].get(), 0, 3)[0] == 't';
+      const PGresult* before = op.results[1].get();
+      const bool existed = PQgetvalue(before, 0, 3)[0] == 't';
       Note(&housekeeping_found_, existed ? Found::kExisted : Found::kCreated);
+      // An existing records table the role may not use stays unusable.
+      const bool had_records = PQgetvalue(before, 0, 5)[0] == 't';
+      const bool has_records = PQgetvalue(op.results.back().get(), 0, 5)[0] == 't';
+      Note(&records_found_, had_records   ? Found::kExisted
+                            : has_records ? Found::kCreated
+                                          : Found::kMissing);
     }
     if (SlotOf(conn) != nullptr) Prepare(conn);
   };
@@ -432,6 +454,7 @@ void Server::SetupChecked(Connection* conn, Op& op) {
     }
     ddl.push_back(Statement::Text(sql.create_user_index));
     ddl.push_back(Statement::Text(sql.create_housekeeping));
+    ddl.push_back(Statement::Text(sql.create_records));
     CheckUnderLock(conn, std::move(ddl));
     return;
   }
@@ -477,14 +500,17 @@ void Server::SetupChecked(Connection* conn, Op& op) {
   Note(&table_found_, Found::kExisted);
   Note(&index_found_, PQgetvalue(r, 0, 4)[0] == 't' ? Found::kExisted : Found::kMissing);
   const bool has_housekeeping = PQgetvalue(r, 0, 3)[0] == 't';
+  const bool has_records = PQgetvalue(r, 0, 5)[0] == 't';
   if (has_housekeeping) Note(&housekeeping_found_, Found::kExisted);
-  // why: a connection that created the table created this one with it.
-  if (!has_housekeeping && create_table_ && !slot->took(Setup::kCreatingTable) &&
-      Advance(slot, Setup::kCreatingHousekeeping)) {
+  if (has_records) Note(&records_found_, Found::kExisted);
+  // why: a connection that created the table created these with it.
+  if ((!has_housekeeping || !has_records) && create_table_ &&
+      !slot->took(Setup::kCreatingTable) && Advance(slot, Setup::kCreatingHousekeeping)) {
     CreateHousekeeping(conn);
     return;
   }
   if (!has_housekeeping) Note(&housekeeping_found_, Found::kMissing);
+  if (!has_records) Note(&records_found_, Found::kMissing);
   Prepare(conn);
 }
 
@@ -532,8 +558,10 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
     conn->Fail(std::move(op.error));
     return;
   }
+  // why: marked ready only once BeforeUp has run, so that no session
+  // operation queued meanwhile (a fresh process routes to a server during its
+  // first connect) goes out before what the server missed is replayed there.
   Advance(slot, Setup::kReady);
-  conn->MarkReady();
   for (const Slot& s : slots_) {
     if (s.setup != Setup::kReady) return;  // up once every connection is
   }
@@ -541,29 +569,66 @@ void Server::SetupPrepared(Connection* conn, Op& op) {
 }
 
 void Server::BeforeUp(Connection* conn) {
-  // why: a revocation that could not reach this server must hold before any
-  // session is served from it again. Nothing is routed here until it is up
-  // (a server retried after a failure is not routable), so running it first
-  // on one of its connections is enough.
-  std::vector<Statement> pending = owner_->BeforeUp(index_);
-  if (pending.empty()) {
-    GoUp();
+  // why: a revocation or a logout that could not reach this server must hold
+  // before any session is served from it again. Nothing is routed here until
+  // it is up (a server retried after a failure is not routable), and what was
+  // queued during a first connect waits for the connections to be ready, so
+  // running it first on one of its connections is enough.
+  const uint64_t epoch = setup_epoch_;
+  BeforeUpCalls calls;
+  calls.send = [this, conn, epoch](OpPtr op) {
+    if (setup_epoch_ != epoch || SlotOf(conn) == nullptr) return false;
+    op->setup = true;
+    op->server = index_;
+    conn->Enqueue(std::move(op));
+    return true;
+  };
+  calls.done = [this, conn, epoch](ErrorInfo error) {
+    if (setup_epoch_ != epoch || !waiting_before_up_ || SlotOf(conn) == nullptr) return;
+    BeforeUpDone(conn, std::move(error));
+  };
+  waiting_before_up_ = true;
+  std::shared_ptr<BeforeUpWork> work = owner_->BeforeUp(index_, std::move(calls));
+  if (!waiting_before_up_ || setup_epoch_ != epoch) return;  // done already
+  before_up_ = std::move(work);
+  // The owner asks other servers; their answers are awaited as long as a
+  // connection of this one may take, no longer (docs/behaviour.md).
+  if (before_up_ == nullptr || timings_.connect_timeout_ms <= 0) return;
+  if (before_up_timer_ == nullptr) {
+    before_up_timer_ = new uv_timer_t;
+    uv_timer_init(loop_->loop(), before_up_timer_);
+    before_up_timer_->data = this;
+    loop_->HandleOpened();
+    uv_unref(reinterpret_cast<uv_handle_t*>(before_up_timer_));
+  }
+  uv_timer_start(before_up_timer_, OnBeforeUpTimer,
+                 static_cast<uint64_t>(timings_.connect_timeout_ms), 0);
+}
+
+void Server::OnBeforeUpTimer(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  Loop::JsScope scope(self->loop_);
+  std::shared_ptr<BeforeUpWork> work = self->before_up_;
+  if (work != nullptr && self->waiting_before_up_) work->Deadline();
+}
+
+void Server::BeforeUpDone(Connection* conn, ErrorInfo error) {
+  waiting_before_up_ = false;
+  before_up_.reset();
+  if (before_up_timer_ != nullptr) uv_timer_stop(before_up_timer_);
+  if (error) {
+    conn->Fail(std::move(error));  // still down; tried again on the next connect
     return;
   }
-  const size_t count = pending.size();
-  auto op = std::make_unique<Op>();
-  op->setup = true;
-  op->statements = std::move(pending);
-  op->done = [this, conn, count](Op& op) {
-    if (SlotOf(conn) == nullptr) return;
-    if (op.error) {
-      conn->Fail(std::move(op.error));  // still down; tried again on the next connect
-      return;
-    }
-    owner_->RanBeforeUp(index_, count);
-    GoUp();
-  };
-  conn->Enqueue(std::move(op));
+  for (Slot& slot : slots_) slot.conn->MarkReady();
+  GoUp();
+}
+
+void Server::EndSetup() {
+  ++setup_epoch_;
+  waiting_before_up_ = false;
+  before_up_.reset();
+  if (before_up_timer_ != nullptr) uv_timer_stop(before_up_timer_);
 }
 
 void Server::GoUp() {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -58,6 +59,26 @@ struct ServerConfig {
   double vacuum_interval = 0;
 };
 
+// What a server lends its owner while it gets ready to go up (ServerOwner::BeforeUp).
+struct BeforeUpCalls {
+  // Sends `op` on the server's connection ahead of any session operation;
+  // false (and `op` dropped, unsettled) once that setup has ended: the server
+  // failed, was reset or closed meanwhile.
+  std::function<bool(OpPtr)> send;
+  // The owner is done: the server goes up, or, given an error, its setup
+  // fails (it stays down and is tried again). Ignored once the setup ended.
+  std::function<void(ErrorInfo)> done;
+};
+
+// The owner's side of one BeforeUp, kept by the server until `done`.
+class BeforeUpWork {
+ public:
+  virtual ~BeforeUpWork() = default;
+  // The server waits no longer for answers from other servers (its connect
+  // timeout has passed since BeforeUp): go on with what has come.
+  virtual void Deadline() = 0;
+};
+
 // What a server tells the layer above it (the handler), or asks of it.
 class ServerOwner {
  public:
@@ -72,11 +93,14 @@ class ServerOwner {
   virtual void Warn(const ErrorInfo& error) = 0;
   // The server came up or went down.
   virtual void ServerChanged(int server, bool up) = 0;
-  // What must run on the server before it is up again (revocations that
-  // could not reach it): one op's statements, none when nothing waits.
-  virtual std::vector<Statement> BeforeUp(int server) = 0;
-  // The statements BeforeUp gave ran (committed): they are done with.
-  virtual void RanBeforeUp(int server, size_t statements) = 0;
+  // Every connection of `server` is set up: what it missed (revocations,
+  // logouts) runs there now, through `calls`, before it is up; `calls.done`
+  // ends it (perhaps before this returns). The work returned hears of the
+  // deadline; none is needed when `done` was called already.
+  virtual std::shared_ptr<BeforeUpWork> BeforeUp(int server, BeforeUpCalls calls) = 0;
+  // A GC tick of `server`'s housekeeping timer (every process, every
+  // gcInterval): records held there for servers that are up are replayed.
+  virtual void SweepRecords(int server) = 0;
 
  protected:
   ~ServerOwner() = default;
@@ -126,6 +150,12 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   // ranges, docs/operations.md) as much as on one whose index was dropped.
   Found index_found() const { return index_found_; }
   Found housekeeping_found() const { return housekeeping_found_; }
+  // The table of records of what other servers missed (Sql::records_table).
+  Found records_found() const { return records_found_; }
+  // Whether records can be kept here: its setup found (or made) their table.
+  bool keeps_records() const {
+    return records_found_ == Found::kExisted || records_found_ == Found::kCreated;
+  }
   // The version column: kCreated when this handler added it.
   Found version_found() const { return version_found_; }
   // The host and port of the entry that the server's connections use while it
@@ -144,6 +174,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   bool closing() const override { return owner_->closing(); }
   void SubmitTracked(OpPtr op) override { owner_->SubmitTo(this, std::move(op)); }
   void Warn(const ErrorInfo& error) override { owner_->Warn(error); }
+  void GcTick() override { owner_->SweepRecords(index_); }
 
   void SubmitBarrier(OpPtr op);
   void SetState(State state);
@@ -157,7 +188,7 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
     kCreatingTable,         // table, index and housekeeping table, under the DDL lock
     kRechecking,            // the table check again, under the DDL lock
     kAddingVersion,         // the version column, under the DDL lock
-    kCreatingHousekeeping,  // the housekeeping record table alone
+    kCreatingHousekeeping,  // the housekeeping and records tables alone
     kPreparing,             // the statements, prepared
     kReady,                 // ordinary ops go out
   };
@@ -193,9 +224,15 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   static void Note(Found* field, Found value);
   void Prepare(Connection* conn);
   void SetupPrepared(Connection* conn, Op& op);
-  // Every connection is ready: runs what the owner wants done before the
-  // server is up (BeforeUp), on `conn`, then announces it up.
+  // Every connection is set up: runs what the owner wants done before the
+  // server is up (BeforeUp), on `conn`, then makes them ready and announces
+  // the server up. Until then no session operation goes out on them.
   void BeforeUp(Connection* conn);
+  void BeforeUpDone(Connection* conn, ErrorInfo error);
+  // The current connections' setup is over (failed, reset, closed): what
+  // BeforeUp started for them is forgotten.
+  void EndSetup();
+  static void OnBeforeUpTimer(uv_timer_t* timer);
   void GoUp();
   void ScheduleRetry();
   void Failed(ErrorInfo error);
@@ -226,6 +263,12 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   Found housekeeping_found_ = Found::kUnknown;
   Found version_found_ = Found::kUnknown;
   Found index_found_ = Found::kUnknown;
+  Found records_found_ = Found::kUnknown;
+  // Counts the sets of connections: BeforeUp's calls act only on their own.
+  uint64_t setup_epoch_ = 0;
+  bool waiting_before_up_ = false;             // BeforeUp's owner has not called done yet
+  std::shared_ptr<BeforeUpWork> before_up_;    // its work, told of the deadline
+  uv_timer_t* before_up_timer_ = nullptr;      // owned; unref'd; the deadline
   bool announced_up_ = false;  // the last event was 'up' (reset() keeps it so)
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   std::string host_in_use_, port_in_use_;

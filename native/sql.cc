@@ -544,7 +544,11 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
       "to_regclass($2) IS NOT NULL, "
       "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
       "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-      "WHERE i.indrelid = c.oid AND a.attname = 'sess_expire') "
+      "WHERE i.indrelid = c.oid AND a.attname = 'sess_expire'), "
+      "CASE WHEN to_regclass($3) IS NULL THEN false "
+      "ELSE has_table_privilege(to_regclass($3), 'SELECT') "
+      "AND has_table_privilege(to_regclass($3), 'INSERT') "
+      "AND has_table_privilege(to_regclass($3), 'DELETE') END "
       "FROM (SELECT to_regclass($1) AS oid) c";
 
   const std::string& hk = o.housekeeping;
@@ -552,6 +556,53 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                         " (job text PRIMARY KEY, last_start double precision, "
                         "last_finish double precision, runs bigint NOT NULL DEFAULT 0, "
                         "last_removed bigint, last_duration double precision, last_error text)";
+  // Next to the housekeeping table, in its schema.
+  records_table = hk;
+  const std::string hk_name = "\"session_pgsql_housekeeping\"";
+  const size_t hk_at = records_table.rfind(hk_name);
+  if (hk_at != std::string::npos && hk_at + hk_name.size() == records_table.size()) {
+    records_table.replace(hk_at, hk_name.size(), "\"session_pgsql_records\"");
+  } else {
+    records_table.insert(records_table.size() - 1, "_records");  // a name of its own
+  }
+  const std::string& rt = records_table;
+  // A record is kept once per holder: recording it again (a retry, another
+  // holder's view) changes nothing. `until` (Unix seconds, the holder's clock)
+  // is when no session it concerns can still be live: GC removes it then.
+  create_records = "CREATE TABLE IF NOT EXISTS " + rt +
+                   " (sess_table text NOT NULL, target text NOT NULL, kind text NOT NULL, "
+                   "subject text NOT NULL, version bigint NOT NULL, spared text NOT NULL, "
+                   "created_before bigint, recorded bigint NOT NULL, until bigint NOT NULL, "
+                   "PRIMARY KEY (sess_table, target, kind, subject, version, spared))";
+  const std::string record_into =
+      "INSERT INTO " + rt + " (sess_table, target, kind, subject, version, spared, "
+      "created_before, recorded, until) ";
+  // why: the user's sessions on the missed server were written before it went
+  // down, by the same application as the ones here, so they expire by the
+  // latest of these (and a session with the handler's lifetime, by a lifetime
+  // from now): a record older than that can concern no live session.
+  record_revoke = record_into + "SELECT $1, target, '" + kRecordRevoke +
+                  "', $3, $5::bigint, $4, $6::bigint, n.now, greatest(n.now + " + lifetime +
+                  ", (SELECT max(sess_expire) FROM " + t +
+                  " WHERE sess_custom = $3 AND sess_custom <> '' AND sess_expire >= n.now)) "
+                  "FROM (SELECT " + now + " AS now) n, unnest($2::text[]) AS target "
+                  "ON CONFLICT DO NOTHING";
+  // After the logout the tombstone's expiry is minus the end of the
+  // session's lifetime (see logout): the record lasts as long.
+  record_logout = record_into + "SELECT $1, target, '" + kRecordLogout +
+                  "', $3, $4::bigint, '', NULL, n.now, greatest(n.now + " + lifetime +
+                  ", (SELECT abs(greatest(sess_expire, -" + std::to_string(4 * kMaxLifetime) +
+                  ")) FROM " + t + " WHERE sess_id = $3)) "
+                  "FROM (SELECT " + now + " AS now) n, unnest($2::text[]) AS target "
+                  "ON CONFLICT DO NOTHING";
+  records_for = "SELECT target, kind, subject, version, spared, created_before FROM " + rt +
+                " WHERE sess_table = $1 AND target = ANY($2::text[]) ORDER BY recorded, version";
+  drop_records = "DELETE FROM " + rt +
+                 " WHERE sess_table = $1 AND (target, kind, subject, version, spared) IN "
+                 "(SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], "
+                 "$6::text[]))";
+  purge_records = "DELETE FROM " + rt + " WHERE sess_table = $1 AND until < " + now;
+
   const std::string clock = "extract(epoch from clock_timestamp())::float8";
   claim = "INSERT INTO " + hk + " AS h (job, last_start, runs) VALUES ($1, " + clock +
           ", 1) ON CONFLICT (job) DO UPDATE SET last_start = EXCLUDED.last_start, "

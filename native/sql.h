@@ -47,6 +47,19 @@ enum UserRowColumn : int {
   kUserRowColumns
 };
 
+// The columns of Sql::records_for, in order.
+enum RecordColumn : int {
+  kRecordTarget,
+  kRecordKind,     // kRecordRevoke or kRecordLogout
+  kRecordSubject,  // the user (revoke) or the stored key (logout)
+  kRecordVersion,
+  kRecordSpared,   // revoke: the ids spared, a text[] literal; logout: ''
+  kRecordBefore,   // revoke: sessions created later are spared; logout: null
+  kRecordColumns
+};
+inline constexpr const char* kRecordRevoke = "revoke";
+inline constexpr const char* kRecordLogout = "logout";
+
 // The name a statement with `text` is prepared under (see Sql::Prepared::name).
 std::string StatementName(const std::string& text);
 
@@ -246,10 +259,36 @@ struct Sql {
   std::vector<Prepared> prepared;  // what setup prepares
   long long gc_batch;              // rows per GC statement
 
-  // Setup: $1 = table, $2 = housekeeping table; one row:
-  // (exists, columns "a,b,…", unique_on_id, housekeeping_exists, expiry_index).
+  // Setup: $1 = table, $2 = housekeeping table, $3 = record table; one row:
+  // (exists, columns "a,b,…", unique_on_id, housekeeping_exists, expiry_index,
+  // records_usable: the records table exists and the role may read, add and
+  // delete records there).
   std::string check;
   std::string create_housekeeping;
+
+  // Durable records of what a server missed (a revocation, a logout), kept on
+  // the servers that were up, replayed on the one that missed it before it is
+  // up again (docs/behaviour.md). The table sits next to the housekeeping
+  // table, shared like it by every session table of the schema; each record
+  // names its session table, its target (ServerSpec::identity) and the replay.
+  // None of them is prepared: they run only while a server is down or coming
+  // back, and a server may lack the table (then nothing is recorded there).
+  std::string records_table;  // quoted, schema-qualified like the housekeeping table
+  std::string create_records;
+  // $1 table, $2 targets (text[]), $3 user, $4 ids spared (text[] literal, as
+  // text), $5 version, $6 created no later than. Runs before kRevokeStmt in
+  // its transaction: the record lasts until the user's sessions here expire.
+  std::string record_revoke;
+  // $1 table, $2 targets (text[]), $3 stored key, $4 version. Runs after
+  // kLogoutStmt: the record lasts as long as the tombstone it left.
+  std::string record_logout;
+  // $1 table, $2 targets (text[]): the records for them, in RecordColumn order.
+  std::string records_for;
+  // $1 table, then one array per key column (targets, kinds, subjects,
+  // versions, spared): deletes exactly those records.
+  std::string drop_records;
+  // $1 table: deletes the records whose bound has passed (GC).
+  std::string purge_records;
 
   // Housekeeping, on the session connection: $1 job, $2 interval seconds; a row
   // comes back only for the one process that may run the job now.

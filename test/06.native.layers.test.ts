@@ -11,7 +11,11 @@ import path from 'node:path';
 const NATIVE = path.join(__dirname, '..', 'native');
 
 // Files with no header of their own that define part of another module's class.
-const PARTS: Record<string, string> = { fanout: 'handler', recovery: 'handler' };
+const PARTS: Record<string, string> = {
+  fanout: 'handler',
+  records: 'handler',
+  recovery: 'handler',
+};
 
 // A module is x.h and x.cc together; its edges are the headers they include.
 function moduleGraph(dir: string): Map<string, Set<string>> {

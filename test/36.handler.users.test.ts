@@ -140,7 +140,7 @@ describe('36 handler: a user\u2019s sessions', function () {
     await login(h, bob, 'bob');
 
     const result = await h.destroySessionsOf('alice', { except: [ids[1]!] });
-    expect(result).to.deep.equal({ destroyed: 2, unreachable: [] });
+    expect(result).to.deep.equal({ destroyed: 2, unreachable: [], recorded: [] });
     expectTombstone(await rowOn(0, table, ids[0]!), 'alice on server 0');
     expectTombstone(await rowOn(2, table, ids[2]!), 'alice on server 2');
     expect((await h.read(ids[0]!)).isNew).to.equal(true);
@@ -155,6 +155,7 @@ describe('36 handler: a user\u2019s sessions', function () {
     expect(await h.destroySessionsOf('alice', { except: [ids[1]!] })).to.deep.equal({
       destroyed: 0,
       unreachable: [],
+      recorded: [],
     });
     expect((await h.destroySessionsOf('alice')).destroyed).to.equal(1);
     expect((await h.sessionsOf('alice')).sessions).to.deep.equal([]);
@@ -189,7 +190,7 @@ describe('36 handler: a user\u2019s sessions', function () {
     ]);
 
     const result = await h.destroySessionsOf('alice');
-    expect(result).to.deep.equal({ destroyed: 1, unreachable: [] });
+    expect(result).to.deep.equal({ destroyed: 1, unreachable: [], recorded: [] });
     expectTombstone(await rowOn(K, table, id), 'the row at home');
     expectTombstone(await rowOn(F, table, id), 'the copy on the stand-in');
     expect((await h.read(id)).isNew, 'the session after the revocation').to.equal(true);
@@ -208,7 +209,7 @@ describe('36 handler: a user\u2019s sessions', function () {
     await clusters()[K]!.stop({ mode: 'immediate' });
     await waitUntil('server 2 down', 10_000, () => h.status().servers[K]!.state !== 'up');
     const result = await h.destroySessionsOf('alice', { except: [kept] });
-    expect(result).to.deep.equal({ destroyed: 1, unreachable: [K] });
+    expect(result).to.deep.equal({ destroyed: 1, unreachable: [K], recorded: [K] });
     expect(h.status().servers[K]!.pendingRevocations).to.equal(1);
     expectTombstone(await rowOn(0, table, elsewhere), 'the session on a server that was up');
 
@@ -223,13 +224,25 @@ describe('36 handler: a user\u2019s sessions', function () {
     expect((await h.sessionsOf('alice')).sessions.map((s) => idOfRef(s.id))).to.deep.equal([kept]);
   });
 
-  it('closing with a revocation still pending says so (a warning), since it dies with the handler', async () => {
+  it('closing with a revocation still pending and recorded nowhere says so (a warning), since it dies with the handler', async () => {
     const K = 2;
-    const h = await make();
-    await login(h, idHomedOn(h, K), 'alice');
+    // A schema of its own whose servers have no records table (and may not create one): nothing
+    // keeps the revocation but this handler.
+    const schema = uniqueTable('norecords');
+    for (const server of [0, 1, 2]) await query(server, `CREATE SCHEMA ${schema}`);
+    const made = await make({ table: `${schema}.${table}` });
+    await login(made, idHomedOn(made, K), 'alice');
+    await made.close();
+    for (const server of [0, 1, 2])
+      await query(server, `DROP TABLE ${schema}.session_pgsql_records`);
+    const h = await make({ table: `${schema}.${table}`, createTable: false });
     await clusters()[K]!.stop({ mode: 'immediate' });
     await waitUntil('server 2 down', 10_000, () => h.status().servers[K]!.state !== 'up');
-    expect((await h.destroySessionsOf('alice')).unreachable).to.deep.equal([K]);
+    expect(await h.destroySessionsOf('alice')).to.deep.equal({
+      destroyed: 0,
+      unreachable: [K],
+      recorded: [],
+    });
     const warnings: Error[] = [];
     h.on('warning', (w: Error) => warnings.push(w));
     await h.close();

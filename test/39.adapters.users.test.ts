@@ -28,7 +28,7 @@ interface Store {
   destroySessionsOf(
     user: string | number,
     options?: { except?: readonly string[] },
-  ): Promise<{ destroyed: number; unreachable: number[] }>;
+  ): Promise<{ destroyed: number; unreachable: number[]; recorded: number[] }>;
   close(): Promise<void>;
 }
 
@@ -240,7 +240,11 @@ describe('39 adapters: a user\u2019s sessions (option user, sessionsOf, destroyS
           expect((await app.store.sessionsOf('bob')).sessions).to.have.length(1);
 
           // Log out everywhere else: b is logged out, a and bob stay.
-          expect(await post(a, '/logout-others')).to.deep.equal({ destroyed: 1, unreachable: [] });
+          expect(await post(a, '/logout-others')).to.deep.equal({
+            destroyed: 1,
+            unreachable: [],
+            recorded: [],
+          });
           expect((await okJson(b, '/me')).user).to.equal(null);
           expect((await okJson(a, '/me')).user).to.equal('alice');
           expect((await okJson(other, '/me')).user).to.equal('bob');
@@ -263,6 +267,7 @@ describe('39 adapters: a user\u2019s sessions (option user, sessionsOf, destroyS
           expect(await app.store.destroySessionsOf('bob')).to.deep.equal({
             destroyed: 1,
             unreachable: [],
+            recorded: [],
           });
           expect((await okJson(other, '/me')).user).to.equal(null);
         });
