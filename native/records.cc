@@ -171,6 +171,8 @@ struct Handler::Catchup : BeforeUpWork, std::enable_shared_from_this<Catchup> {
   int server = -1;
   BeforeUpCalls calls;
   size_t reading = 0;     // reads not answered yet
+  size_t reading_early = 0;  // of them, those of servers still connecting
+  bool grace_over = false;   // servers still connecting are awaited no longer
   bool late = false;      // the deadline passed: nothing more is awaited
   bool replaying = false;  // the reads are over (answered, or given up on)
   bool replayed = false;   // the replay on `server` has answered
@@ -181,6 +183,10 @@ struct Handler::Catchup : BeforeUpWork, std::enable_shared_from_this<Catchup> {
   std::vector<Held> inbound;   // kept by servers up here, for `server`
   std::vector<Held> outbound;  // kept by `server`, for servers up here
 
+  void GraceOver() override {
+    grace_over = true;
+    handler->CatchupStep(shared_from_this());
+  }
   void Deadline() override {
     late = true;
     handler->CatchupStep(shared_from_this());
@@ -200,9 +206,12 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
   // connection with this one (open(), reset()), whose setup runs side by side
   // with this one: asked on their connection as soon as it is open, ahead of
   // their own setup, since waiting for them to be up could wait on this one.
-  // Answers are awaited until the deadline (the connect timeout) at most; a
-  // server down, or retried after a failure, is not asked (see the outbound
-  // half below for what it keeps).
+  // Answers are awaited until the deadline (the connect timeout) at most, and
+  // those of servers still connecting only during the grace (Server::BeforeUp);
+  // a server down, or retried after a failure, is not asked (see the outbound
+  // half below for what it keeps). An answer that comes once the replay has
+  // been sent is left where it is: the records stay with their holder, which
+  // replays them here when it is up (and they are dropped only once replayed).
   std::vector<Server*> up;
   for (auto& other : servers_) {
     if (other.get() != self && other->state() == Server::State::kUp) up.push_back(other.get());
@@ -220,8 +229,10 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
         Statement::Text(sql_->records_for).Bind(table_).Bind(TextArray({identity})));
     op->read_only = true;
     const bool early = holder->state() != Server::State::kUp;
-    op->done = [this, c, holder, server](Op& op) {
-      if (!op.error) {
+    c->reading_early += early;
+    op->done = [this, c, holder, server, early](Op& op) {
+      c->reading_early -= early;
+      if (!op.error && !c->replaying) {
         for (Held& h : ReadHeld(op.results[0].get(), holder, [server](const std::string&) {
                return server;
              })) {
@@ -248,7 +259,7 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
     op->statements.push_back(
         Statement::Text(sql_->records_for).Bind(table_).Bind(TextArray(identities)));
     op->done = [this, c, self](Op& op) {
-      if (!op.error) {
+      if (!op.error && !c->replaying) {
         c->outbound = ReadHeld(op.results[0].get(), self, [this](const std::string& identity) {
           return ServerOfIdentity(identity);
         });
@@ -266,7 +277,8 @@ std::shared_ptr<BeforeUpWork> Handler::BeforeUp(int server, BeforeUpCalls calls)
 void Handler::CatchupStep(const std::shared_ptr<Catchup>& c) {
   if (c->finished) return;
   if (!c->replaying) {
-    if (c->reading > 0 && !c->late) return;
+    const size_t awaited = c->grace_over ? c->reading - c->reading_early : c->reading;
+    if (awaited > 0 && !c->late) return;
     c->replaying = true;
     // On the server itself: what this process remembers, then the records
     // (the same revocation may be both, or recorded on several servers:

@@ -93,6 +93,7 @@ Server::Slot* Server::SlotOf(const Connection* conn) {
 void Server::Start() {
   if (!slots_.empty() || owner_->closing()) return;
   slots_.resize(std::max<size_t>(1, timings_.connections));
+  started_at_ = NowSeconds();
   for (Slot& slot : slots_) {
     ConnectionConfig config;
     config.server = index_;
@@ -592,8 +593,19 @@ void Server::BeforeUp(Connection* conn) {
   if (!waiting_before_up_ || setup_epoch_ != epoch) return;  // done already
   before_up_ = std::move(work);
   // The owner asks other servers; their answers are awaited as long as a
-  // connection of this one may take, no longer (docs/behaviour.md).
+  // connection of this one may take, no longer (docs/behaviour.md). Those
+  // still making their first connection alongside this one are awaited for
+  // twice as long as this server took to get here (at least kMinGraceMs):
+  // why: one as healthy as this one has answered by then, and one that hangs
+  // (frozen, or a dead host's SYN unanswered) must not hold a fresh process's
+  // every session for the whole connect timeout. What such a server keeps for
+  // this one is replayed here when it comes up (records.cc).
   if (before_up_ == nullptr || timings_.connect_timeout_ms <= 0) return;
+  constexpr double kMinGraceMs = 100;
+  const double took_ms = (NowSeconds() - started_at_) * 1000;
+  const double grace_ms =
+      std::min(timings_.connect_timeout_ms, std::max(kMinGraceMs, 2 * took_ms));
+  before_up_left_ms_ = timings_.connect_timeout_ms - grace_ms;
   if (before_up_timer_ == nullptr) {
     before_up_timer_ = new uv_timer_t;
     uv_timer_init(loop_->loop(), before_up_timer_);
@@ -601,15 +613,23 @@ void Server::BeforeUp(Connection* conn) {
     loop_->HandleOpened();
     uv_unref(reinterpret_cast<uv_handle_t*>(before_up_timer_));
   }
-  uv_timer_start(before_up_timer_, OnBeforeUpTimer,
-                 static_cast<uint64_t>(timings_.connect_timeout_ms), 0);
+  uv_timer_start(before_up_timer_, OnBeforeUpTimer, static_cast<uint64_t>(grace_ms), 0);
 }
 
 void Server::OnBeforeUpTimer(uv_timer_t* timer) {
   auto* self = static_cast<Server*>(timer->data);
   Loop::JsScope scope(self->loop_);
   std::shared_ptr<BeforeUpWork> work = self->before_up_;
-  if (work != nullptr && self->waiting_before_up_) work->Deadline();
+  if (work == nullptr || !self->waiting_before_up_) return;
+  if (self->before_up_left_ms_ < 0) {
+    work->Deadline();
+    return;
+  }
+  // The grace is over; the deadline comes after what is left of it.
+  const double left_ms = self->before_up_left_ms_;
+  self->before_up_left_ms_ = -1;
+  uv_timer_start(timer, OnBeforeUpTimer, static_cast<uint64_t>(left_ms), 0);
+  work->GraceOver();  // may end the wait (and stop the timer) at once
 }
 
 void Server::BeforeUpDone(Connection* conn, ErrorInfo error) {

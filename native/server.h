@@ -74,6 +74,9 @@ struct BeforeUpCalls {
 class BeforeUpWork {
  public:
   virtual ~BeforeUpWork() = default;
+  // The server waits no longer for servers still making their first
+  // connection alongside it (see Server::BeforeUp for how long it waits).
+  virtual void GraceOver() = 0;
   // The server waits no longer for answers from other servers (its connect
   // timeout has passed since BeforeUp): go on with what has come.
   virtual void Deadline() = 0;
@@ -268,7 +271,9 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   uint64_t setup_epoch_ = 0;
   bool waiting_before_up_ = false;             // BeforeUp's owner has not called done yet
   std::shared_ptr<BeforeUpWork> before_up_;    // its work, told of the deadline
-  uv_timer_t* before_up_timer_ = nullptr;      // owned; unref'd; the deadline
+  uv_timer_t* before_up_timer_ = nullptr;      // owned; unref'd; the grace, then the deadline
+  double before_up_left_ms_ = 0;               // from the grace to the deadline
+  double started_at_ = 0;                      // Unix seconds: when Start() last connected
   bool announced_up_ = false;  // the last event was 'up' (reset() keeps it so)
   bool warned_unversioned_ = false;  // the warning that the table has no version column
   std::string host_in_use_, port_in_use_;

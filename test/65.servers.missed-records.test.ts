@@ -266,6 +266,25 @@ describe('65 servers: what a server missed is recorded and replayed on its retur
     expect((await h.read(revoked)).isNew).to.equal(true);
   });
 
+  it('a fresh process with a frozen server serves the others at once, not after the connect timeout', async () => {
+    // Each server asks the others for what it missed before it is up; one still making its first
+    // connection (here: frozen) is awaited only briefly, or every session of a process started
+    // during a stall would wait for the whole connect timeout.
+    frozen.push(freeze(X));
+    const h = make({ connectTimeout: 20 });
+    const ids = [idHomedOn(h, 0), idHomedOn(h, 1)];
+    await Promise.all(ids.map((id) => login(h, id, 'carol')));
+    expect(h.status().servers[X]!.state, 'the frozen server is still connecting').to.equal(
+      'connecting',
+    );
+    expect(
+      h
+        .status()
+        .servers.slice(0, 2)
+        .map((s) => s.state),
+    ).to.deep.equal(['up', 'up']);
+  });
+
   it('gc() replays records for a server that this process never lost (another lost it), and removes records past their bound', async () => {
     const h0 = await open();
     const revoked = idHomedOn(h0, X);
