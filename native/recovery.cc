@@ -195,9 +195,11 @@ Napi::Value Handler::DestroyEverywhere(Napi::Env env, const std::string& id, Ser
   // (written there while it stood in for home), and nothing else would give it
   // a tombstone: the logout is recorded on every server that is up, so that
   // it runs there before it is up again in any process (records.cc). Unlike a
-  // revocation it is not kept in this process's memory as well: a server that
-  // returns while every server that keeps the record is down stands in
-  // without it, and the created rule (copies.h) ends a copy it then takes.
+  // revocation it is not kept in this process's memory as well. why: logouts
+  // during an outage are many (every user's), and memory would grow with the
+  // outage; a server that returns while every server keeping the record is
+  // down goes without it, and the created rule (copies.h) ends a copy it
+  // takes then once home is back.
   Missed missed;
   missed.logout = true;
   missed.subject = id;
