@@ -606,13 +606,7 @@ void Server::BeforeUp(Connection* conn) {
   const double grace_ms =
       std::min(timings_.connect_timeout_ms, std::max(kMinGraceMs, 2 * took_ms));
   before_up_left_ms_ = timings_.connect_timeout_ms - grace_ms;
-  if (before_up_timer_ == nullptr) {
-    before_up_timer_ = new uv_timer_t;
-    uv_timer_init(loop_->loop(), before_up_timer_);
-    before_up_timer_->data = this;
-    loop_->HandleOpened();
-    uv_unref(reinterpret_cast<uv_handle_t*>(before_up_timer_));
-  }
+  if (before_up_timer_ == nullptr) before_up_timer_ = NewTimer();
   uv_timer_start(before_up_timer_, OnBeforeUpTimer, static_cast<uint64_t>(grace_ms), 0);
 }
 
@@ -695,15 +689,19 @@ void Server::Failed(ErrorInfo error) {
   ScheduleRetry();
 }
 
+uv_timer_t* Server::NewTimer() {
+  auto* timer = new uv_timer_t;
+  uv_timer_init(loop_->loop(), timer);
+  timer->data = this;
+  loop_->HandleOpened();
+  // why: a server's timers never keep the process alive by themselves.
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer));
+  return timer;
+}
+
 void Server::ScheduleRetry() {
   if (owner_->closing()) return;
-  if (retry_timer_ == nullptr) {
-    retry_timer_ = new uv_timer_t;
-    uv_timer_init(loop_->loop(), retry_timer_);
-    retry_timer_->data = this;
-    loop_->HandleOpened();
-    uv_unref(reinterpret_cast<uv_handle_t*>(retry_timer_));
-  }
+  if (retry_timer_ == nullptr) retry_timer_ = NewTimer();
   // Exponential backoff with jitter: half the step fixed, half random, so many
   // processes that lost the same server do not reconnect in lockstep.
   const double step = std::min(timings_.retry_max_ms,

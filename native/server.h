@@ -236,6 +236,8 @@ class Server : public ConnectionDelegate, private Housekeeping::Host {
   // BeforeUp started for them is forgotten.
   void EndSetup();
   static void OnBeforeUpTimer(uv_timer_t* timer);
+  // A timer of this server (data: this), unref'd; closed with CloseHandle.
+  uv_timer_t* NewTimer();
   void GoUp();
   void ScheduleRetry();
   void Failed(ErrorInfo error);

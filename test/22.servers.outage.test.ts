@@ -11,6 +11,7 @@ import { closedPort } from './support/net';
 import { rowsOn } from './support/rows';
 import { rejection } from './support/errors';
 import { sleep, waitUntil } from './support/wait';
+import { idHomedOn } from './support/users';
 
 /** Codes an operation may fail with while servers are down: each means "try again later". */
 const RETRYABLE = [
@@ -26,15 +27,6 @@ async function whereIs(table: string, id: string): Promise<number[]> {
   const found: number[] = [];
   for (const i of [0, 1, 2]) if ((await rowsOn(i, table, [id])).has(id)) found.push(i);
   return found;
-}
-
-/** A fresh id whose placement order starts with `home` (and, if given, then `next`). */
-function idHomedOn(h: SessionPgsql, home: number, next?: number): string {
-  for (;;) {
-    const id = newId();
-    const order = h.serversFor(id);
-    if (order[0] === home && (next === undefined || order[1] === next)) return id;
-  }
 }
 
 async function waitUp(h: SessionPgsql, index: number, ms = 5_000): Promise<void> {

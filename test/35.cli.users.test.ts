@@ -4,28 +4,14 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { SessionPgsql } from '../lib';
-import { clusters, db, newId, query, restartAll, uniqueTable } from './support/db';
+import { clusters, db, query, restartAll, uniqueTable } from './support/db';
 import { idOfRef, storedKey } from './support/hash-mode';
 import { fastRecovery } from './support/handlers';
 import { waitUntil } from './support/wait';
 import { CLI, runCli } from './support/cli';
+import { idHomedOn, login } from './support/users';
 
 const cli = (args: string[]) => runCli(args, {}, 60_000);
-
-/** A fresh id whose placement order starts with `home`. */
-function idHomedOn(h: SessionPgsql, home: number): string {
-  for (let i = 0; i < 10_000; i++) {
-    const id = newId();
-    if (h.serversFor(id)[0] === home) return id;
-  }
-  throw new Error(`no id homed on ${home}`);
-}
-
-async function login(h: SessionPgsql, id: string, user: string): Promise<void> {
-  const s = await h.read(id, { address: '198.51.100.4' });
-  s.setField(user);
-  await h.write(s, 'logged in');
-}
 
 /** Whether session `id` is stored live for `user` on test server `server`. */
 async function liveFor(server: number, table: string, id: string, user: string): Promise<boolean> {
@@ -66,7 +52,7 @@ describe('35 CLI: sessions and revoke', function () {
     expect(lines[0]).to.match(/^ID\s+SERVER\s+CREATED\s+LAST SEEN\s+EXPIRES\s+ADDRESSES$/);
     expect(lines).to.have.length(5);
     for (const id of ids) expect(run.stdout).to.include(storedKey(id)); // references
-    expect(lines[1]).to.match(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ.*198\.51\.100\.4$/);
+    expect(lines[1]).to.match(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ.*192\.0\.2\.1$/);
     expect(lines[4]).to.equal('3 live session(s) of alice');
 
     const json = await cli(['sessions', 'alice', '--json', ...args]);

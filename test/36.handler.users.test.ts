@@ -8,50 +8,10 @@ import { clusters, db, newId, query, restartAll, uniqueTable } from './support/d
 import { idOfRef } from './support/hash-mode';
 import { rejection } from './support/errors';
 import { fastRecovery, handlerFactory } from './support/handlers';
-import { sessionRow } from './support/rows';
 import { waitUntil } from './support/wait';
+import { expectTombstone, idHomedOn, login, rowOn } from './support/users';
 
 const NOW = 'floor(extract(epoch from now()))::bigint';
-
-/** A fresh id whose placement order starts with `home` (and, if given, then `next`). */
-function idHomedOn(h: SessionPgsql, home: number, next?: number): string {
-  for (let i = 0; i < 10_000; i++) {
-    const id = newId();
-    const order = h.serversFor(id);
-    if (order[0] === home && (next === undefined || order[1] === next)) return id;
-  }
-  throw new Error(`no id homed on ${home}`);
-}
-
-/** Stores session `id` for `user` (through a Session, as a request would). */
-async function login(
-  h: SessionPgsql,
-  id: string,
-  user: string,
-  address = '192.0.2.1',
-): Promise<void> {
-  const s = await h.read(id, { address });
-  s.setField(user);
-  expect(await h.write(s, `{"user":"${user}"}`)).to.equal(true);
-}
-
-interface Row {
-  sess_data: string;
-  sess_custom: string;
-  sess_expire: string;
-}
-
-async function rowOn(server: number, table: string, id: string): Promise<Row | undefined> {
-  return sessionRow<Row>(table, id, server);
-}
-
-/** A tombstone: empty data and custom field, a negative expiry. */
-function expectTombstone(row: Row | undefined, what: string): void {
-  expect(row, what).to.not.equal(undefined);
-  expect(row!.sess_data, what).to.equal('');
-  expect(row!.sess_custom, what).to.equal('');
-  expect(Number(row!.sess_expire), what).to.be.below(0);
-}
 
 describe('36 handler: a user\u2019s sessions', function () {
   this.timeout(60_000);

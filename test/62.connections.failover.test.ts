@@ -9,18 +9,10 @@ import { SessionPgsql, SessionPgsqlError } from '../lib';
 import { clusters, newId, restartAll, uniqueTable } from './support/db';
 import { fastRecovery } from './support/handlers';
 import { waitUntil } from './support/wait';
+import { idHomedOn } from './support/users';
 
 /** Writers issuing operations back to back: hundreds in flight at any time. */
 const WORKERS = 300;
-
-/** A fresh id whose placement order starts with `home`. */
-function idHomedOn(h: SessionPgsql, home: number): string {
-  for (let i = 0; i < 10_000; i++) {
-    const id = newId();
-    if (h.serversFor(id)[0] === home) return id;
-  }
-  throw new Error(`no id homed on server ${home} in 10,000 tries`);
-}
 
 async function waitUp(h: SessionPgsql, index: number): Promise<void> {
   await waitUntil(

@@ -14,48 +14,15 @@ import { freeze, type Frozen } from './support/freeze';
 import { closedAfterEach, fastRecovery } from './support/handlers';
 import { runCli } from './support/cli';
 import { waitUntil } from './support/wait';
+import { expectTombstone, idHomedOn, login, rowOn } from './support/users';
 
 const X = 2; // the server that misses things
 const F = 0; // a stand-in for it
-
-/** A fresh id whose placement order starts with `home` (and, if given, then `next`). */
-function idHomedOn(h: SessionPgsql, home: number, next?: number): string {
-  for (let i = 0; i < 10_000; i++) {
-    const id = newId();
-    const order = h.serversFor(id);
-    if (order[0] === home && (next === undefined || order[1] === next)) return id;
-  }
-  throw new Error(`no id homed on ${home}`);
-}
-
-async function login(h: SessionPgsql, id: string, user: string): Promise<void> {
-  const s = await h.read(id, { address: '192.0.2.1' });
-  s.setField(user);
-  expect(await h.write(s, `{"user":"${user}"}`)).to.equal(true);
-}
-
-interface Row {
-  sess_data: string;
-  sess_custom: string;
-  sess_expire: string;
-}
-
-async function rowOn(server: number, table: string, id: string): Promise<Row | undefined> {
-  const rows = await query<Row>(server, `SELECT * FROM "${table}" WHERE sess_id = $1`, [id]);
-  return rows[0];
-}
 
 /** Whether session `id` is stored live on `server` (not a tombstone, not expired). */
 async function liveOn(server: number, table: string, id: string): Promise<boolean> {
   const row = await rowOn(server, table, id);
   return row !== undefined && row.sess_data !== '' && Number(row.sess_expire) > Date.now() / 1000;
-}
-
-function expectTombstone(row: Row | undefined, what: string): void {
-  expect(row, what).to.not.equal(undefined);
-  expect(row!.sess_data, what).to.equal('');
-  expect(row!.sess_custom, what).to.equal('');
-  expect(Number(row!.sess_expire), what).to.be.below(0);
 }
 
 interface RecordRow {
@@ -94,6 +61,21 @@ describe('65 servers: what a server missed is recorded and replayed on its retur
     const h = make(options);
     await h.open();
     return h;
+  }
+
+  /**
+   * A session of alice homed on server 2, revoked while server 2 was down by a process that has
+   * closed since: only the records on the other servers know.
+   */
+  async function revokedWhileXDown(): Promise<string> {
+    const h0 = await open();
+    const revoked = idHomedOn(h0, X);
+    await login(h0, revoked, 'alice');
+    await stopX();
+    await waitUntil('server 2 down', 10_000, () => h0.status().servers[X]!.state !== 'up');
+    expect((await h0.destroySessionsOf('alice')).recorded).to.deep.equal([X]);
+    await h0.close();
+    return revoked;
   }
 
   beforeEach(() => {
@@ -184,13 +166,7 @@ describe('65 servers: what a server missed is recorded and replayed on its retur
   });
 
   it('a server that comes up after the one that missed the revocation replays on it what it keeps, before it is up itself', async () => {
-    const h0 = await open();
-    const revoked = idHomedOn(h0, X);
-    await login(h0, revoked, 'alice');
-    await stopX();
-    await waitUntil('server 2 down', 10_000, () => h0.status().servers[X]!.state !== 'up');
-    expect((await h0.destroySessionsOf('alice')).recorded).to.deep.equal([X]);
-    await h0.close();
+    const revoked = await revokedWhileXDown();
 
     // Server 2 back, both servers that keep the record down: a fresh process finds no record
     // for server 2 when it comes up (the window docs/operations.md describes).
@@ -241,13 +217,7 @@ describe('65 servers: what a server missed is recorded and replayed on its retur
   });
 
   it('setup does not wait on a frozen holder: the server comes up with what the others answered', async () => {
-    const h0 = await open();
-    const revoked = idHomedOn(h0, X);
-    await login(h0, revoked, 'alice');
-    await stopX();
-    await waitUntil('server 2 down', 10_000, () => h0.status().servers[X]!.state !== 'up');
-    expect((await h0.destroySessionsOf('alice')).recorded).to.deep.equal([X]);
-    await h0.close();
+    const revoked = await revokedWhileXDown();
 
     // Both holders up in this process, server 2 still down; then one holder hangs.
     const h = await open({ statementTimeout: 60 });
