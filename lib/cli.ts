@@ -15,8 +15,8 @@ const usage = `Usage: session-pgsql <command> [options]
 
 Commands:
   init      create the session table (with an expiry index before PostgreSQL 14) and the
-            housekeeping record table, and say which were created and which already existed
-            (for deployments whose application role may not create tables)
+            housekeeping and records tables, and say which were created and which already
+            existed (for deployments whose application role may not create tables)
   gc        delete expired sessions now on every server; prints rows removed per server
   vacuum    run VACUUM (ANALYZE) of the session table now on every server
   status    print each server's state and the table's size and row counts
@@ -183,8 +183,9 @@ function setupSummary(
     housekeeping: string | null;
     version: string | null;
     index: string | null;
+    records: string | null;
   },
-  names: { table: string; index: string; housekeeping: string },
+  names: { table: string; index: string; housekeeping: string; records: string },
 ): { created: string[]; existed: string[]; missing: string[] } {
   const out = { created: [] as string[], existed: [] as string[], missing: [] as string[] };
   const table = shown(names.table);
@@ -197,6 +198,10 @@ function setupSummary(
   if (setup.housekeeping === 'created') out.created.push(`housekeeping table ${housekeeping}`);
   if (setup.housekeeping === 'existed') out.existed.push(`housekeeping table ${housekeeping}`);
   if (setup.housekeeping === 'missing') out.missing.push(`housekeeping table ${housekeeping}`);
+  const records = shown(names.records);
+  if (setup.records === 'created') out.created.push(`records table ${records}`);
+  if (setup.records === 'existed') out.existed.push(`records table ${records}`);
+  if (setup.records === 'missing') out.missing.push(`records table ${records}`);
   // Created with the table, the column is no news; added to an existing one, it is the migration.
   if (setup.version === 'created' && setup.table !== 'created')
     out.created.push(`column ${table}.sess_version`);
@@ -212,7 +217,9 @@ function sentence(summary: { created: string[]; existed: string[]; missing: stri
   const costs = summary.missing.map((what) =>
     what.startsWith('column ')
       ? `${what} (a write a hung server runs late can replace a newer one there)`
-      : `${what} (GC and VACUUM runs go unrecorded)`,
+      : what.startsWith('records ')
+        ? `${what} (or this role may not use it: nothing another server misses is recorded here)`
+        : `${what} (GC and VACUUM runs go unrecorded)`,
   );
   if (costs.length > 0) parts.push(`could not create ${costs.join(', ')}`);
   return parts.join('; ');

@@ -10,6 +10,7 @@ export interface NativeConfig {
   table: string; // quoted identifier
   index: string; // quoted name of the expiry index
   housekeeping: string; // quoted name of the table recording GC/VACUUM runs
+  records: string; // quoted name of the table of what a server missed (next to housekeeping)
   sessionName: string;
   /** `'failover'` is the `failoverMode` option (list order for every id). */
   placement: 'rendezvous' | 'php' | 'failover';
@@ -127,6 +128,11 @@ export interface NativeServerStatus {
     housekeeping: SetupFinding;
     version: SetupFinding;
     index: SetupFinding;
+    /**
+     * The table of what other servers missed (`session_pgsql_records`); `'missing'` also when
+     * this role may not read, add and delete there: nothing is recorded on this server.
+     */
+    records: SetupFinding;
   };
   lastGc: HousekeepingRun | null;
   lastVacuum: HousekeepingRun | null;

@@ -361,7 +361,12 @@ function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-function tableNames(value: unknown): { table: string; index: string; housekeeping: string } {
+function tableNames(value: unknown): {
+  table: string;
+  index: string;
+  housekeeping: string;
+  records: string;
+} {
   if (typeof value !== 'string')
     throw invalid(`Expected a string for "table" but received ${show(value)}`);
   const parts = value.split('.');
@@ -388,6 +393,7 @@ function tableNames(value: unknown): { table: string; index: string; housekeepin
     table: parts.map(quoteIdentifier).join('.'),
     index: quoteIdentifier(index),
     housekeeping: `${schema}${quoteIdentifier('session_pgsql_housekeeping')}`,
+    records: `${schema}${quoteIdentifier('session_pgsql_records')}`,
   };
 }
 
@@ -600,7 +606,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
         `leave it true and set it on the database role instead (ALTER ROLE ... SET synchronous_commit = off)`,
     );
   }
-  const { table, index, housekeeping } = tableNames(options.table ?? defaults.table);
+  const { table, index, housekeeping, records } = tableNames(options.table ?? defaults.table);
   const { servers, redacted } = serverList(options.db ?? defaults.db);
   const createTable = boolean(options, 'createTable');
   const shortCircuit = boolean(options, 'shortCircuit');
@@ -613,6 +619,7 @@ export function resolveOptions(options: SessionPgsqlOptions = {}): ResolvedOptio
       table,
       index,
       housekeeping,
+      records,
       sessionName,
       placement: failoverMode ? 'failover' : placement,
       createTable,

@@ -15,6 +15,7 @@ ErrorInfo ReadConfig(Napi::Object object, HandlerConfig* config) {
   c.table = read.String("table");
   c.index = read.String("index");
   c.housekeeping = read.String("housekeeping");
+  c.records = read.String("records");
   c.session_name = read.String("sessionName");
   c.placement_name = read.String("placement");
   c.create_table = read.Boolean("createTable");

@@ -22,6 +22,7 @@ struct HandlerConfig {
   std::string table;         // quoted name, as given to to_regclass
   std::string index;         // quoted name of the expiry index
   std::string housekeeping;  // quoted name of the housekeeping record table
+  std::string records;       // quoted name of the table of what a server missed
   std::string session_name;
   std::string placement_name;  // 'rendezvous', 'php' or 'failover' (the failoverMode option)
   Placement::Mode placement = Placement::Mode::kRendezvous;

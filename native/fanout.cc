@@ -572,6 +572,7 @@ Napi::Value Handler::JsStatus(const Napi::CallbackInfo& info) {
     setup.Set("housekeeping", found(s.housekeeping_found()));
     setup.Set("version", found(s.version_found()));
     setup.Set("index", found(s.index_found()));
+    setup.Set("records", found(s.records_found()));
     o.Set("setup", setup);
     auto missed = missed_.find(static_cast<int>(i));
     size_t revocations = 0;

@@ -190,6 +190,7 @@ Handler::Handler(const Napi::CallbackInfo& info)
   sql_options.table = table_;
   sql_options.index = config.index;
   sql_options.housekeeping = housekeeping_;
+  sql_options.records = config.records;
   sql_options.max_lifetime = max_lifetime_;
   sql_options.keep_expired = keep_expired_;
   sql_ = std::make_unique<Sql>(sql_options);

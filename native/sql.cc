@@ -556,15 +556,7 @@ Sql::Sql(const SqlOptions& o) : gc_batch(o.gc_batch) {
                         " (job text PRIMARY KEY, last_start double precision, "
                         "last_finish double precision, runs bigint NOT NULL DEFAULT 0, "
                         "last_removed bigint, last_duration double precision, last_error text)";
-  // Next to the housekeeping table, in its schema.
-  records_table = hk;
-  const std::string hk_name = "\"session_pgsql_housekeeping\"";
-  const size_t hk_at = records_table.rfind(hk_name);
-  if (hk_at != std::string::npos && hk_at + hk_name.size() == records_table.size()) {
-    records_table.replace(hk_at, hk_name.size(), "\"session_pgsql_records\"");
-  } else {
-    records_table.insert(records_table.size() - 1, "_records");  // a name of its own
-  }
+  records_table = o.records;
   const std::string& rt = records_table;
   // A record is kept once per holder: recording it again (a retry, another
   // holder's view) changes nothing. `until` (Unix seconds, the holder's clock)

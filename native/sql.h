@@ -234,6 +234,7 @@ struct SqlOptions {
   std::string table;         // quoted identifier, optionally schema-qualified
   std::string index;         // quoted name of the expiry index (same schema as the table)
   std::string housekeeping;  // quoted name of the table recording GC/VACUUM runs
+  std::string records;       // quoted name of the records table (Sql::records_table)
   long long max_lifetime = 1440;
   bool keep_expired = false;
   int gc_batch = 1000;

@@ -100,6 +100,7 @@ describe('18 handler: status() and reset()', () => {
         housekeeping: null,
         version: null,
         index: null,
+        records: null,
       });
       await creator.open();
       const created = creator.status().servers[0]!.setup;
@@ -107,6 +108,7 @@ describe('18 handler: status() and reset()', () => {
       expect(created.version).to.equal('created');
       expect(created.housekeeping).to.be.oneOf(['created', 'existed']); // shared by the schema
       expect(created.index).to.equal('missing'); // PostgreSQL 14+: no expiry index
+      expect(created.records).to.be.oneOf(['created', 'existed']); // shared by the schema
       const finder = make();
       await finder.open();
       expect(finder.status().servers[0]!.setup).to.deep.equal({
@@ -114,6 +116,7 @@ describe('18 handler: status() and reset()', () => {
         housekeeping: 'existed',
         version: 'existed',
         index: 'missing',
+        records: 'existed',
       });
       const missing = make({ table: uniqueTable(), createTable: false, retryMinDelay: 5 });
       await rejection(missing.open());

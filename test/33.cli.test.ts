@@ -225,16 +225,18 @@ describe('33 CLI', function () {
       expect(await exists(`${schema}.${table}_expire_idx`)).to.equal(false);
       expect(await exists(`${schema}.session_pgsql_housekeeping`)).to.equal(true);
       expect(r.stdout).to.match(/^server 0 .*state=up.*rows=0/m);
+      expect(await exists(`${schema}.session_pgsql_records`)).to.equal(true);
       expect(r.stdout).to.include(
         `server 0: created table ${name}, ` +
-          `housekeeping table ${schema}.session_pgsql_housekeeping\n`,
+          `housekeeping table ${schema}.session_pgsql_housekeeping, ` +
+          `records table ${schema}.session_pgsql_records\n`,
       );
       // Running it again is fine, and says so.
       const again = await cli(['init', '--table', name], { SESSION_PGSQL_DB: db(1) });
       expect(again.code, again.stderr).to.equal(0);
       expect(again.stdout).to.include(
-        `server 0: table ${name}, housekeeping table ${schema}.session_pgsql_housekeeping ` +
-          'already existed\n',
+        `server 0: table ${name}, housekeeping table ${schema}.session_pgsql_housekeeping, ` +
+          `records table ${schema}.session_pgsql_records already existed\n`,
       );
       expect(again.stdout).to.not.include('created');
     });
@@ -247,6 +249,7 @@ describe('33 CLI', function () {
         created: [
           `table ${schema}.${table}`,
           `housekeeping table ${schema}.session_pgsql_housekeeping`,
+          `records table ${schema}.session_pgsql_records`,
         ],
         existed: [],
         missing: [],
@@ -255,7 +258,8 @@ describe('33 CLI', function () {
       expect(second.code, second.stderr).to.equal(0);
       expect(second.stdout).to.include(
         `server 0: created table ${schema}.${table}_2; ` +
-          `housekeeping table ${schema}.session_pgsql_housekeeping already existed\n`,
+          `housekeeping table ${schema}.session_pgsql_housekeeping, ` +
+          `records table ${schema}.session_pgsql_records already existed\n`,
       );
     });
 
