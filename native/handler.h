@@ -37,6 +37,8 @@ namespace spg {
 // A PostgreSQL text[] literal of `values`, each quoted.
 std::string TextArray(const std::vector<std::string>& values);
 
+struct Held;  // a record read back from the server keeping it (records.cc)
+
 // What a server missed, to replay there before it is up again: a revocation
 // of a user's sessions (kRevokeStmt) or a logout (kLogoutStmt). Recorded on
 // the servers that were up (records.cc); a revocation is also kept in the
@@ -186,6 +188,15 @@ class Handler : public Napi::ObjectWrap<Handler>,
   void Sweep(Server* holder, std::function<void()> then);
   struct Catchup;
   void CatchupStep(const std::shared_ptr<Catchup>& catchup);
+  // Of `held`, the records for servers up here (but `except`), by server.
+  std::unordered_map<int, std::vector<const Held*>> ByTarget(const std::vector<Held>& held,
+                                                              int except) const;
+  // Runs `records` (kept by `holder`, all for `target`) on `target`, then
+  // deletes them from `holder`: `replayed` once the run has answered,
+  // `dropped` once the delete has too (at once when the run failed, or the
+  // holder is down).
+  void HandOver(Server* holder, int target, const std::vector<const Held*>& records,
+                std::function<void()> replayed, std::function<void()> dropped);
 
   Environment* environment_;
   Napi::FunctionReference events_;    // (name, payload) => void, set by the facade

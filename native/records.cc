@@ -17,8 +17,6 @@
 
 namespace spg {
 
-namespace {
-
 // A record read back from the server that keeps it.
 struct Held {
   Server* holder = nullptr;
@@ -26,6 +24,8 @@ struct Held {
   std::string identity;  // the target's, as stored
   Missed missed;
 };
+
+namespace {
 
 // The rows of Sql::records_for as records held by `holder`; `target_of` maps
 // an identity to a server index (-1: none of ours).
@@ -326,35 +326,54 @@ void Handler::CatchupStep(const std::shared_ptr<Catchup>& c) {
       }
     }
     // What this server keeps for the others: replayed on each that is still
-    // up, then dropped here (sent now, it goes out once the server is up).
-    std::unordered_map<int, std::vector<const Held*>> by_target;
-    for (const Held& h : c->outbound) {
-      if (h.target >= 0 && h.target != c->server &&
-          servers_[h.target]->state() == Server::State::kUp) {
-        by_target[h.target].push_back(&h);
-      }
-    }
-    for (auto& [target, records] : by_target) {
-      auto op = std::make_unique<Op>();
-      for (const Held* h : records) op->statements.push_back(Replay(h->missed));
+    // up, then dropped here (sent now, it goes out once the server is up, so
+    // it is not awaited).
+    for (auto& [target, records] : ByTarget(c->outbound, c->server)) {
       ++c->applying;
-      op->done = [this, c, records = records](Op& op) {
+      auto replayed = [this, c] {
         --c->applying;
-        if (!op.error) {
-          auto drop = std::make_unique<Op>();
-          drop->statements.push_back(DropStatement(*sql_, table_, records));
-          drop->done = [](Op&) {};
-          Submit(servers_[c->server].get(), std::move(drop));
-        }
         CatchupStep(c);
       };
-      Submit(servers_[target].get(), std::move(op));
+      HandOver(servers_[c->server].get(), target, records, replayed, [] {});
     }
   }
   if (!c->replayed) return;
   if (!c->error && c->applying > 0 && !c->late) return;
   c->finished = true;
   c->calls.done(c->error);
+}
+
+std::unordered_map<int, std::vector<const Held*>> Handler::ByTarget(
+    const std::vector<Held>& held, int except) const {
+  std::unordered_map<int, std::vector<const Held*>> out;
+  for (const Held& h : held) {
+    if (h.target >= 0 && h.target != except &&
+        servers_[h.target]->state() == Server::State::kUp) {
+      out[h.target].push_back(&h);
+    }
+  }
+  return out;
+}
+
+void Handler::HandOver(Server* holder, int target, const std::vector<const Held*>& records,
+                       std::function<void()> replayed, std::function<void()> dropped) {
+  auto run = std::make_unique<Op>();
+  for (const Held* h : records) run->statements.push_back(Replay(h->missed));
+  // Both built now: the records read back need not outlive this call.
+  auto drop = std::make_shared<Statement>(DropStatement(*sql_, table_, records));
+  run->done = [this, holder, drop, replayed, dropped](Op& op) {
+    if (op.error || holder->state() == Server::State::kDown) {
+      replayed();
+      dropped();
+      return;
+    }
+    auto del = std::make_unique<Op>();
+    del->statements.push_back(std::move(*drop));
+    del->done = [dropped](Op&) { dropped(); };
+    Submit(holder, std::move(del));
+    replayed();
+  };
+  Submit(servers_[target].get(), std::move(run));
 }
 
 void Handler::SweepRecords(int server) {
@@ -396,27 +415,9 @@ void Handler::Sweep(Server* holder, std::function<void()> then) {
     auto step = [state] {
       if (--state->remaining == 0) state->then();
     };
-    std::unordered_map<int, std::vector<const Held*>> by_target;
-    for (const Held& h : state->held) {
-      if (h.target >= 0 && servers_[h.target]->state() == Server::State::kUp) {
-        by_target[h.target].push_back(&h);
-      }
-    }
-    for (auto& [target, records] : by_target) {
-      auto replay = std::make_unique<Op>();
-      for (const Held* h : records) replay->statements.push_back(Replay(h->missed));
+    for (auto& [target, records] : ByTarget(state->held, holder->index())) {
       ++state->remaining;
-      replay->done = [this, holder, state, step, records = records](Op& op) {
-        if (op.error || holder->state() != Server::State::kUp) {
-          step();
-          return;
-        }
-        auto drop = std::make_unique<Op>();
-        drop->statements.push_back(DropStatement(*sql_, table_, records));
-        drop->done = [step](Op&) { step(); };
-        Submit(holder, std::move(drop));
-      };
-      Submit(servers_[target].get(), std::move(replay));
+      HandOver(holder, target, records, [] {}, step);
     }
     step();
   };
