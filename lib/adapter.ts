@@ -5,6 +5,7 @@ import { ErrorCode, SessionPgsqlError } from './errors';
 import { SessionPgsql, withAdapterId, type ReadContext, type WriteOptions } from './handler';
 import { LONE_SURROGATE, type SessionPgsqlOptions } from './options';
 import type { Session } from './session';
+import type { UserOption } from './users';
 
 /**
  * Loads a framework package that an adapter needs (an optional peer
@@ -149,6 +150,11 @@ export interface AdapterOptions {
    * never undone by a request that read the session before it. Default `true`.
    */
   mergeWrites?: boolean;
+  /**
+   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
+   * a key path such as `'passport.user'` or `'userId'`, or a function of the session object.
+   */
+  user?: UserOption;
 }
 
 /** `mergeWrites` checked (a boolean, default true). */

@@ -30,9 +30,9 @@ import type { Session } from './session';
 import {
   storeDestroySessionsOf,
   storeSessionsOf,
-  UserField,
+  userFieldOf,
   userWrite,
-  type UserOption,
+  type UserField,
 } from './users';
 
 // The store's types are written here, not taken from @types/express-session,
@@ -76,11 +76,6 @@ export interface ExpressStoreOptions extends AdapterOptions {
    * Default `60`; `0` touches every time; at most 2147483647.
    */
   touchAfter?: number;
-  /**
-   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
-   * a key path such as `'passport.user'`, or a function of the session object.
-   */
-  user?: UserOption;
 }
 
 /** An express middleware, as `guard()` returns it. */
@@ -135,7 +130,7 @@ export class ExpressStore extends session.Store {
       MAX_LIFETIME_SECONDS,
     );
     this.#mergeWrites = mergeWritesOf(options);
-    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
+    this.#users = userFieldOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
     const status = this.handler.status();
     this.#maxLifetime = status.maxLifetime;

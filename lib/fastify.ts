@@ -23,19 +23,13 @@ import type {
 import {
   storeDestroySessionsOf,
   storeSessionsOf,
-  UserField,
+  userFieldOf,
   userWrite,
-  type UserOption,
+  type UserField,
 } from './users';
 
 /** Options of a FastifyStore. */
-export interface FastifyStoreOptions extends AdapterOptions {
-  /**
-   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
-   * a key path such as `'userId'`, or a function of the session object.
-   */
-  user?: UserOption;
-}
+export type FastifyStoreOptions = AdapterOptions;
 
 type Callback = (err?: any) => void;
 type CallbackSession = (err: any, session?: any) => void;
@@ -84,7 +78,7 @@ export class FastifyStore {
 
   constructor(handlerOrOptions: HandlerOrOptions, options: FastifyStoreOptions = {}) {
     this.#mergeWrites = mergeWritesOf(options);
-    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
+    this.#users = userFieldOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 

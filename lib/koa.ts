@@ -23,19 +23,13 @@ import type {
 import {
   storeDestroySessionsOf,
   storeSessionsOf,
-  UserField,
+  userFieldOf,
   userWrite,
-  type UserOption,
+  type UserField,
 } from './users';
 
 /** Options of a KoaStore. */
-export interface KoaStoreOptions extends AdapterOptions {
-  /**
-   * Where a session names its user, kept in `sess_custom` for `sessionsOf`/`destroySessionsOf`:
-   * a key path such as `'user.id'`, or a function of the session object.
-   */
-  user?: UserOption;
-}
+export type KoaStoreOptions = AdapterOptions;
 
 interface KoaContext {
   ip?: string;
@@ -73,7 +67,7 @@ export class KoaStore {
 
   constructor(handlerOrOptions: HandlerOrOptions, options: KoaStoreOptions = {}) {
     this.#mergeWrites = mergeWritesOf(options);
-    this.#users = options?.user === undefined ? undefined : new UserField(options.user);
+    this.#users = userFieldOf(options);
     ({ handler: this.handler, owned: this.#owned } = adoptHandler(handlerOrOptions));
   }
 

@@ -4,7 +4,7 @@
 // the rules here: what names a user, and when the field must be written.
 // Imports of adapter.ts and handler.ts are used only inside functions: handler.ts imports this
 // file for requiredUser, and they import each other, so nothing here runs at load time.
-import { idFromStored, storedId } from './adapter';
+import { idFromStored, storedId, type AdapterOptions } from './adapter';
 import { describe, ErrorCode, SessionPgsqlError } from './errors';
 import {
   withAdapterId,
@@ -134,6 +134,11 @@ export class UserField {
     this.seen(key, user);
     return { custom: user };
   }
+}
+
+/** The adapter option `user` checked: its UserField, or undefined without the option. */
+export function userFieldOf(options: AdapterOptions | undefined): UserField | undefined {
+  return options?.user === undefined ? undefined : new UserField(options.user);
 }
 
 /**
