@@ -81,6 +81,22 @@ interface App {
 
 type Framework = 'express' | 'fastify' | 'koa';
 
+/** `server` listening on a free loopback port, as an App; closing it closes `store` too. */
+async function served(
+  server: http.Server,
+  store: { handler: SessionPgsql; close(): Promise<void> },
+): Promise<App> {
+  const url = await listen(server);
+  return {
+    url,
+    handler: store.handler,
+    async close() {
+      await closeServer(server);
+      await store.close();
+    },
+  };
+}
+
 async function startExpress(
   handlerOptions: SessionPgsqlOptions,
   gate: Gate,
@@ -104,16 +120,7 @@ async function startExpress(
   app.get('/show', (req, res) => {
     res.json(actions.show(req.session));
   });
-  const server = http.createServer(app);
-  const url = await listen(server);
-  return {
-    url,
-    handler: store.handler,
-    async close() {
-      await closeServer(server);
-      await store.close();
-    },
-  };
+  return served(http.createServer(app), store);
 }
 
 async function startFastify(
@@ -185,16 +192,7 @@ async function startKoa(
       ctx.status = 404;
     }
   });
-  const server = http.createServer(app.callback());
-  const url = await listen(server);
-  return {
-    url,
-    handler: store.handler,
-    async close() {
-      await closeServer(server);
-      await store.close();
-    },
-  };
+  return served(http.createServer(app.callback()), store);
 }
 
 const starters: Record<Framework, typeof startExpress> = {
